@@ -22,12 +22,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sbrnn.child.config import ARCHS
 from sbrnn.child.spec import BLOCKS
 
 SCHEMA_VERSION = 1
 
 STATUSES = ("ok", "diverged", "failed")
-ARCHS = ("sbrnn", "dense", "uniform", "lstm")
 
 
 @dataclass
