@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from sbrnn.child.spec import Grid
+from sbrnn.child.spec import Grid, as_grid
 from sbrnn.errors import SbrnnError
 
 ARCHS = ("sbrnn", "dense", "uniform", "lstm")
@@ -48,6 +48,13 @@ class RunConfig:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        # Normalise types so equal configs hash equally (100000 and 100000.0 are one budget).
+        for name in ("densities", "means", "stds"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, as_grid(getattr(self, name), name))
+        for name in ("budget", "lr", "uniform_density"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
         checks = [
             (self.arch in ARCHS, f"arch {self.arch!r} is unknown; allowed: {', '.join(ARCHS)}"),
             (self.activation in ACTIVATIONS,

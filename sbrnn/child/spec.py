@@ -83,7 +83,7 @@ def format_grid(grid: Grid) -> str:
     return "/".join(",".join(f"{v:g}" for v in row) for row in grid)
 
 
-def _coerce_grid(value: Iterable, name: str) -> Grid:
+def as_grid(value: Iterable, name: str) -> Grid:
     try:
         rows = [tuple(float(v) for v in row) for row in value]
     except (TypeError, ValueError):
@@ -125,7 +125,7 @@ class SparseBlockSpec:
         for name in ("n_x", "n_y", "h"):
             object.__setattr__(self, name, _check_size(getattr(self, name), name))
         for name in ("densities", "means", "stds"):
-            object.__setattr__(self, name, _coerce_grid(getattr(self, name), name))
+            object.__setattr__(self, name, as_grid(getattr(self, name), name))
         for block, d in grid_blocks(self.densities).items():
             if not (0.0 < d <= 1.0) or math.isnan(d):
                 raise SbrnnError(f"density of block {block} = {d:g} is out of range; allowed: (0, 1]")
@@ -147,7 +147,7 @@ class SparseBlockSpec:
         stds: Grid | None = None,
     ) -> SparseBlockSpec:
         """The configuration whose hidden size makes the expected trainable total ~ ``budget``."""
-        densities = _coerce_grid(densities or uniform_grid(1.0), "densities")
+        densities = as_grid(densities or uniform_grid(1.0), "densities")
         h = hidden_from_budget(n_x, n_y, budget, densities)
         kwargs = {k: v for k, v in (("means", means), ("stds", stds)) if v is not None}
         return cls(n_x, n_y, h, densities, **kwargs)
@@ -232,7 +232,7 @@ def hidden_from_budget(n_x: int, n_y: int, budget: float, densities: Grid) -> in
     n_y = _check_size(n_y, "n_out")
     if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
         raise SbrnnError(f"budget = {budget!r} is out of range; allowed: a number > 0")
-    d = grid_blocks(_coerce_grid(densities, "densities"))
+    d = grid_blocks(as_grid(densities, "densities"))
     a = d["hh"]
     b = d["hx"] * n_x + d["hy"] * n_y + d["yh"] * n_y
     fixed = d["yx"] * n_x * n_y + d["yy"] * n_y * n_y
