@@ -1,0 +1,291 @@
+"""The sparse block RNN and its equal-budget baselines, as torch modules.
+
+:class:`SparseBlockRNN` computes the map of :mod:`sbrnn.child.spec` in a fused form. The six
+blocks live in two weight matrices with one mask buffer each:
+
+    weight_x  [h + n_y, n_x]         = [W_hx; W_yx]               (mask_x)
+    weight_s  [h + n_y, h + n_y]     = [W_hh, W_hy; W_yh, W_yy]   (mask_s)
+    bias      [h + n_y]              = [b_h; b_y]                 (dense, not masked)
+
+so the input projection of all ``T`` steps is one matmul ``[B, T, n_x] -> [B, T, h + n_y]`` and
+each step is one matmul over the state ``s_{t-1} = [h_{t-1}; y_{t-1}]``. The x columns feed only
+the projection; no weights are spent on rows for x (unlike a square ``(n_x+h+n_y)^2`` map).
+
+Masks: every entry of block ``ij`` is kept independently with probability ``d_ij`` (the authors'
+draw), so realised counts scatter binomially around the expected ``rows * cols * d_ij``;
+:meth:`SparseBlockRNN.trainable_counts` reports the realised ones. Kept entries start at
+``mu_ij + sigma_ij * N(0, 1)``; biases start at 0. The forward pass uses ``weight * mask``, so a
+dropped entry contributes nothing and its gradient is exactly 0; it starts at 0.0 and Adam
+(whose update is 0 where every gradient so far was 0) leaves it at 0.0 for good.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sbrnn.child.config import RunConfig
+from sbrnn.child.spec import (
+    BLOCKS,
+    SparseBlockSpec,
+    balance,
+    grid_blocks,
+    hidden_from_budget,
+    lstm_hidden,
+    lstm_weights,
+    uniform_grid,
+)
+from sbrnn.errors import SbrnnError
+
+_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+
+
+class SparseBlockRNN(nn.Module):
+    """A sparse block RNN: ``[B, T, n_x] -> [B, T, n_y]`` (``y_t`` for every step).
+
+    ``h_t = act(W_hx x_t + W_hh h_{t-1} + W_hy y_{t-1} + b_h)``,
+    ``y_t = W_yx x_t + W_yh h_{t-1} + W_yy y_{t-1} + b_y``, with ``h_0 = y_0 = 0``.
+
+    Args:
+        spec: sizes, densities, init means and stds of the six blocks.
+        activation: ``relu`` (the authors' code) or ``tanh``, applied to ``h``.
+        generator: draws the masks and the initial weights (in the order of
+            :data:`~sbrnn.child.spec.BLOCKS`, mask then values per block); None = seed 0.
+    """
+
+    def __init__(
+        self, spec: SparseBlockSpec, activation: str = "relu", generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise SbrnnError(f"activation {activation!r} is unknown; allowed: {', '.join(_ACTIVATIONS)}")
+        self.spec = spec
+        self.activation = activation
+        self._act = _ACTIVATIONS[activation]
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        h, n_x, n_y = spec.h, spec.n_x, spec.n_y
+        weight_x = torch.zeros(h + n_y, n_x)
+        weight_s = torch.zeros(h + n_y, h + n_y)
+        mask_x = torch.zeros_like(weight_x)
+        mask_s = torch.zeros_like(weight_s)
+        means, stds, densities = grid_blocks(spec.means), grid_blocks(spec.stds), grid_blocks(spec.densities)
+        for block in BLOCKS:
+            rows, cols = self._slices(block)
+            weight, mask = (weight_x, mask_x) if block[1] == "x" else (weight_s, mask_s)
+            shape = weight[rows, cols].shape
+            keep = (torch.rand(shape, generator=g) < densities[block]).float()
+            values = means[block] + stds[block] * torch.randn(shape, generator=g)
+            mask[rows, cols] = keep
+            weight[rows, cols] = values * keep
+        self.weight_x = nn.Parameter(weight_x)
+        self.weight_s = nn.Parameter(weight_s)
+        self.bias = nn.Parameter(torch.zeros(h + n_y))
+        self.register_buffer("mask_x", mask_x)
+        self.register_buffer("mask_s", mask_s)
+
+    def _slices(self, block: str) -> tuple[slice, slice]:
+        """Rows and columns of ``block`` inside ``weight_x`` (x column) or ``weight_s``."""
+        h = self.spec.h
+        rows = slice(0, h) if block[0] == "h" else slice(h, None)
+        cols = {"x": slice(None), "h": slice(0, h), "y": slice(h, None)}[block[1]]
+        return rows, cols
+
+    @property
+    def n_x(self) -> int:
+        return self.spec.n_x
+
+    @property
+    def n_y(self) -> int:
+        return self.spec.n_y
+
+    @property
+    def hidden(self) -> int:
+        return self.spec.h
+
+    def masked_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The effective ``(weight_x * mask_x, weight_s * mask_s)``."""
+        return self.weight_x * self.mask_x, self.weight_s * self.mask_s
+
+    def block(self, name: str) -> torch.Tensor:
+        """The effective (masked) weights of one block, e.g. ``block("hx")`` is ``[h, n_x]``."""
+        if name not in BLOCKS:
+            raise SbrnnError(f"unknown block {name!r}; allowed: {', '.join(BLOCKS)}")
+        rows, cols = self._slices(name)
+        weight_x, weight_s = self.masked_weights()
+        return (weight_x if name[1] == "x" else weight_s)[rows, cols]
+
+    def block_mask(self, name: str) -> torch.Tensor:
+        """The 0/1 mask of one block, shaped like :meth:`block`."""
+        rows, cols = self._slices(name)
+        return (self.mask_x if name[1] == "x" else self.mask_s)[rows, cols]
+
+    def trainable_counts(self) -> dict[str, int]:
+        """Realised trainable weights per block (mask nonzeros), keyed as in ``BLOCKS``."""
+        return {b: int(self.block_mask(b).count_nonzero()) for b in BLOCKS}
+
+    @property
+    def trainable_total(self) -> int:
+        """Trainable weights held against the budget: all mask nonzeros (biases excluded)."""
+        return sum(self.trainable_counts().values())
+
+    @property
+    def bias_count(self) -> int:
+        """Dense trainable biases, ``h + n_y``, outside the budget."""
+        return self.bias.numel()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, T, n_x] -> y [B, T, n_y]``."""
+        batch, steps, _ = x.shape
+        h = self.spec.h
+        weight_x, weight_s = self.masked_weights()
+        projected = F.linear(x, weight_x, self.bias)  # [B, T, h + n_y]: all steps, one matmul
+        weight_s_t = weight_s.t()
+        state = self.init_state(batch)
+        outputs = []
+        for t in range(steps):
+            pre = torch.addmm(projected[:, t], state, weight_s_t)
+            state = torch.cat((self._act(pre[:, :h]), pre[:, h:]), dim=1)
+            outputs.append(pre[:, h:])
+        return torch.stack(outputs, dim=1)
+
+    def init_state(self, batch_size: int) -> torch.Tensor:
+        """The state before the first step, ``[h_0; y_0] = 0``: ``[B, h + n_y]``."""
+        return self.bias.new_zeros(batch_size, self.spec.h + self.spec.n_y)
+
+    def step(self, x_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step: ``x_t [B, n_x]``, state ``[B, h + n_y]`` -> ``(y_t [B, n_y], next state)``."""
+        weight_x, weight_s = self.masked_weights()
+        pre = F.linear(x_t, weight_x, self.bias) + F.linear(state, weight_s)
+        h = self.spec.h
+        y_t = pre[:, h:]
+        return y_t, torch.cat((self._act(pre[:, :h]), y_t), dim=1)
+
+    def extra_repr(self) -> str:
+        counts = self.trainable_counts()
+        return (
+            f"n_x={self.n_x}, h={self.hidden}, n_y={self.n_y}, activation={self.activation}, "
+            f"trainable={sum(counts.values())} + {self.bias_count} biases"
+        )
+
+
+class LSTMBaseline(nn.Module):
+    """The LSTM baseline with an output projection: ``[B, T, n_in] -> [B, T, n_out]``.
+
+    The cell of ``torch.nn.LSTM(n_in, hidden, proj_size=n_out)``, with the same parameter names,
+    shapes and gate order (i, f, g, o)::
+
+        gates = W_ih x_t + b_ih + W_hh r_{t-1} + b_hh
+        c_t = f * c_{t-1} + i * g,   r_t = W_hr (o * tanh(c_t)),   y_t = r_t
+
+    written out here because torch's module refuses ``proj_size >= hidden``, which is what an
+    equal budget gives on wide inputs (RAD at 100k: ``hidden = n_out = 10``). Its output at step
+    ``t`` is ``r_t`` (no one-step lag). All parameters start uniform in ``[-1/sqrt(hidden),
+    1/sqrt(hidden)]`` (torch's scheme) drawn from ``generator`` (None = seed 0). Its budget count is
+    the method's ``4h(n_in + p) + 8h + p*h`` (``p = n_out``): unlike the block archs, the ``8h``
+    biases are inside it (:attr:`bias_count` shows them apart).
+    """
+
+    def __init__(self, n_in: int, n_out: int, hidden: int, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.n_in, self.n_out, self.hidden = n_in, n_out, hidden
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        bound = 1.0 / math.sqrt(hidden)
+        shapes = {
+            "weight_ih_l0": (4 * hidden, n_in),
+            "weight_hh_l0": (4 * hidden, n_out),
+            "bias_ih_l0": (4 * hidden,),
+            "bias_hh_l0": (4 * hidden,),
+            "weight_hr_l0": (n_out, hidden),
+        }
+        for name, shape in shapes.items():
+            self.register_parameter(name, nn.Parameter(torch.rand(shape, generator=g) * 2 * bound - bound))
+
+    def trainable_counts(self) -> dict[str, int]:
+        """No block grid: empty."""
+        return {}
+
+    @property
+    def trainable_total(self) -> int:
+        """Parameters held against the budget, biases included (method section 8)."""
+        return lstm_weights(self.n_in, self.n_out, self.hidden)
+
+    @property
+    def bias_count(self) -> int:
+        """The ``8 * hidden`` biases (``b_ih``, ``b_hh``), counted inside :attr:`trainable_total`."""
+        return self.bias_ih_l0.numel() + self.bias_hh_l0.numel()
+
+    def _cell(self, gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``gates [B, 4 hidden]``, ``c [B, hidden]`` -> ``(r_t [B, n_out], c_t)``."""
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return F.linear(torch.sigmoid(o) * torch.tanh(c), self.weight_hr_l0), c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, T, n_in] -> y [B, T, n_out]``."""
+        projected = F.linear(x, self.weight_ih_l0, self.bias_ih_l0 + self.bias_hh_l0)  # [B, T, 4 hidden]
+        r, c = self.init_state(x.shape[0])
+        weight_hh_t = self.weight_hh_l0.t()
+        outputs = []
+        for t in range(x.shape[1]):
+            r, c = self._cell(torch.addmm(projected[:, t], r, weight_hh_t), c)
+            outputs.append(r)
+        return torch.stack(outputs, dim=1)
+
+    def init_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(r_0 [B, n_out], c_0 [B, hidden])``, zeros."""
+        ref = self.weight_ih_l0
+        return ref.new_zeros(batch_size, self.n_out), ref.new_zeros(batch_size, self.hidden)
+
+    def step(
+        self, x_t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One step: ``x_t [B, n_in]``, state ``(r, c)`` -> ``(y_t [B, n_out], next state)``."""
+        r, c = state
+        gates = (
+            F.linear(x_t, self.weight_ih_l0, self.bias_ih_l0 + self.bias_hh_l0)
+            + F.linear(r, self.weight_hh_l0)
+        )
+        r, c = self._cell(gates, c)
+        return r, (r, c)
+
+
+def resolve(config: RunConfig, n_in: int, n_out: int) -> tuple[SparseBlockSpec | None, int]:
+    """The block spec (None for ``lstm``) and hidden size a config asks for; no torch work.
+
+    ``sbrnn`` without densities is the a-priori balanced configuration (:func:`balance`) at the
+    config's budget. Raises :class:`SbrnnError` for a budget too small for the task's dims.
+    """
+    if config.arch == "lstm":
+        hidden = config.hidden if config.hidden is not None else lstm_hidden(n_in, n_out, config.budget)
+        return None, hidden
+    if config.arch == "dense":
+        densities = uniform_grid(1.0)
+    elif config.arch == "uniform":
+        densities = uniform_grid(config.uniform_density)
+    elif config.densities is not None:
+        densities = config.densities
+    elif config.budget is None:
+        raise SbrnnError("arch sbrnn without densities is balanced from a budget; give a budget or densities")
+    else:
+        densities = balance(n_in, n_out, config.budget).spec.densities
+    hidden = (
+        config.hidden if config.hidden is not None
+        else hidden_from_budget(n_in, n_out, config.budget, densities)
+    )
+    options = {k: getattr(config, k) for k in ("means", "stds") if getattr(config, k) is not None}
+    return SparseBlockSpec(n_in, n_out, hidden, densities, **options), hidden
+
+
+def build_model(config: RunConfig, n_in: int, n_out: int) -> tuple[nn.Module, SparseBlockSpec | None]:
+    """The module a config asks for, its masks and weights drawn from ``config.seed``.
+
+    Returns ``(module, spec)``; ``spec`` is None for the LSTM baseline.
+    """
+    spec, hidden = resolve(config, n_in, n_out)
+    generator = torch.Generator().manual_seed(config.seed)
+    if spec is None:
+        return LSTMBaseline(n_in, n_out, hidden, generator=generator), None
+    return SparseBlockRNN(spec, activation=config.activation, generator=generator), spec
