@@ -37,7 +37,7 @@ class RunRecord:
     Block-wise values are flat columns named by block (``d_hx`` density, ``mu_hx`` init mean,
     ``sigma_hx`` init std, ``trainable_hx`` realised trainable count); they are null for the
     LSTM baseline, which has no block grid. ``hidden_proportion`` and ``model_density`` come
-    from the realised mask counts.
+    from the realised mask counts. ``best_epoch`` is 1-based (the first epoch is 1).
     """
 
     run_id: str

@@ -18,6 +18,15 @@ SPEC = SparseBlockSpec(
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread is faster, and immune to a busy machine's oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def reference(blocks: dict, b_h, b_y, x, act):
     """The map written plainly: block by block, step by step."""
     batch, steps, _ = x.shape
