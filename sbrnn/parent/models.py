@@ -1,0 +1,331 @@
+"""The parent's estimators: rf, xgb and mlp behind one scikit-learn interface, with a spread.
+
+:class:`CurveRegressor` maps features ``X [N, F]`` to targets ``Y [N, K]`` (the log validation
+curve and its log minimum, see :mod:`sbrnn.parent.features`); ``predict(X, return_std=True)``
+also returns a spread ``[N, K]`` in the same (log) units:
+
+``rf``   one RandomForestRegressor (the paper's 1,000 trees, max depth 10); spread = the
+         standard deviation of the trees' predictions.
+``xgb``  a bagged ensemble of multi-output XGBoost regressors (each on a bootstrap resample of
+         the rows, its own seed); spread = the members' standard deviation.
+``mlp``  a deep ensemble of scikit-learn MLPRegressors on standardised inputs and targets (each
+         its own initialisation and shuffling seed, all rows); spread = the members' std.
+
+:class:`ConvergenceClassifier` is the same family as a classifier of the "converges" label; its
+probability weights the ranking in :mod:`sbrnn.parent.recommend`. When every training run
+converged (or none did) it is the constant observed rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from sbrnn.errors import SbrnnError
+from sbrnn.parent.features import FEATURE_NAMES
+
+KINDS = ("rf", "xgb", "mlp")
+
+DEFAULTS = {
+    "rf": {"n_estimators": 1000, "max_depth": 10, "n_members": 1},
+    "xgb": {"n_estimators": 300, "max_depth": 4, "n_members": 5},
+    "mlp": {"n_estimators": None, "max_depth": None, "n_members": 5},
+}
+"""Per kind: ``n_estimators`` is trees (rf) or boosting rounds (xgb); the MLP has neither."""
+
+MLP_HIDDEN = (64, 64)
+MLP_MAX_EPOCHS = 2000
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise SbrnnError(f"model {kind!r} is unknown; allowed: {', '.join(KINDS)}")
+    return kind
+
+
+def _resolved(kind: str, n_estimators: int | None, max_depth: int | None, n_members: int | None) -> dict:
+    params = dict(DEFAULTS[check_kind(kind)])
+    if n_estimators is not None and kind != "mlp":
+        if n_estimators < 1:
+            raise SbrnnError(f"trees = {n_estimators} is out of range; allowed: integers >= 1")
+        params["n_estimators"] = int(n_estimators)
+    if max_depth is not None and kind != "mlp":
+        params["max_depth"] = int(max_depth)
+    if n_members is not None and kind != "rf":
+        if n_members < 1:
+            raise SbrnnError(f"members = {n_members} is out of range; allowed: integers >= 1")
+        params["n_members"] = int(n_members)
+    return params
+
+
+def _xgb_regressor(params: dict, seed: int, n_jobs: int | None):
+    import xgboost
+
+    return xgboost.XGBRegressor(
+        n_estimators=params["n_estimators"], max_depth=params["max_depth"], learning_rate=0.05,
+        subsample=0.9, colsample_bytree=0.9, tree_method="hist", random_state=seed, n_jobs=n_jobs,
+    )
+
+
+def _xgb_classifier(params: dict, seed: int, n_jobs: int | None):
+    import xgboost
+
+    return xgboost.XGBClassifier(
+        n_estimators=params["n_estimators"], max_depth=params["max_depth"], learning_rate=0.05,
+        tree_method="hist", random_state=seed, n_jobs=n_jobs,
+    )
+
+
+def _mlp_regressor(params: dict, seed: int) -> TransformedTargetRegressor:
+    mlp = MLPRegressor(
+        hidden_layer_sizes=MLP_HIDDEN, alpha=1e-3, learning_rate_init=1e-3, max_iter=MLP_MAX_EPOCHS,
+        n_iter_no_change=50, tol=1e-6, random_state=seed,
+    )
+    return TransformedTargetRegressor(make_pipeline(StandardScaler(), mlp), transformer=StandardScaler())
+
+
+class CurveRegressor(RegressorMixin, BaseEstimator):
+    """Multi-output regressor of log curves with an uncertainty estimate.
+
+    Parameters:
+        kind: ``rf``, ``xgb`` or ``mlp``.
+        n_estimators: trees (rf) or boosting rounds (xgb); None = default; unused by mlp.
+        max_depth: tree depth (rf, xgb); None = default.
+        n_members: ensemble size for xgb and mlp (rf's spread comes from its trees).
+        seed: every random choice (bootstrap rows, tree and network seeds) flows from it.
+        n_jobs: threads for rf and xgb (1 by default: a busy machine slows threaded boosting a
+            lot; -1 uses every core). The small MLPs always run on one BLAS thread.
+
+    Fitted attributes: ``members_`` (list of fitted estimators), ``n_outputs_``.
+    """
+
+    def __init__(
+        self, kind: str = "rf", n_estimators: int | None = None, max_depth: int | None = None,
+        n_members: int | None = None, seed: int = 0, n_jobs: int = 1,
+    ):
+        self.kind = kind
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.n_members = n_members
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    def params(self) -> dict:
+        """The resolved parameters (defaults filled in)."""
+        return _resolved(self.kind, self.n_estimators, self.max_depth, self.n_members)
+
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> CurveRegressor:
+        """``X [N, F]``, ``Y [N, K]`` -> self."""
+        X = np.asarray(X, dtype=np.float64)
+        Y2 = np.asarray(Y, dtype=np.float64)
+        if Y2.ndim != 2 or len(Y2) != len(X):
+            raise ValueError(f"Y must be [N, K] with N = {len(X)}, got shape {Y2.shape}")
+        if len(X) < 2:
+            raise SbrnnError(f"a parent needs at least 2 converged runs to fit; got {len(X)}")
+        params = self.params()
+        rng = np.random.default_rng(self.seed)
+        self.members_ = []
+        if self.kind == "rf":
+            rf = RandomForestRegressor(
+                n_estimators=params["n_estimators"], max_depth=params["max_depth"],
+                random_state=self.seed, n_jobs=self.n_jobs,
+            )
+            self.members_.append(rf.fit(X, Y2))
+        for _ in range(params["n_members"] if self.kind != "rf" else 0):
+            seed = int(rng.integers(2**31 - 1))
+            if self.kind == "xgb":
+                rows = rng.integers(0, len(X), len(X))
+                self.members_.append(_xgb_regressor(params, seed, self.n_jobs).fit(X[rows], Y2[rows]))
+            else:
+                with threadpool_limits(1, user_api="blas"):
+                    self.members_.append(_mlp_regressor(params, seed).fit(X, Y2))
+        self.n_outputs_ = Y2.shape[1]
+        return self
+
+    def _member_predictions(self, X: np.ndarray) -> np.ndarray:
+        """``[M, N, K]``: one prediction per tree (rf) or ensemble member."""
+        if self.kind == "rf":
+            trees = self.members_[0].estimators_
+            preds = [t.predict(X) for t in trees]
+        else:
+            with threadpool_limits(1, user_api="blas"):
+                preds = [m.predict(X) for m in self.members_]
+        return np.stack([np.asarray(p, dtype=np.float64).reshape(len(X), self.n_outputs_) for p in preds])
+
+    def predict(self, X: np.ndarray, return_std: bool = False):
+        """``X [N, F]`` -> mean ``[N, K]`` (and the spread ``[N, K]`` with ``return_std``)."""
+        X = np.asarray(X, dtype=np.float64)
+        if len(X) == 0:
+            empty = np.zeros((0, self.n_outputs_))
+            return (empty, empty.copy()) if return_std else empty
+        preds = self._member_predictions(X)
+        mean, std = preds.mean(axis=0), preds.std(axis=0)
+        return (mean, std) if return_std else mean
+
+
+class ConvergenceClassifier(ClassifierMixin, BaseEstimator):
+    """The probability that a configuration converges (status ``ok`` with a finite curve).
+
+    Same parameters as :class:`CurveRegressor`; one estimator (no ensemble). Fitted attributes:
+    ``estimator_`` (None when the label had one class) and ``constant_`` (the training rate).
+    """
+
+    def __init__(
+        self, kind: str = "rf", n_estimators: int | None = None, max_depth: int | None = None,
+        n_members: int | None = None, seed: int = 0, n_jobs: int = 1,
+    ):
+        self.kind = kind
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.n_members = n_members
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ConvergenceClassifier:
+        """``X [N, F]``, ``y [N]`` bool -> self."""
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=bool)
+        params = _resolved(self.kind, self.n_estimators, self.max_depth, self.n_members)
+        self.classes_ = np.array([False, True])
+        self.constant_ = float(y.mean()) if len(y) else 1.0
+        self.estimator_ = None
+        if 0 < y.sum() < len(y):
+            if self.kind == "rf":
+                est = RandomForestClassifier(
+                    n_estimators=params["n_estimators"], max_depth=params["max_depth"],
+                    random_state=self.seed, n_jobs=self.n_jobs,
+                )
+            elif self.kind == "xgb":
+                est = _xgb_classifier(params, self.seed, self.n_jobs)
+            else:
+                est = make_pipeline(
+                    StandardScaler(),
+                    MLPClassifier(hidden_layer_sizes=MLP_HIDDEN, alpha=1e-3, max_iter=MLP_MAX_EPOCHS,
+                                  n_iter_no_change=50, random_state=self.seed),
+                )
+            with threadpool_limits(1, user_api="blas"):
+                self.estimator_ = est.fit(X, y.astype(np.int64))
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """``X [N, F]`` -> ``[N, 2]``: probabilities of not converging and converging."""
+        X = np.asarray(X, dtype=np.float64)
+        if self.estimator_ is None:
+            p = np.full(len(X), self.constant_)
+        else:
+            with threadpool_limits(1, user_api="blas"):
+                p = np.asarray(self.estimator_.predict_proba(X), dtype=np.float64)[:, 1]
+        return np.stack([1.0 - p, p], axis=1)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.predict_proba(X)[:, 1] >= 0.5
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A parent's prediction for ``N`` configurations over ``E`` epochs (log units, natural log).
+
+    Attributes:
+        log_curve, log_curve_std: ``[N, E]`` predicted log validation loss and its spread.
+        log_min, log_min_std: ``[N]`` predicted log minimum validation loss and its spread.
+        p_converge: ``[N]`` probability that the run converges.
+    """
+
+    log_curve: np.ndarray
+    log_curve_std: np.ndarray
+    log_min: np.ndarray
+    log_min_std: np.ndarray
+    p_converge: np.ndarray
+
+    def summary(self, i: int) -> dict:
+        """Configuration ``i`` in loss units: the curve with a one-spread band, and the minimum."""
+        mean, std = self.log_curve[i], self.log_curve_std[i]
+        return {
+            "curve": np.exp(mean).tolist(),
+            "curve_low": np.exp(mean - std).tolist(),
+            "curve_high": np.exp(mean + std).tolist(),
+            "min_val_loss": float(np.exp(self.log_min[i])),
+            "min_low": float(np.exp(self.log_min[i] - self.log_min_std[i])),
+            "min_high": float(np.exp(self.log_min[i] + self.log_min_std[i])),
+            "log_min_std": float(self.log_min_std[i]),
+            "p_converge": float(self.p_converge[i]),
+        }
+
+
+@dataclass
+class Parent:
+    """Fitted parent models of one or more kinds, over one feature list and curve length.
+
+    Attributes:
+        feature_names: the columns of ``X`` (:data:`sbrnn.parent.features.FEATURE_NAMES`).
+        epochs: ``E``, the predicted curve length.
+        regressors, classifiers: kind -> fitted :class:`CurveRegressor` / :class:`ConvergenceClassifier`.
+        default_kind: the kind used when none is named (the best cross-validated one).
+        tasks: task name -> ``{"n_x", "n_y", "steps", "loss_kind"}`` seen in training.
+        training_runs: run ids of the training records.
+    """
+
+    feature_names: tuple[str, ...]
+    epochs: int
+    regressors: dict[str, CurveRegressor]
+    classifiers: dict[str, ConvergenceClassifier]
+    default_kind: str
+    tasks: dict[str, dict] = field(default_factory=dict)
+    training_runs: tuple[str, ...] = ()
+
+    def kind(self, kind: str | None = None) -> str:
+        """``kind``, or the default; an :class:`SbrnnError` if this parent has no such model."""
+        kind = self.default_kind if kind is None else kind
+        if kind not in self.regressors:
+            raise SbrnnError(f"this parent has no {kind!r} model; it has: {', '.join(self.regressors)}")
+        return kind
+
+    def predict(self, X: np.ndarray, kind: str | None = None) -> Prediction:
+        """Features ``[N, F]`` -> :class:`Prediction`."""
+        kind = self.kind(kind)
+        X = np.asarray(X, dtype=np.float64).reshape(-1, len(self.feature_names))
+        mean, std = self.regressors[kind].predict(X, return_std=True)
+        p = self.classifiers[kind].predict_proba(X)[:, 1]
+        return Prediction(mean[:, :-1], std[:, :-1], mean[:, -1], std[:, -1], p)
+
+    def task_defaults(self, n_x: int, n_y: int) -> dict | None:
+        """``{"steps", "loss_kind"}`` of a training task with these dims, or of the only one seen."""
+        same = [t for t in self.tasks.values() if t["n_x"] == n_x and t["n_y"] == n_y]
+        kinds = {(t["steps"], t["loss_kind"]) for t in (same or self.tasks.values())}
+        if len(kinds) != 1:
+            return None
+        steps, loss_kind = kinds.pop()
+        return {"steps": steps, "loss_kind": loss_kind}
+
+
+def fit_parent(
+    X: np.ndarray, Y: np.ndarray, converged: np.ndarray, kinds: Sequence[str], *, epochs: int,
+    n_estimators: int | None = None, n_members: int | None = None, seed: int = 0, n_jobs: int = 1,
+    default_kind: str | None = None, tasks: dict | None = None, training_runs: Sequence[str] = (),
+    on_fit: Callable[[str], None] | None = None,
+) -> Parent:
+    """Fit one regressor (on converged rows) and one classifier (on all rows) per kind.
+
+    ``X [N, F]``, ``Y [N, E + 1]`` (NaN rows where not converged), ``converged [N]`` bool.
+    ``on_fit(kind)`` is called after each kind is fitted (for progress bars).
+    """
+    regressors, classifiers = {}, {}
+    for kind in kinds:
+        args = dict(kind=kind, n_estimators=n_estimators, n_members=n_members, seed=seed, n_jobs=n_jobs)
+        regressors[kind] = CurveRegressor(**args).fit(X[converged], Y[converged])
+        classifiers[kind] = ConvergenceClassifier(**args).fit(X, converged)
+        if on_fit is not None:
+            on_fit(kind)
+    return Parent(
+        tuple(FEATURE_NAMES), int(epochs), regressors, classifiers, default_kind or kinds[0],
+        dict(tasks or {}), tuple(training_runs),
+    )
