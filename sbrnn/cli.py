@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -157,6 +159,359 @@ def child_plan(
         _print_json(plan)
     else:
         console.print(_plan_table(plan, f"Weight space, {n_in} in / {n_out} out"))
+
+
+def _parse_task_options(values: list[str] | None) -> dict:
+    """``["n_train=200", "side=28"]`` -> ``{"n_train": 200, "side": 28}`` (values read as JSON, else text)."""
+    options = {}
+    for item in values or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise SbrnnError(f"--task-option {item!r} is malformed; expected key=value (e.g. n_train=200)")
+        try:
+            options[key.strip()] = json.loads(text)
+        except ValueError:
+            options[key.strip()] = text
+    return options
+
+
+def _build_task(name: str, seed: int, options: dict):
+    """The registered task ``name``; options the builder does not take are one-line errors."""
+    import inspect
+
+    from sbrnn.datasets.registry import get_info
+
+    info = get_info(name)
+    params = inspect.signature(info.builder).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        allowed = [p for p in params if p != "seed"]
+        for key in options:
+            if key not in allowed:
+                names = ", ".join(allowed) or "none"
+                raise SbrnnError(f"task option {key!r} is unknown for task {name!r}; allowed: {names}")
+    try:
+        with err_console.status(f"building task {name}"):
+            return info.builder(seed=seed, **options)
+    except SbrnnError:
+        raise
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise SbrnnError(f"task {name!r} cannot be built with options {options}: {exc}") from None
+
+
+def _grid_option(text: str | None, name: str):
+    return weight_space.parse_grid(text, name) if text is not None else None
+
+
+def _fmt(value, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _record_table(record, extra: dict) -> Table:
+    """The key fields of a run record, and where its files went."""
+    table = Table(title=f"Run {record.run_id}: {record.arch} on {record.task}", title_justify="left",
+                  show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    best = f" (epoch {record.best_epoch})" if record.best_epoch else ""
+    rows = [
+        ("status", record.status + (f": {record.error}" if record.error else "")),
+        ("task", f"{record.n_x} in, {record.n_y} out, {record.steps} steps, {record.loss_kind}"),
+        ("hidden size", str(record.h)),
+        ("budget", _fmt(record.budget, ",.0f")),
+        ("trainable", f"{record.trainable_total:,} weights + {record.bias_count:,} biases"
+                      + (" (biases inside the LSTM count)" if record.arch == "lstm" else "")),
+        ("hidden proportion", _fmt(record.hidden_proportion, ".3f")),
+        ("model density", _fmt(record.model_density, ".3f")),
+        ("epochs run", f"{len(record.val_loss)} of {record.epochs}"),
+        ("min val loss", _fmt(record.min_val_loss) + best),
+    ]
+    if record.val_acc:
+        rows.append(("best val acc", _fmt(max(record.val_acc), ".3f")))
+    rows += [
+        ("test loss", _fmt(record.test_loss)),
+        ("test acc", _fmt(record.test_acc, ".3f")),
+        ("lr, batch, seed", f"{record.lr:g}, {record.batch_size}, {record.seed}"),
+        ("wall time", f"{record.wall_seconds:.1f} s on {record.device}"),
+        *extra.items(),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _blocks_table(record) -> Table:
+    """Realised trainable counts per block (mask nonzeros), with the densities that drew them."""
+    sizes = {"x": record.n_x, "h": record.h, "y": record.n_y}
+    table = Table(title="Trainable weights per block (realised masks)", title_justify="left")
+    table.add_column("")
+    for col in weight_space.COLS:
+        table.add_column(f"{col} ({sizes[col]})", justify="right")
+    for row in weight_space.ROWS:
+        cells = [f"{getattr(record, f'trainable_{row}{col}'):,}  d={getattr(record, f'd_{row}{col}'):.2f}"
+                 for col in weight_space.COLS]
+        table.add_row(f"{row} ({sizes[row]})", *cells)
+    return table
+
+
+class _EpochBar:
+    """A rich progress bar over epochs showing the latest losses and accuracy (on stderr)."""
+
+    def __init__(self, epochs: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[metrics]}"), console=err_console,
+        )
+        self.task = self.progress.add_task("train", total=epochs, metrics="")
+
+    def __enter__(self) -> _EpochBar:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, epoch: int, metrics: dict) -> None:
+        text = f"train {metrics['train_loss']:.4f}  val {metrics['val_loss']:.4f}"
+        if metrics["val_acc"] is not None:
+            text += f"  acc {metrics['val_acc']:.3f}"
+        self.progress.update(self.task, completed=epoch, metrics=text)
+
+
+TaskOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option("--task-option", help="A task builder option key=value (repeat), e.g. n_train=300."),
+]
+DeviceOpt = Annotated[
+    str | None, typer.Option(help="cpu, cuda or cuda:N; default CUDA when available, else CPU.")
+]
+
+
+@child_app.command("train")
+def child_train(
+    task: Annotated[str, typer.Option(help="Registered task name (see `sbrnn datasets list`).")] = "rad",
+    task_option: TaskOptionOpt = None,
+    arch: Annotated[str, typer.Option(help="sbrnn, dense, uniform or lstm.")] = "sbrnn",
+    budget: Annotated[
+        float | None, typer.Option(help="Trainable-weight budget (biases excluded); default 100000.")
+    ] = None,
+    hidden: Annotated[int | None, typer.Option(help="Hidden size |h|, instead of --budget.")] = None,
+    densities: Annotated[str | None, typer.Option(help=DENSITIES_HELP + " sbrnn only.")] = None,
+    balanced: Annotated[
+        bool, typer.Option("--balanced", help="The a-priori balanced densities (the sbrnn default).")
+    ] = False,
+    means: Annotated[str | None, typer.Option(help="Init means of kept entries, same form.")] = None,
+    stds: Annotated[str | None, typer.Option(help="Init stds of kept entries, same form.")] = None,
+    uniform_density: Annotated[
+        float | None, typer.Option(help="Density of every block for --arch uniform (default 0.2).")
+    ] = None,
+    activation: Annotated[str, typer.Option(help="relu or tanh, on h.")] = "relu",
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    epochs: Annotated[int, typer.Option(help="Passes over the training split.")] = 25,
+    batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 16,
+    patience: Annotated[
+        int | None, typer.Option(help="Stop after this many epochs without a new best validation loss.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Drives the task data, masks, init and data order.")] = 0,
+    device: DeviceOpt = None,
+    threads: Annotated[int | None, typer.Option(help="Torch intra-op threads.")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 or bf16 (autocast).")] = "fp32",
+    records: Annotated[Path | None, typer.Option(help="Write the run record into this directory.")] = None,
+    save: Annotated[Path | None, typer.Option(help="Save the best-epoch model into this directory.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train one child and show its record. Exit status 1 when the run diverged or failed."""
+    from sbrnn.child.config import RunConfig
+    from sbrnn.child.model import resolve
+    from sbrnn.child.train import resolve_device, train_run
+    from sbrnn.records import write_record
+
+    if densities is not None and balanced:
+        raise SbrnnError("give only one of --densities and --balanced")
+    if balanced and arch != "sbrnn":
+        raise SbrnnError(f"--balanced applies to arch sbrnn only, not {arch!r}")
+    if uniform_density is not None and arch != "uniform":
+        raise SbrnnError(f"--uniform-density applies to arch uniform only, not {arch!r}")
+    if budget is not None and hidden is not None:
+        raise SbrnnError("give only one of --budget and --hidden")
+    if threads is not None and threads < 1:
+        raise SbrnnError(f"--threads {threads} is out of range; allowed: integers >= 1")
+    config = RunConfig(
+        task=task, task_options=_parse_task_options(task_option), arch=arch,
+        budget=None if hidden is not None else (100_000 if budget is None else budget), hidden=hidden,
+        densities=_grid_option(densities, "densities"), means=_grid_option(means, "means"),
+        stds=_grid_option(stds, "stds"), uniform_density=0.2 if uniform_density is None else uniform_density,
+        activation=activation, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed, patience=patience,
+        precision=precision,
+    )
+    resolve_device(device)
+    built = _build_task(task, seed, config.task_options)
+    resolve(config, built.n_in, built.n_out)  # a budget too small, bad densities: fail before training
+    with _EpochBar(epochs) as bar:
+        record = train_run(config, built, device=device, threads=threads, progress=bar, save=save)
+    extra = {}
+    if records is not None:
+        extra["record"] = str(write_record(record, records))
+    if save is not None:
+        extra["saved model"] = str(save) if record.status == "ok" else "not saved (the run did not end ok)"
+    if json_out:
+        _print_json(record.to_dict())
+    else:
+        console.print(_record_table(record, extra))
+        if record.arch != "lstm" and record.trainable_hx is not None:
+            console.print(_blocks_table(record))
+    if record.status != "ok":
+        raise typer.Exit(1)
+
+
+@child_app.command("evaluate")
+def child_evaluate(
+    model: Annotated[Path, typer.Option(help="A directory written by `sbrnn child train --save`.")],
+    task: Annotated[
+        str | None, typer.Option(help="Registered task name; default the task the model was trained on.")
+    ] = None,
+    task_option: TaskOptionOpt = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Task seed; default the training run's seed for its own task.")
+    ] = None,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Test loss and accuracy of a saved child on a task's test split."""
+    from sbrnn.child.checkpoint import load_model
+    from sbrnn.child.train import evaluate_split, resolve_device
+
+    module, info = load_model(model)
+    saved = info["config"]
+    name = task or info["task"]["name"]
+    same_task = name == info["task"]["name"]
+    if task_option:
+        options = _parse_task_options(task_option)
+    else:
+        options = saved["task_options"] if same_task else {}
+    seed = seed if seed is not None else (saved["seed"] if same_task else 0)
+    torch_device = resolve_device(device)
+    built = _build_task(name, seed, options)
+    dims = (info["task"]["n_in"], info["task"]["n_out"])
+    if (built.n_in, built.n_out) != dims:
+        raise SbrnnError(
+            f"task {name!r} has {built.n_in} inputs and {built.n_out} outputs; the model in {str(model)!r} "
+            f"takes {dims[0]} and gives {dims[1]}"
+        )
+    loss, acc = evaluate_split(module.to(torch_device), built.test, built.loss, torch_device)
+    result = {
+        "model": str(model), "run_id": info["run_id"], "arch": info["arch"], "task": name,
+        "task_options": options, "seed": seed, "split": "test", "sequences": len(built.test),
+        "loss_kind": built.loss, "test_loss": loss, "test_acc": acc,
+    }
+    if json_out:
+        _print_json(result)
+        return
+    table = Table(title=f"Model {model} ({info['arch']}, run {info['run_id']})", title_justify="left",
+                  show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key in ("task", "seed", "sequences", "loss_kind"):
+        table.add_row(key, str(result[key]))
+    table.add_row("test loss", _fmt(loss))
+    table.add_row("test acc", _fmt(acc, ".3f"))
+    console.print(table)
+
+
+@child_app.command("sweep")
+def child_sweep(
+    task: Annotated[list[str], typer.Option("--task", help="Registered task name; repeat for several.")],
+    runs: Annotated[int, typer.Option(help="Random draws per task and budget.")],
+    budget: Annotated[
+        list[float], typer.Option("--budget", help="Trainable-weight budget; repeat for several.")
+    ],
+    records: Annotated[Path, typer.Option(help="Records directory (one Parquet shard per run).")],
+    epochs: Annotated[int, typer.Option(help="Epochs per run.")] = 25,
+    seed: Annotated[int, typer.Option(help="Sweep seed: plans the draws and seeds every run.")] = 0,
+    space: Annotated[str, typer.Option(help="Sampling space: paper (method.md §6) or uniform.")] = "paper",
+    lr: Annotated[float | None, typer.Option(help="Pin the learning rate for every run.")] = None,
+    densities: Annotated[str | None, typer.Option(help="Pin the densities: " + DENSITIES_HELP)] = None,
+    means: Annotated[str | None, typer.Option(help="Pin the init means (same form).")] = None,
+    stds: Annotated[str | None, typer.Option(help="Pin the init stds (same form).")] = None,
+    include_baselines: Annotated[
+        bool, typer.Option("--include-baselines", help="Add dense, uniform-0.2 and LSTM runs per budget.")
+    ] = False,
+    balanced: Annotated[
+        bool, typer.Option("--balanced", help="Add the a-priori balanced configuration per budget.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 16,
+    workers: Annotated[int, typer.Option(help="Local worker processes (1 = in this process).")] = 1,
+    threads: Annotated[int, typer.Option(help="Torch threads per worker.")] = 1,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running Dask scheduler, tcp://HOST:PORT.")
+    ] = None,
+    local_cluster: Annotated[
+        int | None, typer.Option(help="Start a local Dask cluster of this many one-thread workers.")
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Rerun runs recorded as failed.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the planned runs and whether each is recorded.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train many children into a records directory; rerun the same command to resume."""
+    from sbrnn.child import space as sampling
+    from sbrnn.child import sweep as sweeps
+
+    if threads < 1:
+        raise SbrnnError(f"--threads {threads} is out of range; allowed: integers >= 1")
+    if sum([workers != 1, scheduler is not None, local_cluster is not None]) > 1:
+        raise SbrnnError("give only one of --workers, --scheduler and --local-cluster")
+    pins = sampling.Pins(
+        densities=weight_space.parse_grid(densities, "densities") if densities else None,
+        means=weight_space.parse_grid(means, "means") if means else None,
+        stds=weight_space.parse_grid(stds, "stds") if stds else None,
+        lr=lr,
+    )
+    plan = sweeps.plan_sweep(
+        task, budget, runs, epochs=epochs, seed=seed, space=space, pins=pins,
+        include_baselines=include_baselines, balanced=balanced, batch_size=batch_size,
+    )
+    if dry_run:
+        rows = sweeps.describe_plan(plan, records)
+        if json_out:
+            _print_json(rows)
+            return
+        table = Table(title=f"{len(plan)} planned runs into {records}", title_justify="left")
+        for col in ("run", "task", "budget", "arch", "h", "densities", "lr", "run id", "recorded"):
+            table.add_column(col, justify="right" if col in ("budget", "h", "lr") else "left")
+        for r in rows:
+            grid = weight_space.format_grid(r["densities"]) if r["densities"] else "-"
+            table.add_row(r["label"], r["task"], f"{r['budget']:,.0f}", r["arch"], str(r["h"]), grid,
+                          f"{r['lr']:.6g}", r["run_id"], r["recorded"] or "-")
+        console.print(table)
+        return
+    if scheduler is not None or local_cluster is not None:
+        executor = sweeps.DaskCluster(scheduler, local_cluster, threads)
+    elif workers > 1:
+        executor = sweeps.LocalProcesses(workers, threads)
+    else:
+        executor = sweeps.InProcess(threads)
+    todo = len(sweeps.pending_runs(plan, records, retry_failed))
+    err_console.print(
+        f"{len(plan)} planned runs, {len(plan) - todo} already recorded in {records}, "
+        f"{todo} to run on {executor.name}"
+    )
+    with sweeps.SweepProgress(todo, err_console) as progress:
+        report = sweeps.run_sweep(plan, records, executor, retry_failed=retry_failed, on_record=progress)
+    if json_out:
+        _print_json(report.as_dict())
+    else:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(report.statuses.items())) or "nothing new"
+        console.print(f"{report.finished} runs recorded in {records} ({counts}); "
+                      f"{report.already_done + report.finished} of {report.planned} planned are done")
+    if report.interrupted:
+        resume = shlex.join(["sbrnn", *sys.argv[1:]])
+        err_console.print(f"interrupted; records so far are kept. Resume with:\n  {resume}", soft_wrap=True)
+        raise typer.Exit(130)
 
 
 # parent --------------------------------------------------------------------------------------
