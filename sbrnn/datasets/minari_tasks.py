@@ -1,0 +1,663 @@
+"""Behaviour cloning and forward dynamics from Minari datasets, and the local collection behind them.
+
+Tasks (loss ``mse`` at every step; inputs and targets normalised):
+
+- ``minari:<dataset_id>``, behaviour cloning (default ``D4RL/hammer/expert-v2``): per episode the
+  inputs are the observations ``obs_0 .. obs_{T-1}`` (the final observation, seen after the last
+  action, is dropped) and the targets the actions ``a_0 .. a_{T-1}``.
+- forward dynamics: inputs ``[obs_t; a_t]``, targets ``obs_{t+1} - obs_t``.
+- ``hammer-local``, ``hopper-dynamics``, ``halfcheetah-dynamics``: the same on datasets collected
+  here from real Gymnasium rollouts when first asked for, seeded, written once into the local
+  Minari path (``$MINARI_DATASETS_PATH``, default ``~/.minari/datasets``) under ``sbrnn/...``
+  and read from there thereafter. Their collection seed (``collect_seed``) is an option of its
+  own, so the runs of a sweep (one seed each) share one collected dataset.
+
+Splits and sequences. Episodes are split into train / val / test by episode: a permutation drawn
+from the task seed, 5 % (rounded, at least one) for val and for test and the rest for train; for
+the 5,000 episodes of hammer expert-v2 that is the paper's 4,500 / 250 / 250. Each episode is then
+cut into non-overlapping windows of ``window`` steps from its start; a tail shorter than a window
+is dropped, and so is an episode shorter than one window. Without a ``window`` the sequences are
+whole episodes when all episodes have one length, else windows of the shortest episode's length.
+Nothing is padded, so nothing needs a mask: every step of every sequence is a real step. A window
+starts from the zero state mid-episode; in the environment the state runs across the episode.
+
+Normalisation. Per-feature mean and std of inputs and of targets over every step of the train
+split's episodes (a std below ``STD_FLOOR`` counts as 1), stored in ``Task.meta`` as lists so a
+saved child carries them: a policy maps raw observations in and normalised actions back out.
+
+Offline. Only the local Minari path is read: a dataset that is not there is an immediate
+:class:`SbrnnError` saying how to download it or collect a local one; nothing here touches the
+network, so nothing waits on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.util
+import shutil
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from sbrnn import __version__
+from sbrnn.datasets.cache import load_or_build, progress_bar
+from sbrnn.datasets.task import Split, Task
+from sbrnn.errors import SbrnnError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX: no cross-process lock
+    fcntl = None
+
+DEFAULT_DATASET = "D4RL/hammer/expert-v2"
+HOLDOUT_FRACTION = 0.05
+"""Share of a dataset's episodes in val, and again in test (rounded, at least one each)."""
+STD_FLOOR = 1e-6
+POLICIES = ("random", "smooth")
+SMOOTH_RHO = 0.9
+"""Per-step autocorrelation of the ``smooth`` policy's latent noise."""
+COLLECTION_KEY = "sbrnn_collection"
+"""Dataset metadata written last by :func:`collect`: its presence marks a complete collection."""
+EXAMPLE_ENVS = ("AdroitHandHammer-v1", "Hopper-v5", "HalfCheetah-v5")
+TASK_KINDS = ("behaviour_cloning", "forward_dynamics")
+
+
+@dataclass(frozen=True)
+class KnownDataset:
+    """What is known of a remote dataset before it is downloaded."""
+
+    env_id: str
+    n_obs: int
+    n_act: int
+    episode_steps: int
+    episodes: int
+    local_example: str
+
+
+KNOWN_DATASETS = {
+    "D4RL/hammer/expert-v2": KnownDataset("AdroitHandHammer-v1", 46, 26, 200, 5000, "local/hammer/random-v0"),
+}
+
+REFERENCE_SCORES = {"AdroitHandHammer-v1": (-267.07, 12635.71)}
+"""``env_id -> (ref_min_score, ref_max_score)``: mean returns of a random and an expert policy, as
+in the metadata of ``D4RL/hammer/expert-v2``; the normalised score is ``100 (R - min) / (max - min)``."""
+
+
+# Environments ---------------------------------------------------------------------------------
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def make_env(env_id: str, max_steps: int | None = None):
+    """The Gymnasium environment ``env_id`` (Gymnasium-Robotics ids included), episodes capped at
+    ``max_steps`` when given. Observations and actions must be flat boxes: ``[n_obs]``, ``[n_act]``."""
+    import gymnasium as gym
+
+    if max_steps is not None and (isinstance(max_steps, bool) or max_steps < 1):
+        raise SbrnnError(f"max steps = {max_steps} is out of range; allowed: integers >= 1")
+    if env_id not in gym.registry and importlib.util.find_spec("gymnasium_robotics") is not None:
+        import gymnasium_robotics
+
+        gym.register_envs(gymnasium_robotics)
+    try:
+        env = gym.make(env_id, **({} if max_steps is None else {"max_episode_steps": max_steps}))
+    except gym.error.Error as exc:
+        raise SbrnnError(
+            f"environment {env_id!r} cannot be made ({_one_line(exc)}); e.g. {', '.join(EXAMPLE_ENVS)}"
+        ) from None
+    for what, space in (("observation", env.observation_space), ("action", env.action_space)):
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            env.close()
+            raise SbrnnError(f"environment {env_id!r} has {what} space {space}; allowed: a flat Box")
+    if env.spec is None or env.spec.max_episode_steps is None:
+        env.close()
+        raise SbrnnError(f"environment {env_id!r} has no time limit; give max steps")
+    return env
+
+
+# Policies -------------------------------------------------------------------------------------
+
+
+class Policy(Protocol):
+    """Acts in one environment: ``reset()`` at the start of each episode, then
+    ``act(observation [n_obs]) -> action [n_act]`` at every step."""
+
+    name: str
+
+    def reset(self) -> None: ...
+
+    def act(self, observation: np.ndarray) -> np.ndarray: ...
+
+
+def _finite_box(space) -> tuple[np.ndarray, np.ndarray]:
+    low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise SbrnnError(f"action space {space} is unbounded; random policies need finite bounds")
+    return low, high
+
+
+class RandomPolicy:
+    """Actions uniform in the action box, independently at every step."""
+
+    name = "random"
+
+    def __init__(self, action_space, rng: np.random.Generator) -> None:
+        self.low, self.high = _finite_box(action_space)
+        self.dtype = action_space.dtype
+        self.rng = rng
+
+    def reset(self) -> None:
+        """Nothing carries over between episodes."""
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        return self.rng.uniform(self.low, self.high).astype(self.dtype)
+
+
+class SmoothRandomPolicy:
+    """Temporally correlated random actions, so that an action can be told from the history.
+
+    Per action coordinate a latent ``u_t = rho u_{t-1} + sqrt(1 - rho^2) e_t`` with
+    ``e_t ~ N(0, 1)``, ``u_0 ~ N(0, 1)`` (stationary unit variance), and
+    ``a_t = mid + half_range * tanh(u_t)``. With ``rho = 0.9`` (``SMOOTH_RHO``) about half of an
+    Adroit hammer action's variance is linear in the last two observations, where uniform random
+    actions have none: behaviour cloning of this policy has something to learn.
+    """
+
+    name = "smooth"
+
+    def __init__(self, action_space, rng: np.random.Generator, rho: float = SMOOTH_RHO) -> None:
+        low, high = _finite_box(action_space)
+        self.mid, self.half = (low + high) / 2, (high - low) / 2
+        self.dtype = action_space.dtype
+        self.rng, self.rho = rng, rho
+        self.u = np.zeros_like(low)
+
+    def reset(self) -> None:
+        self.u = self.rng.standard_normal(self.mid.shape)
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        self.u = self.rho * self.u + np.sqrt(1 - self.rho**2) * self.rng.standard_normal(self.mid.shape)
+        return (self.mid + self.half * np.tanh(self.u)).astype(self.dtype)
+
+
+def make_policy(name: str, action_space, seed: int) -> Policy:
+    """The named random policy (``random`` or ``smooth``), its draws seeded from ``seed``."""
+    rng = np.random.default_rng([int(seed), 1])
+    if name == "random":
+        return RandomPolicy(action_space, rng)
+    if name == "smooth":
+        return SmoothRandomPolicy(action_space, rng)
+    raise SbrnnError(f"policy {name!r} is unknown; allowed: {', '.join(POLICIES)} or a saved model directory")
+
+
+# Rollouts -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One episode of ``T`` steps: ``observations [T + 1, n_obs]`` (the last one follows the final
+    action), ``actions [T, n_act]``, ``rewards``, ``terminations``, ``truncations`` ``[T]``, and the
+    seed its environment was reset with."""
+
+    seed: int
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def episode_return(self) -> float:
+        """Undiscounted sum of rewards."""
+        return float(self.rewards.sum())
+
+
+def episode_seeds(seed: int, episodes: int) -> list[int]:
+    """The reset seed of each of ``episodes`` episodes, drawn from ``seed``."""
+    return [int(s) for s in np.random.SeedSequence([int(seed), 0]).generate_state(episodes)]
+
+
+def rollouts(env, policy: Policy, episodes: int, seed: int) -> Iterator[Episode]:
+    """Run ``policy`` for ``episodes`` episodes of ``env``; episode ``i`` resets the environment
+    with the ``i``-th of :func:`episode_seeds` and ends when it terminates or is truncated."""
+    for episode_seed in episode_seeds(seed, episodes):
+        observation, _ = env.reset(seed=episode_seed)
+        policy.reset()
+        observations, actions, rewards, terminations, truncations = [observation], [], [], [], []
+        while True:
+            action = policy.act(observation)
+            observation, reward, terminated, truncated, _ = env.step(action)
+            observations.append(observation)
+            actions.append(action)
+            rewards.append(reward)
+            terminations.append(terminated)
+            truncations.append(truncated)
+            if terminated or truncated:
+                break
+        yield Episode(
+            episode_seed, np.stack(observations), np.stack(actions), np.asarray(rewards, np.float64),
+            np.asarray(terminations, bool), np.asarray(truncations, bool),
+        )
+
+
+# The local Minari path ------------------------------------------------------------------------
+
+
+def check_dataset_id(dataset_id: str) -> str:
+    """``dataset_id`` if Minari accepts it (``(namespace/)name-vN``), else an :class:`SbrnnError`."""
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    try:
+        parse_dataset_id(dataset_id)
+    except ValueError:
+        raise SbrnnError(
+            f"dataset id {dataset_id!r} is malformed; allowed: (namespace/)name-vN, e.g. {DEFAULT_DATASET}"
+        ) from None
+    return dataset_id
+
+
+def dataset_path(dataset_id: str = "") -> Path:
+    """Where Minari keeps ``dataset_id`` locally (the root when empty)."""
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    return Path(get_dataset_path(dataset_id))
+
+
+def _metadata_file(dataset_id: str) -> Path:
+    return dataset_path(dataset_id) / "data" / "metadata.json"
+
+
+def is_local(dataset_id: str) -> bool:
+    """Whether ``dataset_id`` is in the local Minari path (so builds offline)."""
+    return _metadata_file(dataset_id).is_file()
+
+
+def local_dataset_ids() -> list[str]:
+    """Ids of the datasets in the local Minari path."""
+    import minari
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a misconfigured dataset is left out, not shouted about
+        return sorted(minari.list_local_datasets())
+
+
+def missing_dataset_error(dataset_id: str) -> SbrnnError:
+    """The error for a dataset that is not local: how to download it or collect a local one."""
+    known = KNOWN_DATASETS.get(dataset_id)
+    env_id = known.env_id if known else "ENV"
+    example = known.local_example if known else "local/NAME-v0"
+    return SbrnnError(
+        f"Minari dataset {dataset_id!r} is not in the local Minari path {dataset_path()}; download it "
+        f"with `minari download {dataset_id}` (needs a network) or collect a local one with "
+        f"`sbrnn datasets collect --env {env_id} --episodes 50 --policy random --id {example}` "
+        f"and use task minari:{example}"
+    )
+
+
+def _open(dataset_id: str):
+    """The local :class:`minari.MinariDataset` ``dataset_id``; fails at once when it is absent."""
+    check_dataset_id(dataset_id)
+    if not is_local(dataset_id):
+        raise missing_dataset_error(dataset_id)
+    import gymnasium as gym
+    import minari
+
+    try:
+        dataset = minari.load_dataset(dataset_id)
+    except Exception as exc:  # noqa: BLE001 - any failure to read it is the user's dataset's
+        raise SbrnnError(f"cannot read Minari dataset {dataset_id!r}: {_one_line(exc)}") from None
+    for what, space in (("observation", dataset.observation_space), ("action", dataset.action_space)):
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            raise SbrnnError(f"dataset {dataset_id!r} has {what} space {space}; allowed: a flat Box")
+    return dataset
+
+
+def _episode_lengths(dataset) -> np.ndarray:
+    return np.array([m["total_steps"] for m in dataset.storage.get_episode_metadata(dataset.episode_indices)])
+
+
+@contextlib.contextmanager
+def _collection_lock(dataset_id: str) -> Iterator[None]:
+    """Held while one process collects ``dataset_id``; others asking for it wait, then read it."""
+    name = hashlib.sha256(dataset_id.encode()).hexdigest()[:20]
+    path = dataset_path() / ".sbrnn-locks" / f"{name}.lock"  # hidden: Minari's listing skips it
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_dataset(dataset_id: str, env, episodes: list[Episode], policy: str, collection: dict) -> None:
+    """Write ``episodes`` as the arrow-format Minari dataset ``dataset_id``; on failure remove it."""
+    import minari
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    buffers = [
+        EpisodeBuffer(
+            seed=e.seed, observations=e.observations, actions=e.actions, rewards=list(e.rewards),
+            terminations=list(e.terminations), truncations=list(e.truncations),
+        )
+        for e in episodes
+    ]
+    description = (
+        f"{len(episodes)} episodes of {env.spec.id} under the {policy} policy, "
+        f"collected by sbrnn {__version__} with seed {collection['seed']}"
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module="minari")  # optional fields
+            dataset = minari.create_dataset_from_buffers(
+                dataset_id, buffers[:1], env=env, algorithm_name=policy, author="sbrnn",
+                description=description, data_format="arrow",
+            )
+        storage = dataset.storage
+        # Minari 0.5.4 re-measures the whole dataset directory after every episode it adds
+        # (quadratic in episodes: 26 s for 400 short ones); measure once at the end instead.
+        storage.get_size = lambda: 0.0
+        try:
+            dataset.update_dataset_from_buffer(buffers[1:])
+        finally:
+            del storage.get_size
+        storage.update_metadata({"dataset_size": storage.get_size(), COLLECTION_KEY: collection})
+    except BaseException:
+        shutil.rmtree(dataset_path(dataset_id), ignore_errors=True)
+        raise
+
+
+def collect(
+    dataset_id: str,
+    env_id: str,
+    episodes: int,
+    policy: str | Policy = "random",
+    seed: int = 0,
+    max_steps: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Roll out ``policy`` in ``env_id`` for ``episodes`` episodes and write them as the local
+    Minari dataset ``dataset_id`` (arrow format). Returns a summary: id, path, env, policy, seed,
+    episodes, steps, mean and std (``ddof=0``) of the episode returns.
+
+    ``policy`` is a name from :data:`POLICIES` (seeded from ``seed``) or a :class:`Policy` such as
+    a trained child (:mod:`sbrnn.child.rollout`). ``progress(1)`` is called after each episode.
+    """
+    check_dataset_id(dataset_id)
+    if isinstance(episodes, bool) or episodes < 1:
+        raise SbrnnError(f"episodes = {episodes} is out of range; allowed: integers >= 1")
+    if dataset_path(dataset_id).exists():
+        raise SbrnnError(
+            f"Minari dataset {dataset_id!r} already exists in {dataset_path()}; choose another id "
+            f"or delete it with `minari delete {dataset_id}`"
+        )
+    env = make_env(env_id, max_steps)
+    try:
+        actor = make_policy(policy, env.action_space, seed) if isinstance(policy, str) else policy
+        collected = []
+        for episode in rollouts(env, actor, episodes, seed):
+            collected.append(episode)
+            if progress is not None:
+                progress(1)
+        collection = {
+            "env_id": env_id, "policy": actor.name, "seed": int(seed), "episodes": int(episodes),
+            "max_steps": max_steps, "sbrnn_version": __version__,
+        }
+        _write_dataset(dataset_id, env, collected, actor.name, collection)
+    finally:
+        env.close()
+    returns = np.array([e.episode_return for e in collected])
+    return {
+        "dataset_id": dataset_id, "path": str(dataset_path(dataset_id)), "env_id": env_id,
+        "policy": actor.name, "seed": int(seed), "episodes": len(collected),
+        "steps": int(sum(len(e) for e in collected)),
+        "mean_return": float(returns.mean()), "std_return": float(returns.std()),
+    }
+
+
+def local_collection(env_id: str, short: str, policy: str, episodes: int, seed: int,
+                     max_steps: int | None = None) -> str:
+    """The id of the local dataset of ``episodes`` episodes of ``policy`` in ``env_id`` from
+    ``seed``, collected now (with a progress bar) unless a complete one is already there."""
+    horizon = "" if max_steps is None else f"-t{max_steps}"
+    dataset_id = f"sbrnn/{short}/{policy}-e{episodes}{horizon}-s{seed}-v0"
+    if _complete(dataset_id):
+        return dataset_id
+    with _collection_lock(dataset_id):
+        if _complete(dataset_id):  # another process collected it while we waited
+            return dataset_id
+        if dataset_path(dataset_id).exists():  # left half-written by a killed collection
+            shutil.rmtree(dataset_path(dataset_id))
+        with progress_bar(f"collecting {dataset_id}", episodes) as advance:
+            collect(dataset_id, env_id, episodes, policy, seed, max_steps, advance)
+    return dataset_id
+
+
+def _complete(dataset_id: str) -> bool:
+    import json
+
+    path = _metadata_file(dataset_id)
+    return path.is_file() and COLLECTION_KEY in json.loads(path.read_text())
+
+
+# Tasks ----------------------------------------------------------------------------------------
+
+
+def split_counts(episodes: int) -> tuple[int, int, int]:
+    """``(train, val, test)`` episode counts: val and test 5 % each, rounded, at least one."""
+    if episodes < 3:
+        raise SbrnnError(f"a dataset of {episodes} episodes cannot be split; allowed: at least 3 episodes")
+    held = max(1, int(episodes * HOLDOUT_FRACTION + 0.5))
+    return episodes - 2 * held, held, held
+
+
+def split_episodes(episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Episode indices of train, val and test: a permutation drawn from ``seed``, each part sorted."""
+    n_train, n_val, _ = split_counts(episodes)
+    order = np.random.default_rng([int(seed), 2]).permutation(episodes)
+    parts = order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
+    return tuple(np.sort(p) for p in parts)
+
+
+def resolve_window(lengths: np.ndarray, window: int | None) -> int:
+    """The sequence length: ``window`` if given (checked), else the shortest episode's length."""
+    if window is None:
+        return int(lengths.min())
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise SbrnnError(f"window = {window!r} is out of range; allowed: integers >= 1")
+    if window > lengths.max():
+        raise SbrnnError(
+            f"window = {window} is longer than every episode; allowed: 1 to {int(lengths.max())}"
+        )
+    return int(window)
+
+
+def cut_windows(arrays: list[np.ndarray], window: int) -> np.ndarray:
+    """Non-overlapping windows from the start of each ``[T_i, d]`` array -> ``[N, window, d]``;
+    a tail shorter than ``window`` is dropped."""
+    return np.concatenate([a[: len(a) // window * window].reshape(-1, window, a.shape[1]) for a in arrays])
+
+
+def _pairs(kind: str, observations: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One episode's ``(inputs [T, n_in], targets [T, n_out])`` for task ``kind``."""
+    if kind == "behaviour_cloning":
+        return observations[:-1], actions
+    return np.concatenate([observations[:-1], actions], axis=1), np.diff(observations, axis=0)
+
+
+def _moments(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    stacked = np.concatenate(arrays).astype(np.float64)
+    std = stacked.std(axis=0)
+    return stacked.mean(axis=0), np.where(std < STD_FLOOR, 1.0, std)
+
+
+def _build_tensors(dataset, kind: str, seed: int, window: int) -> dict[str, torch.Tensor]:
+    """Split, normalise and window ``dataset`` (see the module doc); float32 sequences, float64 stats."""
+    episodes = list(dataset.iterate_episodes())
+    pairs = [
+        _pairs(kind, np.asarray(e.observations, np.float64), np.asarray(e.actions, np.float64))
+        for e in episodes
+    ]
+    parts = split_episodes(len(pairs), seed)
+    in_mean, in_std = _moments([pairs[i][0] for i in parts[0]])
+    out_mean, out_std = _moments([pairs[i][1] for i in parts[0]])
+    tensors = {
+        "input_mean": torch.from_numpy(in_mean), "input_std": torch.from_numpy(in_std),
+        "target_mean": torch.from_numpy(out_mean), "target_std": torch.from_numpy(out_std),
+        "episodes": torch.tensor([len(p) for p in parts]),
+    }
+    for split, indices in zip(("train", "val", "test"), parts):
+        x = cut_windows([(pairs[i][0] - in_mean) / in_std for i in indices], window)
+        y = cut_windows([(pairs[i][1] - out_mean) / out_std for i in indices], window)
+        if len(x) == 0:
+            raise SbrnnError(
+                f"window = {window} leaves no sequences in the {split} split of {dataset.id!r}; "
+                "allowed: a window no longer than its episodes"
+            )
+        tensors[f"{split}_x"] = torch.from_numpy(x).float()
+        tensors[f"{split}_y"] = torch.from_numpy(y).float()
+    return tensors
+
+
+def _reference_scores(metadata: dict, env_id: str | None) -> tuple[float, float] | None:
+    if metadata.get("ref_min_score") is not None and metadata.get("ref_max_score") is not None:
+        return float(metadata["ref_min_score"]), float(metadata["ref_max_score"])
+    return REFERENCE_SCORES.get(env_id)
+
+
+def episode_task(name: str, dataset_id: str, kind: str, seed: int = 0, window: int | None = None) -> Task:
+    """Task ``name`` of ``kind`` (:data:`TASK_KINDS`) on the local dataset ``dataset_id``.
+
+    The split, normalised and windowed tensors are cached (:mod:`sbrnn.datasets.cache`) under the
+    dataset id, a hash of its metadata file, ``kind``, ``seed`` and the window.
+    """
+    if kind not in TASK_KINDS:
+        raise SbrnnError(f"task kind {kind!r} is unknown; allowed: {', '.join(TASK_KINDS)}")
+    dataset = _open(dataset_id)
+    lengths = _episode_lengths(dataset)
+    whole = window is None and len(set(lengths.tolist())) == 1
+    window = resolve_window(lengths, window)
+    metadata = dataset.storage.metadata
+    params = {
+        "dataset_id": dataset_id, "kind": kind, "seed": int(seed), "window": window,
+        "metadata_sha256": hashlib.sha256(_metadata_file(dataset_id).read_bytes()).hexdigest(),
+    }
+    tensors, _ = load_or_build("minari", params, lambda: _build_tensors(dataset, kind, seed, window))
+    env_id = dataset.env_spec.id if dataset.env_spec is not None else None
+    action_space = dataset.action_space
+    meta = {
+        "kind": kind, "dataset_id": dataset_id, "env_id": env_id, "seed": int(seed), "window": window,
+        "whole_episodes": whole,
+        "episodes": dict(zip(("train", "val", "test"), tensors["episodes"].tolist())),
+        "observation_size": int(dataset.observation_space.shape[0]),
+        "action_size": int(action_space.shape[0]),
+        "action_low": np.asarray(action_space.low, np.float64).tolist(),
+        "action_high": np.asarray(action_space.high, np.float64).tolist(),
+        **{k: tensors[k].tolist() for k in ("input_mean", "input_std", "target_mean", "target_std")},
+    }
+    refs = _reference_scores(metadata, env_id)
+    if refs is not None:
+        meta["ref_min_score"], meta["ref_max_score"] = refs
+    if COLLECTION_KEY in metadata:
+        meta["collection"] = metadata[COLLECTION_KEY]
+    splits = [Split(tensors[f"{s}_x"], tensors[f"{s}_y"]) for s in ("train", "val", "test")]
+    n_in, n_out = splits[0].x.shape[2], splits[0].y.shape[2]
+    return Task(name, n_in, n_out, window, "mse", *splits, meta=meta)
+
+
+def behaviour_cloning(dataset_id: str = DEFAULT_DATASET, seed: int = 0, window: int | None = None) -> Task:
+    """Task ``minari:<dataset_id>``: ``obs_t [n_obs] -> action_t [n_act]`` at every step."""
+    return episode_task(f"minari:{dataset_id}", dataset_id, "behaviour_cloning", seed, window)
+
+
+@dataclass(frozen=True)
+class DatasetShape:
+    """A behaviour-cloning task's dims before building it: ``n_obs`` in, ``n_act`` out, ``steps``."""
+
+    n_obs: int
+    n_act: int
+    steps: int
+    episodes: int
+    env_id: str | None
+
+
+def describe(dataset_id: str) -> DatasetShape:
+    """Dims of ``minari:<dataset_id>`` at its default window, from the local dataset or, for a
+    known remote one (:data:`KNOWN_DATASETS`) not downloaded, from what is known of it."""
+    check_dataset_id(dataset_id)
+    known = KNOWN_DATASETS.get(dataset_id)
+    if known is not None and not is_local(dataset_id):
+        return DatasetShape(known.n_obs, known.n_act, known.episode_steps, known.episodes, known.env_id)
+    dataset = _open(dataset_id)
+    lengths = _episode_lengths(dataset)
+    return DatasetShape(
+        int(dataset.observation_space.shape[0]), int(dataset.action_space.shape[0]), int(lengths.min()),
+        len(lengths), dataset.env_spec.id if dataset.env_spec is not None else None,
+    )
+
+
+# The zoo's locally collected tasks --------------------------------------------------------------
+
+
+def can_collect(env_id: str) -> bool:
+    """Whether the simulator for ``env_id`` is installed (all of these run offline)."""
+    needs = ["mujoco"] + (["gymnasium_robotics"] if env_id.startswith("Adroit") else [])
+    return all(importlib.util.find_spec(m) is not None for m in needs)
+
+
+def hammer_local(
+    seed: int = 0, episodes: int = 100, collect_seed: int = 0, window: int | None = None
+) -> Task:
+    """``hammer-local``: behaviour cloning (46 in, 26 out, 200 steps) of the ``smooth`` policy in
+    ``AdroitHandHammer-v1``, ``episodes`` episodes collected from ``collect_seed``.
+
+    The ``smooth`` policy rather than uniform random actions: those are independent of everything
+    the network sees, so every model would reach the same loss (the actions' variance) and the
+    task would tell configurations apart by nothing. 100 episodes (20,000 steps, about 15 s to
+    collect once) split 90 / 5 / 5.
+    """
+    dataset_id = local_collection("AdroitHandHammer-v1", "hammer", "smooth", episodes, collect_seed)
+    return episode_task("hammer-local", dataset_id, "behaviour_cloning", seed, window)
+
+
+def _dynamics(name: str, env_id: str, short: str, seed: int, episodes: int, collect_seed: int,
+              window: int, max_steps: int | None = None) -> Task:
+    dataset_id = local_collection(env_id, short, "random", episodes, collect_seed, max_steps)
+    return episode_task(name, dataset_id, "forward_dynamics", seed, window)
+
+
+def hopper_dynamics(seed: int = 0, episodes: int = 400, collect_seed: int = 0, window: int = 10) -> Task:
+    """``hopper-dynamics``: ``[obs_t; a_t] (14) -> obs_{t+1} - obs_t (11)`` in windows of 10 steps,
+    from uniform random actions in ``Hopper-v5``. A random hopper falls within 10 to 70 steps, so
+    400 episodes give about 11,000 transitions and 800 windows."""
+    return _dynamics("hopper-dynamics", "Hopper-v5", "hopper", seed, episodes, collect_seed, window)
+
+
+def halfcheetah_dynamics(seed: int = 0, episodes: int = 100, max_steps: int = 100, collect_seed: int = 0,
+                         window: int = 25) -> Task:
+    """``halfcheetah-dynamics``: ``[obs_t; a_t] (23) -> obs_{t+1} - obs_t (17)`` in windows of 25
+    steps, from uniform random actions in ``HalfCheetah-v5``, episodes cut at ``max_steps`` (the
+    cheetah never falls): 10,000 transitions and 400 windows by default."""
+    return _dynamics(
+        "halfcheetah-dynamics", "HalfCheetah-v5", "halfcheetah", seed, episodes, collect_seed, window,
+        max_steps,
+    )
+
+
+def minari_builder(dataset_id: str) -> Callable[..., Task]:
+    """The builder of ``minari:<dataset_id>``: ``builder(seed=0, window=None) -> Task``."""
+    return functools.partial(behaviour_cloning, dataset_id)
