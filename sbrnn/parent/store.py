@@ -1,0 +1,239 @@
+"""A parent on disk without pickle: skops (trusted types only), XGBoost UBJSON and a manifest.
+
+A parent directory holds::
+
+    manifest.json            format, schema version, feature names, curve length, tasks, the
+                             training records' SHA-256 and run ids, per-file SHA-256, the metrics
+    rf_curve.skops           RandomForestRegressor             (skops)
+    rf_converges.skops       RandomForestClassifier            (skops; absent when constant)
+    xgb_curve_<i>.ubj        XGBRegressor member i             (XGBoost's own UBJSON)
+    xgb_converges.ubj        XGBClassifier
+    mlp_curve_<i>.skops      scaled MLPRegressor member i      (skops)
+    mlp_converges.skops      scaled MLPClassifier              (skops)
+
+Loading reads the manifest as JSON, refuses a foreign format, another schema version or other
+feature names, checks every file's SHA-256 against the manifest *before* opening it, and opens
+skops files only when every type they hold is a scikit-learn/numpy type skops trusts or one of
+:data:`SKOPS_TRUSTED`. Nothing is unpickled; each refusal is one :class:`SbrnnError` line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from sbrnn import __version__
+from sbrnn.errors import SbrnnError
+from sbrnn.parent.features import FEATURE_NAMES
+from sbrnn.parent.models import KINDS, ConvergenceClassifier, CurveRegressor, Parent
+
+FORMAT = "sbrnn-parent"
+STORE_VERSION = 1
+MANIFEST = "manifest.json"
+SKOPS_TRUSTED = (
+    "sklearn.tree._tree.Tree",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+)
+"""Types beyond skops' defaults that a parent's skops files may hold: tree arrays and the MLP's
+optimizer state, both plain scikit-learn data holders."""
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _expected_types():
+    import xgboost
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+    from sklearn.pipeline import Pipeline
+
+    return {
+        ("rf", "curve"): RandomForestRegressor,
+        ("rf", "converges"): RandomForestClassifier,
+        ("xgb", "curve"): xgboost.XGBRegressor,
+        ("xgb", "converges"): xgboost.XGBClassifier,
+        ("mlp", "curve"): TransformedTargetRegressor,
+        ("mlp", "converges"): Pipeline,
+    }
+
+
+def _write_estimator(estimator, kind: str, path: Path) -> None:
+    if kind == "xgb":
+        estimator.save_model(path)
+    else:
+        import skops.io
+
+        skops.io.dump(estimator, path)
+
+
+def _read_estimator(kind: str, role: str, path: Path):
+    expected = _expected_types()[kind, role]
+    try:
+        if kind == "xgb":
+            estimator = expected()
+            estimator.load_model(path)
+            return estimator
+        import skops.io
+
+        untrusted = [t for t in skops.io.get_untrusted_types(file=path) if t not in SKOPS_TRUSTED]
+        if untrusted:
+            raise SbrnnError(
+                f"parent file {path} holds types sbrnn does not trust ({', '.join(untrusted)}); "
+                "not loading it"
+            )
+        estimator = skops.io.load(path, trusted=list(SKOPS_TRUSTED))
+    except SbrnnError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one clear error
+        raise SbrnnError(f"parent file {path} cannot be read: {' '.join(str(exc).split())}") from None
+    if not isinstance(estimator, expected):
+        raise SbrnnError(f"parent file {path} holds a {type(estimator).__name__}, not a {expected.__name__}")
+    return estimator
+
+
+def save_parent(parent: Parent, directory: str | os.PathLike, metrics: dict | None = None) -> Path:
+    """Write ``parent`` (and the ``metrics`` report) to ``directory``; returns the manifest path.
+
+    Files an earlier manifest in ``directory`` listed are removed first; the manifest is written
+    last, atomically, so a half-written parent has no manifest and is never loaded.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest_path = directory / MANIFEST
+    if manifest_path.exists():
+        try:
+            old = json.loads(manifest_path.read_text())
+            stale = list(old.get("files", {})) if isinstance(old, dict) else []
+        except (OSError, ValueError):
+            stale = []
+        manifest_path.unlink()
+        for name in stale:
+            if isinstance(name, str) and _NAME.match(name):
+                (directory / name).unlink(missing_ok=True)
+    files: dict[str, str] = {}
+    models: dict[str, dict] = {}
+    ext = {"rf": "skops", "mlp": "skops", "xgb": "ubj"}
+    for kind, regressor in parent.regressors.items():
+        curve_files = []
+        for i, member in enumerate(regressor.members_):
+            name = f"{kind}_curve.{ext[kind]}" if kind == "rf" else f"{kind}_curve_{i}.{ext[kind]}"
+            _write_estimator(member, kind, directory / name)
+            curve_files.append(name)
+        classifier = parent.classifiers[kind]
+        converges = {"file": None, "constant": classifier.constant_}
+        if classifier.estimator_ is not None:
+            converges["file"] = f"{kind}_converges.{ext[kind]}"
+            _write_estimator(classifier.estimator_, kind, directory / converges["file"])
+        for name in [*curve_files, converges["file"]]:
+            if name is not None:
+                files[name] = sha256_file(directory / name)
+        models[kind] = {
+            "params": {**regressor.params(), "seed": regressor.seed},
+            "n_outputs": regressor.n_outputs_,
+            "curve_files": curve_files,
+            "converges": converges,
+        }
+    manifest = {
+        "format": FORMAT,
+        "schema_version": STORE_VERSION,
+        "sbrnn_version": __version__,
+        "feature_names": list(parent.feature_names),
+        "epochs": parent.epochs,
+        "default_model": parent.default_kind,
+        "tasks": parent.tasks,
+        "records_sha256": (metrics or {}).get("records_sha256"),
+        "training_runs": list(parent.training_runs),
+        "models": models,
+        "files": files,
+        "metrics": metrics or {},
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=directory)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(manifest, fh, indent=1, default=str)
+    os.replace(tmp, manifest_path)
+    return manifest_path
+
+
+def read_manifest(directory: str | os.PathLike) -> dict:
+    """The checked manifest of a parent directory (format, version, features, file hashes)."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise SbrnnError(f"{directory} is not a parent directory: it has no {MANIFEST}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SbrnnError(f"{path} is not readable JSON: {' '.join(str(exc).split())}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise SbrnnError(f"{path} is not an sbrnn parent manifest (format {FORMAT!r} expected)")
+    if manifest.get("schema_version") != STORE_VERSION:
+        raise SbrnnError(
+            f"{path} was written with parent schema version {manifest.get('schema_version')!r}; this "
+            f"sbrnn reads version {STORE_VERSION}: refit the parent"
+        )
+    if manifest.get("feature_names") != list(FEATURE_NAMES):
+        raise SbrnnError(f"{path} lists other features than this sbrnn builds; refit the parent")
+    files = manifest.get("files")
+    models = manifest.get("models")
+    if not isinstance(files, dict) or not isinstance(models, dict) or not models:
+        raise SbrnnError(f"{path} lists no model files")
+    for kind, entry in models.items():
+        if kind not in KINDS:
+            raise SbrnnError(f"{path} names an unknown model {kind!r}; allowed: {', '.join(KINDS)}")
+        named = [*entry.get("curve_files", []), entry.get("converges", {}).get("file")]
+        for name in filter(None, named):
+            if name not in files:
+                raise SbrnnError(f"{path} uses file {name!r} without its sha256")
+    for name, digest in files.items():
+        if not (isinstance(name, str) and _NAME.match(name) and name not in (".", "..")):
+            raise SbrnnError(f"{path} names a file outside the parent directory: {name!r}")
+        file = directory / name
+        if not file.is_file():
+            raise SbrnnError(f"parent file {file} is missing")
+        if sha256_file(file) != digest:
+            raise SbrnnError(
+                f"parent file {file} was modified (sha256 differs from {MANIFEST}); not loading it"
+            )
+    return manifest
+
+
+def load_parent(directory: str | os.PathLike) -> tuple[Parent, dict]:
+    """The :class:`Parent` in ``directory`` and its manifest; see the module doc for the checks."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    regressors, classifiers = {}, {}
+    for kind, entry in manifest["models"].items():
+        params = entry["params"]
+        regressor = CurveRegressor(
+            kind, n_estimators=params.get("n_estimators"), max_depth=params.get("max_depth"),
+            n_members=params.get("n_members"), seed=params.get("seed", 0),
+        )
+        regressor.members_ = [_read_estimator(kind, "curve", directory / n) for n in entry["curve_files"]]
+        regressor.n_outputs_ = int(entry["n_outputs"])
+        classifier = ConvergenceClassifier(kind, seed=params.get("seed", 0))
+        classifier.classes_ = np.array([False, True])
+        classifier.constant_ = float(entry["converges"]["constant"])
+        file = entry["converges"]["file"]
+        classifier.estimator_ = None if file is None else _read_estimator(kind, "converges", directory / file)
+        regressors[kind], classifiers[kind] = regressor, classifier
+    if int(manifest["epochs"]) + 1 != next(iter(regressors.values())).n_outputs_:
+        raise SbrnnError(f"{directory / MANIFEST} is inconsistent: epochs do not match the models' outputs")
+    parent = Parent(
+        tuple(manifest["feature_names"]), int(manifest["epochs"]), regressors, classifiers,
+        manifest["default_model"], manifest.get("tasks", {}), tuple(manifest.get("training_runs", [])),
+    )
+    parent.kind(manifest["default_model"])
+    return parent, manifest
