@@ -596,11 +596,10 @@ class DatasetShape:
 
 
 def describe(dataset_id: str) -> DatasetShape:
-    """Dims of ``minari:<dataset_id>`` at its default window, from the local dataset or, for a
-    known remote one (:data:`KNOWN_DATASETS`) not downloaded, from what is known of it."""
-    check_dataset_id(dataset_id)
+    """Dims of ``minari:<dataset_id>`` at its default window: for a known dataset
+    (:data:`KNOWN_DATASETS`, local or not) what is known of it, else from the local dataset."""
     known = KNOWN_DATASETS.get(dataset_id)
-    if known is not None and not is_local(dataset_id):
+    if known is not None:
         return DatasetShape(known.n_obs, known.n_act, known.episode_steps, known.episodes, known.env_id)
     dataset = _open(dataset_id)
     lengths = _episode_lengths(dataset)

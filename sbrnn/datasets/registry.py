@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sbrnn.datasets import synthetic
+from sbrnn.datasets import minari_tasks, synthetic
 from sbrnn.datasets.task import Task
 from sbrnn.errors import SbrnnError
 
@@ -49,16 +49,29 @@ def register(info: TaskInfo) -> TaskInfo:
     return info
 
 
+_PREFIXES: dict[str, tuple[Callable[[str], TaskInfo], Callable[[], list[str]]]] = {}
+
+
+def register_prefix(prefix: str, resolve: Callable[[str], TaskInfo], names: Callable[[], list[str]]) -> None:
+    """Names starting with ``prefix`` (``minari:<dataset_id>``) resolve through ``resolve(name)``,
+    which raises :class:`SbrnnError` for one it cannot serve; ``names()`` lists those ready now."""
+    _PREFIXES[prefix] = (resolve, names)
+
+
 def task_names() -> list[str]:
-    return sorted(_REGISTRY)
+    """Registered names and, for each prefix, the names ready on this machine."""
+    return sorted(set(_REGISTRY).union(n for _, names in _PREFIXES.values() for n in names()))
 
 
 def get_info(name: str) -> TaskInfo:
-    """The registered task ``name``; an :class:`SbrnnError` listing the known names otherwise."""
-    try:
+    """The task ``name``; an :class:`SbrnnError` listing the known names otherwise."""
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise SbrnnError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}") from None
+    for prefix, (resolve, _) in _PREFIXES.items():
+        if name.startswith(prefix):
+            return resolve(name)
+    patterns = "".join(f"; or {prefix}<id>" for prefix in _PREFIXES)
+    raise SbrnnError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}{patterns}")
 
 
 def build_task(name: str, seed: int = 0, **options) -> Task:
@@ -73,4 +86,38 @@ register(TaskInfo(
 register(TaskInfo(
     "toy-regression", "synthetic: lagged product and running mean, every step", 3, 2, 8,
     "mse", "synthetic", synthetic.toy_regression,
+))
+
+
+def _minari_info(name: str) -> TaskInfo:
+    """``minari:<dataset_id>``: behaviour cloning on a Minari dataset, offline when it is local."""
+    dataset_id = name.removeprefix("minari:")
+    shape = minari_tasks.describe(dataset_id)
+    return TaskInfo(
+        name, f"behaviour cloning on Minari {dataset_id}: obs_t -> action_t", shape.n_obs, shape.n_act,
+        shape.steps, "mse", "minari", minari_tasks.minari_builder(dataset_id),
+        lambda: minari_tasks.is_local(dataset_id),
+    )
+
+
+register(_minari_info(f"minari:{minari_tasks.DEFAULT_DATASET}"))
+register_prefix(
+    "minari:", _minari_info,
+    lambda: [f"minari:{d}" for d in minari_tasks.local_dataset_ids() if not d.startswith("sbrnn/")],
+)
+register(TaskInfo(
+    "hammer-local", "behaviour cloning: smooth random actions in AdroitHandHammer-v1, collected here",
+    46, 26, 200, "mse", "rollouts", minari_tasks.hammer_local,
+    lambda: minari_tasks.can_collect("AdroitHandHammer-v1"),
+))
+register(TaskInfo(
+    "hopper-dynamics", "forward dynamics: [obs_t; a_t] -> obs_t+1 - obs_t, Hopper-v5 random rollouts",
+    14, 11, 10, "mse", "rollouts", minari_tasks.hopper_dynamics,
+    lambda: minari_tasks.can_collect("Hopper-v5"),
+))
+register(TaskInfo(
+    "halfcheetah-dynamics",
+    "forward dynamics: [obs_t; a_t] -> obs_t+1 - obs_t, HalfCheetah-v5 random rollouts",
+    23, 17, 25, "mse", "rollouts", minari_tasks.halfcheetah_dynamics,
+    lambda: minari_tasks.can_collect("HalfCheetah-v5"),
 ))
