@@ -1,0 +1,295 @@
+"""Random Anomaly Detection (RAD), method.md §4: find the one image transformed differently.
+
+A sequence: a digit class ``c``; two distinct pipelines ``A`` (normal) and ``B`` (anomaly) drawn
+uniformly from the eight of :data:`~sbrnn.datasets.transforms.PIPELINES`; ``n`` different source
+images of class ``c``, all under ``A`` except the one at a uniform position ``k`` under ``B``; the
+label is ``k``. With ``no_anomaly_prob = p > 0``, a sequence has, with probability ``p``, every
+image under ``A`` and label ``n`` (an extra class). The default layout is the authors' generator:
+``n = 10`` images, then one blank query step (all inputs 0) on which the answer is read: 11 steps,
+10 classes. The paper's "n = 9 with 10 outputs" is ``n=9, no_anomaly_prob=p``.
+
+Images are resized (bilinear) from 28x28 to ``side`` x ``side``, scaled to [0, 1], transformed,
+clamped to the clean image's range, stored as uint8 and fed as ``(v - 0.1307) / 0.3081``.
+Generation is batched (no per-image Python loop), draws every random number from generators
+seeded by ``seed`` (one per split), and is cached under ``$SBRNN_CACHE/rad``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from sbrnn.datasets import cache, sources, transforms
+from sbrnn.datasets.task import Split, Task
+from sbrnn.errors import SbrnnError
+
+GENERATOR_VERSION = 1
+"""Bumped whenever generation changes what a key produces, so old cache files are not reused."""
+MEAN, STD = 0.1307, 0.3081
+N_CLASSES = 10
+CHUNK = 256
+"""Sequences generated per batch; fixed so the random stream does not depend on the machine."""
+DEFAULT_SIZES = {"mnist": (30_000, 1_000, 1_000), "digits": (3_000, 300, 300)}
+"""Train/val/test sequences. mnist: the paper's. digits: sized so the default ``child train`` (batch
+16, 25 epochs) ends in about 2 minutes; its 1,797 images give about 126 / 27 / 27 per class."""
+SIDE_RANGE = (16, 256)
+N_RANGE = (2, 100)
+MAX_SEQUENCES = 1_000_000
+SPLITS = sources.SPLITS
+
+
+def _check_int(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SbrnnError(f"{name} {value!r} is not allowed; allowed: an integer in [{low:,}, {high:,}]")
+    return value
+
+
+@dataclass(frozen=True)
+class RadSpec:
+    """Every parameter that decides the generated tensors (the cache key hashes all of them)."""
+
+    source: str = "digits"
+    side: int = 50
+    n: int = 10
+    no_anomaly_prob: float = 0.0
+    query_step: bool = True
+    n_train: int = DEFAULT_SIZES["digits"][0]
+    n_val: int = DEFAULT_SIZES["digits"][1]
+    n_test: int = DEFAULT_SIZES["digits"][2]
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.source not in sources.SOURCES:
+            raise SbrnnError(f"source {self.source!r} is not allowed; allowed: {', '.join(sources.SOURCES)}")
+        _check_int("side", self.side, *SIDE_RANGE)
+        _check_int("n", self.n, *N_RANGE)
+        for name in ("n_train", "n_val", "n_test"):
+            _check_int(name, getattr(self, name), 1, MAX_SEQUENCES)
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+        p = self.no_anomaly_prob
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise SbrnnError(f"no_anomaly_prob {p!r} is not allowed; allowed: a number in [0, 1)")
+        if not isinstance(self.query_step, bool):
+            raise SbrnnError(f"query_step {self.query_step!r} is not allowed; allowed: true or false")
+        object.__setattr__(self, "no_anomaly_prob", float(p))
+
+    @property
+    def n_in(self) -> int:
+        return self.side * self.side
+
+    @property
+    def n_out(self) -> int:
+        return self.n + (1 if self.no_anomaly_prob > 0 else 0)
+
+    @property
+    def steps(self) -> int:
+        return self.n + (1 if self.query_step else 0)
+
+    def size(self, split: str) -> int:
+        return getattr(self, f"n_{split}")
+
+    def params(self) -> dict:
+        return {**asdict(self), "version": GENERATOR_VERSION, "mean": MEAN, "std": STD}
+
+
+def chunk_generator(seed: int, split: str, chunk: int) -> torch.Generator:
+    """The generator of chunk ``chunk`` of ``split``: every chunk has its own stream, derived from
+    ``seed`` by hashing, so chunks can be made in any order and splits do not share draws."""
+    digest = hashlib.sha256(f"rad:{seed}:{split}:{chunk}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+def _class_table(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pool indices sorted by class ``[P]``, each class's start ``[10]`` and count ``[10]``."""
+    order = torch.argsort(labels, stable=True)
+    counts = torch.bincount(labels, minlength=N_CLASSES)
+    starts = torch.cumsum(counts, 0) - counts
+    return order, starts, counts
+
+
+def generate_chunk(
+    pool: sources.Pool, table, s: int, spec: RadSpec, g: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """``s`` sequences drawn from ``pool``.
+
+    Returns ``images`` ``[s, n, side*side]`` uint8, ``label`` ``[s]`` int64, ``digit``, ``pipe_a``,
+    ``pipe_b`` ``[s]`` uint8, ``anomaly`` ``[s]`` bool (False: no anomaly, label ``n``) and
+    ``source_id`` ``[s, n]`` int64 (ids of the source images, as in ``pool.ids``).
+    """
+    n, n_pipes = spec.n, len(transforms.PIPELINES)
+    order, starts, counts = table
+    digit = torch.randint(0, N_CLASSES, (s,), generator=g)
+    pipe_a = torch.randint(0, n_pipes, (s,), generator=g)
+    pipe_b = (pipe_a + torch.randint(1, n_pipes, (s,), generator=g)) % n_pipes
+    position = torch.randint(0, n, (s,), generator=g)
+    anomaly = torch.rand(s, generator=g) >= spec.no_anomaly_prob
+    # n distinct images of the class: the n smallest of one uniform key per pool image of that class
+    keys = torch.rand(s, int(counts.max()), generator=g)
+    keys[torch.arange(keys.shape[1]).view(1, -1) >= counts[digit].view(-1, 1)] = 2.0
+    picks = keys.topk(n, dim=1, largest=False).indices  # [s, n] ranks within the class
+    rows = order[starts[digit].view(-1, 1) + picks]  # [s, n] pool rows
+    pipeline = pipe_a.view(-1, 1).repeat(1, n)
+    hit = anomaly.nonzero().squeeze(1)
+    pipeline[hit, position[hit]] = pipe_b[hit]
+
+    # transform images grouped by pipeline (one batch each), then put them back in sequence order
+    flat = pipeline.view(-1)
+    order = torch.argsort(flat, stable=True)
+    counts = torch.bincount(flat, minlength=n_pipes).tolist()
+    clean = pool.images[rows.view(-1)[order]].to(torch.float32).div_(255.0)  # [s*n, 28, 28]
+    out = transforms.transform_grouped(transforms.resize(clean, spec.side), counts, g)
+    images = torch.empty(s * n, spec.n_in, dtype=torch.uint8)
+    images[order] = out.mul_(255.0).round_().to(torch.uint8).view(-1, spec.n_in)
+    images = images.view(s, n, spec.n_in)
+    return {
+        "images": images,
+        "label": torch.where(anomaly, position, torch.full_like(position, n)),
+        "digit": digit.to(torch.uint8),
+        "pipe_a": pipe_a.to(torch.uint8),
+        "pipe_b": pipe_b.to(torch.uint8),
+        "anomaly": anomaly,
+        "source_id": pool.ids[rows],
+    }
+
+
+def generate_split(pool: sources.Pool, split: str, spec: RadSpec, advance=None) -> dict:
+    """The ``spec.size(split)`` sequences of ``split`` from ``pool`` (see :func:`generate_chunk`),
+    made :data:`CHUNK` at a time."""
+    table = _class_table(pool.labels)
+    smallest = int(table[2].min())
+    if smallest < spec.n:
+        raise SbrnnError(
+            f"n {spec.n} is not allowed for source {spec.source!r}: a split has only {smallest} images "
+            f"of some digit; allowed: n <= {smallest}"
+        )
+    count = spec.size(split)
+    parts = []
+    for i, start in enumerate(range(0, count, CHUNK)):
+        g = chunk_generator(spec.seed, split, i)
+        parts.append(generate_chunk(pool, table, min(CHUNK, count - start), spec, g))
+        if advance is not None:
+            advance(parts[-1]["label"].shape[0])
+    return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
+
+
+def generate(spec: RadSpec, data_root=None, download: bool = False) -> tuple[dict, cache.Entry]:
+    """All three splits of ``spec``, from the cache or generated once and stored there.
+
+    Returns ``({split: tensors}, entry)``; tensors as in :func:`generate_chunk`.
+    """
+    def build() -> dict[str, torch.Tensor]:
+        pools = sources.load_pools(spec.source, spec.seed, data_root, download)
+        total = sum(spec.size(s) for s in SPLITS)
+        flat = {}
+        with cache.progress_bar(f"RAD {spec.source} side {spec.side}", total) as advance:
+            for split in SPLITS:
+                data = generate_split(pools[split], split, spec, advance)
+                flat.update({f"{split}/{k}": v for k, v in data.items()})
+        return flat
+
+    flat, entry = cache.load_or_build("rad", spec.params(), build)
+    splits = {s: {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith(f"{s}/")} for s in SPLITS}
+    return splits, entry
+
+
+def to_inputs(images: torch.Tensor, query_step: bool, chunk: int = 4096) -> torch.Tensor:
+    """``[N, n, D]`` uint8 images -> ``[N, T, D]`` float16 normalised inputs (blank query step = 0)."""
+    count, n, d = images.shape
+    x = torch.zeros(count, n + (1 if query_step else 0), d, dtype=torch.float16)
+    for i in range(0, count, chunk):
+        part = images[i:i + chunk].to(torch.float32).div_(255.0)
+        x[i:i + chunk, :n] = part.sub_(MEAN).div_(STD).to(torch.float16)
+    return x
+
+
+def build(name: str, spec: RadSpec, data_root=None, download: bool = False) -> Task:
+    """The RAD :class:`Task` for ``spec`` (``cross_entropy``; ``y`` is the anomaly's position)."""
+    splits, entry = generate(spec, data_root, download)
+    parts = [Split(to_inputs(splits[s]["images"], spec.query_step), splits[s]["label"]) for s in SPLITS]
+    meta = {
+        "generator": "rad",
+        "generation": asdict(spec),
+        "pipelines": list(transforms.PIPELINES),
+        "normalisation": {"mean": MEAN, "std": STD, "blank_query_step": 0.0},
+        "layout": f"{spec.n} images" + (" + 1 blank query step" if spec.query_step else "")
+        + (f"; no-anomaly class {spec.n} with p = {spec.no_anomaly_prob:g}" if spec.no_anomaly_prob else ""),
+        "cache": {"key": entry.key, "path": str(entry.path), "hit": entry.hit},
+    }
+    return Task(name, spec.n_in, spec.n_out, spec.steps, "cross_entropy", *parts, meta=meta)
+
+
+def _spec(source: str, seed, side, n, no_anomaly_prob, query_step, n_train, n_val, n_test) -> RadSpec:
+    defaults = DEFAULT_SIZES[source]
+    sizes = [d if v is None else v for v, d in zip((n_train, n_val, n_test), defaults)]
+    return RadSpec(source, side, n, no_anomaly_prob, query_step, *sizes, seed=seed)
+
+
+def build_rad(
+    seed: int = 0, side: int = 50, n: int = 10, no_anomaly_prob: float = 0.0, query_step: bool = True,
+    n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
+) -> Task:
+    """``rad``: RAD on the embedded digits, 2,500 inputs (side 50), 11 steps, 10 classes."""
+    return build("rad", _spec("digits", seed, side, n, no_anomaly_prob, query_step, n_train, n_val, n_test))
+
+
+def build_rad28(
+    seed: int = 0, side: int = 28, n: int = 10, no_anomaly_prob: float = 0.0, query_step: bool = True,
+    n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
+) -> Task:
+    """``rad28``: RAD on the embedded digits at MNIST's own side, 784 inputs."""
+    return build("rad28", _spec("digits", seed, side, n, no_anomaly_prob, query_step, n_train, n_val, n_test))
+
+
+def build_rad_mnist(
+    seed: int = 0, side: int = 50, n: int = 10, no_anomaly_prob: float = 0.0, query_step: bool = True,
+    n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
+    data_root: str | None = None, download: bool = False,
+) -> Task:
+    """``rad-mnist``: the paper's RAD on MNIST (``data_root``/MNIST/raw), 30,000 / 1,000 / 1,000."""
+    spec = _spec("mnist", seed, side, n, no_anomaly_prob, query_step, n_train, n_val, n_test)
+    if not isinstance(download, bool):
+        raise SbrnnError(f"download {download!r} is not allowed; allowed: true or false")
+    return build("rad-mnist", spec, data_root, download)
+
+
+def write_preview(task: Task, path: str | Path, rows: int = 4, split: str = "train") -> Path:
+    """A PNG grid of the first ``rows`` sequences of ``split``, the anomaly framed in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spec = RadSpec(**task.meta["generation"])
+    data = generate(spec)[0][split]
+    rows = min(rows, data["label"].shape[0])
+    names = transforms.PIPELINES
+    fig, axes = plt.subplots(rows, spec.n, figsize=(1.1 * spec.n, 1.4 * rows + 0.5), squeeze=False)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.04, top=1 - 0.5 / (1.4 * rows + 0.5), hspace=0.55)
+    for r in range(rows):
+        label = int(data["label"][r])
+        a, b = names[int(data["pipe_a"][r])], names[int(data["pipe_b"][r])]
+        anomaly = f"anomaly at {label} ({b})" if label < spec.n else "no anomaly"
+        axes[r, 0].text(0, 1.06, f"digit {int(data['digit'][r])}: normal {a}, {anomaly}", fontsize=8,
+                        transform=axes[r, 0].transAxes, va="bottom")
+        for t in range(spec.n):
+            ax = axes[r, t]
+            ax.imshow(data["images"][r, t].view(spec.side, spec.side).numpy(), cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            framed = t == label
+            for spine in ax.spines.values():
+                spine.set_visible(framed)
+                spine.set_color("red")
+                spine.set_linewidth(3)
+            ax.set_xlabel(str(t), fontsize=7, color="red" if framed else "black")
+    query = " then a blank query step" if spec.query_step else ""
+    fig.suptitle(f"{task.name}: {spec.n} images per sequence{query}; label = framed position", fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+

@@ -1,0 +1,135 @@
+"""Digit images that RAD and the sequential-digits task draw from, split into train/val/test pools.
+
+Two sources, both ``uint8`` images with values ``0..255``:
+
+* ``digits`` (embedded, always offline): scikit-learn's bundled 1,797 8x8 digits (values 0-16),
+  scaled to [0, 1], upsampled bilinearly to 20x20 and padded by 4 pixels to 28x28, which is how
+  MNIST centres its digits in a 20x20 box. Stratified 70 / 15 / 15 split into train, val and test.
+* ``mnist``: torchvision's MNIST read from ``ROOT/MNIST/raw/`` (never downloaded unless asked).
+  Train is MNIST's 60,000 training images; val and test are a stratified half each of its 10,000
+  test images.
+
+The split is drawn from ``seed`` so every pool is disjoint from the other two by construction.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from sbrnn.datasets.cache import cache_root
+from sbrnn.errors import SbrnnError
+
+SOURCES = ("digits", "mnist")
+SPLITS = ("train", "val", "test")
+MNIST_FILES = (
+    "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+)
+DIGITS_FRACTIONS = (0.70, 0.15, 0.15)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The source images one split may use.
+
+    Attributes:
+        images: ``[P, 28, 28]`` uint8, 0..255.
+        labels: ``[P]`` int64 digit classes 0..9.
+        ids: ``[P]`` int64 identity of each image within the whole source (unique across splits).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    ids: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def default_data_root() -> Path:
+    """``$SBRNN_DATA`` if set, else ``$SBRNN_CACHE/data`` (where ``MNIST/raw/`` is looked for)."""
+    env = os.environ.get("SBRNN_DATA")
+    return Path(env).expanduser() if env else cache_root() / "data"
+
+
+def mnist_available(data_root: str | Path | None = None) -> bool:
+    """Whether the four uncompressed MNIST IDX files are in ``ROOT/MNIST/raw/``."""
+    raw = Path(data_root or default_data_root()).expanduser() / "MNIST" / "raw"
+    return all((raw / name).is_file() for name in MNIST_FILES)
+
+
+def split_generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) + 7919)
+
+
+def stratified_split(labels: torch.Tensor, fractions, g: torch.Generator) -> list[torch.Tensor]:
+    """Indices ``[P_i]`` of each part: every class is shuffled by ``g`` and cut at ``fractions``."""
+    parts: list[list[torch.Tensor]] = [[] for _ in fractions]
+    for c in labels.unique(sorted=True).tolist():
+        idx = (labels == c).nonzero().squeeze(1)
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        bounds = torch.tensor([0.0, *fractions]).cumsum(0) * len(idx)
+        cuts = bounds.round().long().tolist()
+        for i in range(len(fractions)):
+            parts[i].append(idx[cuts[i]:cuts[i + 1]])
+    return [torch.cat(p).sort().values for p in parts]
+
+
+def upsampled_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 8x8 digits as MNIST-like ``[1797, 28, 28]`` uint8 images and ``[1797]`` labels."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # [N, 1, 8, 8]
+    x = F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False)
+    x = F.pad(x, (4, 4, 4, 4)).squeeze(1)
+    images = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    return images, torch.as_tensor(bunch.target, dtype=torch.int64)
+
+
+def _missing_mnist(root: Path) -> SbrnnError:
+    return SbrnnError(
+        f"MNIST not found: expected {', '.join(MNIST_FILES)} in {root / 'MNIST' / 'raw'}/ "
+        "(set data_root=DIR, or download=true when online)"
+    )
+
+
+def mnist(data_root: str | Path | None = None, download: bool = False) -> tuple[torch.Tensor, ...]:
+    """MNIST via torchvision: ``(train_images [60000, 28, 28], train_labels, test_images, test_labels)``."""
+    from torchvision.datasets import MNIST
+
+    root = Path(data_root or default_data_root()).expanduser()
+    if not download and not mnist_available(root):
+        raise _missing_mnist(root)
+    try:
+        train = MNIST(str(root), train=True, download=download)
+        test = MNIST(str(root), train=False, download=download)
+    except (RuntimeError, OSError) as exc:  # download failed (offline) or unreadable files
+        message = " ".join(str(exc).split())
+        raise SbrnnError(f"MNIST could not be read or downloaded into {root}: {message}") from None
+    return train.data, train.targets.long(), test.data, test.targets.long()
+
+
+def load_pools(
+    source: str, seed: int = 0, data_root: str | Path | None = None, download: bool = False
+) -> dict[str, Pool]:
+    """The train, val and test pools of ``source``; disjoint, with ``seed`` choosing the split."""
+    g = split_generator(seed)
+    if source == "digits":
+        images, labels = upsampled_digits()
+        parts = stratified_split(labels, DIGITS_FRACTIONS, g)
+        return {name: Pool(images[i], labels[i], i) for name, i in zip(SPLITS, parts)}
+    if source == "mnist":
+        tr_x, tr_y, te_x, te_y = mnist(data_root, download)
+        val, test = stratified_split(te_y, (0.5, 0.5), g)
+        n_train = tr_x.shape[0]
+        return {
+            "train": Pool(tr_x, tr_y, torch.arange(n_train)),
+            "val": Pool(te_x[val], te_y[val], val + n_train),
+            "test": Pool(te_x[test], te_y[test], test + n_train),
+        }
+    raise SbrnnError(f"unknown source {source!r}; allowed: {', '.join(SOURCES)}")
