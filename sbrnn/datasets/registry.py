@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sbrnn.datasets import minari_tasks, synthetic
+from sbrnn.datasets import minari_tasks, rad, seqdigits, sources, synthetic
 from sbrnn.datasets.task import Task
 from sbrnn.errors import SbrnnError
 
@@ -74,9 +76,50 @@ def get_info(name: str) -> TaskInfo:
     raise SbrnnError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}{patterns}")
 
 
+def task_options(info: TaskInfo) -> dict[str, Any] | None:
+    """The options ``info.builder`` takes besides ``seed``, with their defaults (``None`` if it takes
+    any keyword)."""
+    params = inspect.signature(info.builder).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name: p.default for p in params if p.name != "seed" and p.kind is not p.VAR_POSITIONAL}
+
+
 def build_task(name: str, seed: int = 0, **options) -> Task:
     """Build task ``name`` from ``seed``; the same name, options and seed give the same tensors."""
-    return get_info(name).builder(seed=seed, **options)
+    info = get_info(name)
+    allowed = task_options(info)
+    unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
+    if unknown:
+        listed = ", ".join(f"{k} (default {v!r})" for k, v in allowed.items()) or "none"
+        raise SbrnnError(f"unknown option {unknown[0]!r} for task {name}; allowed: {listed}")
+    return info.builder(seed=seed, **options)
+
+
+def parse_option_value(text: str) -> Any:
+    """``true``/``false`` -> bool, ``none`` -> None, then int, float, else the string itself."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
+    """``["n=9", "no_anomaly_prob=0.1"]`` -> ``{"n": 9, "no_anomaly_prob": 0.1}``."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SbrnnError(f"task option {pair!r} is not allowed; allowed: KEY=VALUE, e.g. n=9")
+        options[key.strip().replace("-", "_")] = parse_option_value(value)
+    return options
 
 
 register(TaskInfo(
@@ -86,6 +129,22 @@ register(TaskInfo(
 register(TaskInfo(
     "toy-regression", "synthetic: lagged product and running mean, every step", 3, 2, 8,
     "mse", "synthetic", synthetic.toy_regression,
+))
+register(TaskInfo(
+    "rad", "random anomaly detection on the embedded digits, 50x50: which of 10 images is transformed "
+    "differently (then a blank query step)", 2500, 10, 11, "cross_entropy", "digits", rad.build_rad,
+))
+register(TaskInfo(
+    "rad28", "random anomaly detection on the embedded digits at 28x28", 784, 10, 11, "cross_entropy",
+    "digits", rad.build_rad28,
+))
+register(TaskInfo(
+    "rad-mnist", "random anomaly detection on MNIST (data_root/MNIST/raw), 50x50, 30k/1k/1k as in the paper",
+    2500, 10, 11, "cross_entropy", "mnist", rad.build_rad_mnist, sources.mnist_available,
+))
+register(TaskInfo(
+    "seq-digits", "8x8 digits read one 8-pixel row per step", 8, 10, 8, "cross_entropy", "digits",
+    seqdigits.build_seq_digits,
 ))
 
 
