@@ -23,7 +23,8 @@ starts from the zero state mid-episode; in the environment the state runs across
 
 Normalisation. Per-feature mean and std of inputs and of targets over every step of the train
 split's episodes (a std below ``STD_FLOOR`` counts as 1), stored in ``Task.meta`` as lists so a
-saved child carries them: a policy maps raw observations in and normalised actions back out.
+saved child carries them: a policy maps raw observations in and normalised actions back out. The
+meta also holds the dataset's env id, action bounds and reference scores when its metadata has them.
 
 Offline. Only the local Minari path is read: a dataset that is not there is an immediate
 :class:`SbrnnError` saying how to download it or collect a local one; nothing here touches the
@@ -385,7 +386,7 @@ def collect(
     dataset_id: str,
     env_id: str,
     episodes: int,
-    policy: str | Policy = "random",
+    policy: str | Callable[..., Policy] = "random",
     seed: int = 0,
     max_steps: int | None = None,
     progress: Callable[[int], None] | None = None,
@@ -394,8 +395,9 @@ def collect(
     Minari dataset ``dataset_id`` (arrow format). Returns a summary: id, path, env, policy, seed,
     episodes, steps, mean and std (``ddof=0``) of the episode returns.
 
-    ``policy`` is a name from :data:`POLICIES` (seeded from ``seed``) or a :class:`Policy` such as
-    a trained child (:mod:`sbrnn.child.rollout`). ``progress(1)`` is called after each episode.
+    ``policy`` is a name from :data:`POLICIES` (seeded from ``seed``) or a function of the
+    environment that returns a :class:`Policy`, such as a trained child's
+    (:func:`sbrnn.child.rollout.load_policy`). ``progress(1)`` is called after each episode.
     """
     check_dataset_id(dataset_id)
     if isinstance(episodes, bool) or episodes < 1:
@@ -407,7 +409,7 @@ def collect(
         )
     env = make_env(env_id, max_steps)
     try:
-        actor = make_policy(policy, env.action_space, seed) if isinstance(policy, str) else policy
+        actor = make_policy(policy, env.action_space, seed) if isinstance(policy, str) else policy(env)
         collected = []
         for episode in rollouts(env, actor, episodes, seed):
             collected.append(episode)
@@ -533,12 +535,6 @@ def _build_tensors(dataset, kind: str, seed: int, window: int) -> dict[str, torc
     return tensors
 
 
-def _reference_scores(metadata: dict, env_id: str | None) -> tuple[float, float] | None:
-    if metadata.get("ref_min_score") is not None and metadata.get("ref_max_score") is not None:
-        return float(metadata["ref_min_score"]), float(metadata["ref_max_score"])
-    return REFERENCE_SCORES.get(env_id)
-
-
 def episode_task(name: str, dataset_id: str, kind: str, seed: int = 0, window: int | None = None) -> Task:
     """Task ``name`` of ``kind`` (:data:`TASK_KINDS`) on the local dataset ``dataset_id``.
 
@@ -569,9 +565,9 @@ def episode_task(name: str, dataset_id: str, kind: str, seed: int = 0, window: i
         "action_high": np.asarray(action_space.high, np.float64).tolist(),
         **{k: tensors[k].tolist() for k in ("input_mean", "input_std", "target_mean", "target_std")},
     }
-    refs = _reference_scores(metadata, env_id)
-    if refs is not None:
-        meta["ref_min_score"], meta["ref_max_score"] = refs
+    if metadata.get("ref_min_score") is not None and metadata.get("ref_max_score") is not None:
+        meta["ref_min_score"] = float(metadata["ref_min_score"])
+        meta["ref_max_score"] = float(metadata["ref_max_score"])
     if COLLECTION_KEY in metadata:
         meta["collection"] = metadata[COLLECTION_KEY]
     splits = [Split(tensors[f"{s}_x"], tensors[f"{s}_y"]) for s in ("train", "val", "test")]
