@@ -91,7 +91,7 @@ def test_a_diverged_run_is_recorded_and_exits_1(tmp_path):
         (["--task", "toy-anomaly", "--budget", "50"], "budget = 50 is too small"),
         (["--task", "toy-anomaly", "--arch", "lstm", "--budget", "20"], "budget = 20 is too small"),
         (["--task", "toy-anomaly", "--budget", "5000", "--hidden", "4"], "--budget and --hidden"),
-        (["--task", "toy-anomaly", "--task-option", "colour=red"], "task option 'colour'"),
+        (["--task", "toy-anomaly", "--task-option", "colour=red"], "unknown option 'colour'"),
         (["--task", "toy-anomaly", "--task-option", "n_train"], "malformed"),
         (["--task", "toy-anomaly", "--task-option", "n_train=-3"], "cannot be built"),
         (["--task", "toy-anomaly", "--precision", "fp8"], "precision 'fp8'"),
