@@ -1,0 +1,218 @@
+"""Minari tasks on tiny datasets collected here from the real environments (offline, in tmp dirs)."""
+
+import json
+import time
+
+import minari
+import numpy as np
+import pytest
+import torch
+
+from sbrnn.datasets import minari_tasks as mt
+from sbrnn.datasets.registry import build_task, get_info, task_names
+from sbrnn.errors import SbrnnError
+
+HAMMER = "local/hammer/random-v0"
+EPISODES, STEPS = 5, 12
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_paths(tmp_path_factory):
+    """A private Minari path and sbrnn cache, and no Hugging Face network, for the whole module."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
+        mp.setenv("SBRNN_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def hammer():
+    """Five 12-step episodes of uniform random actions in AdroitHandHammer-v1, and the raw arrays."""
+    summary = mt.collect(HAMMER, "AdroitHandHammer-v1", EPISODES, "random", seed=0, max_steps=STEPS)
+    episodes = list(minari.load_dataset(HAMMER).iterate_episodes())
+    return summary, episodes
+
+
+def test_collect_writes_an_arrow_minari_dataset_of_real_rollouts(hammer):
+    summary, episodes = hammer
+    assert summary["episodes"] == EPISODES and summary["steps"] == EPISODES * STEPS
+    assert HAMMER in minari.list_local_datasets()
+    metadata = minari.load_dataset(HAMMER).storage.metadata
+    assert metadata["data_format"] == "arrow" and metadata["total_episodes"] == EPISODES
+    assert metadata[mt.COLLECTION_KEY]["policy"] == "random" and metadata[mt.COLLECTION_KEY]["seed"] == 0
+    for episode in episodes:
+        assert episode.observations.shape == (STEPS + 1, 46) and episode.actions.shape == (STEPS, 26)
+        assert np.all(np.abs(episode.actions) <= 1) and np.isfinite(episode.rewards).all()
+    # real dynamics: the hand moves, and episodes from different reset seeds differ
+    assert not np.allclose(episodes[0].observations[0], episodes[0].observations[-1])
+    assert not np.allclose(episodes[0].observations[0], episodes[1].observations[0])
+    assert summary["mean_return"] == pytest.approx(np.mean([e.rewards.sum() for e in episodes]))
+
+
+def test_collection_is_seeded(hammer):
+    _, episodes = hammer
+    mt.collect("local/hammer/again-v0", "AdroitHandHammer-v1", 2, "random", seed=0, max_steps=STEPS)
+    mt.collect("local/hammer/other-v0", "AdroitHandHammer-v1", 2, "random", seed=1, max_steps=STEPS)
+    again = list(minari.load_dataset("local/hammer/again-v0").iterate_episodes())
+    other = list(minari.load_dataset("local/hammer/other-v0").iterate_episodes())
+    for a, b in zip(again, episodes):
+        np.testing.assert_array_equal(a.observations, b.observations)
+        np.testing.assert_array_equal(a.actions, b.actions)
+    assert not np.allclose(other[0].actions, again[0].actions)
+
+
+def train_episode_arrays(episodes, seed, kind):
+    train, _, _ = mt.split_episodes(len(episodes), seed)
+    pairs = [mt._pairs(kind, episodes[i].observations.astype(np.float64),
+                       episodes[i].actions.astype(np.float64)) for i in train]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def test_behaviour_cloning_round_trip(hammer):
+    _, episodes = hammer
+    task = build_task(f"minari:{HAMMER}", seed=3)
+    assert (task.name, task.n_in, task.n_out, task.steps) == (f"minari:{HAMMER}", 46, 26, STEPS)
+    assert task.loss == "mse"
+    assert task.meta["episodes"] == {"train": 3, "val": 1, "test": 1}
+    assert [len(task.train), len(task.val), len(task.test)] == [3, 1, 1]  # whole episodes
+    assert task.meta["whole_episodes"] and task.meta["env_id"] == "AdroitHandHammer-v1"
+    inputs, targets = train_episode_arrays(episodes, 3, "behaviour_cloning")
+    mean, std = np.asarray(task.meta["input_mean"]), np.asarray(task.meta["input_std"])
+    # fitted on the train split only: equal to its moments, not to those of all episodes
+    np.testing.assert_allclose(mean, np.concatenate(inputs).mean(0), atol=1e-9)
+    everything = np.concatenate([e.observations[:-1] for e in episodes])
+    assert not np.allclose(mean, everything.mean(0))
+    # inputs are obs_0..obs_{T-1} (final observation dropped), targets the actions
+    x = task.train.x.double().numpy() * std + mean
+    target_std, target_mean = np.asarray(task.meta["target_std"]), np.asarray(task.meta["target_mean"])
+    y = task.train.y.double().numpy() * target_std + target_mean
+    np.testing.assert_allclose(x, np.stack(inputs), atol=1e-4)
+    np.testing.assert_allclose(y, np.stack(targets), atol=1e-5)
+    json.dumps(task.meta)  # JSON-ready, as a checkpoint writes it
+
+
+def test_split_is_by_episode_and_seeded():
+    parts = mt.split_episodes(5000, seed=0)
+    assert [len(p) for p in parts] == [4500, 250, 250]  # hammer expert-v2: the paper's split
+    assert len(set(np.concatenate(parts).tolist())) == 5000
+    assert [len(p) for p in mt.split_episodes(100, 0)] == [90, 5, 5]
+    assert not np.array_equal(mt.split_episodes(100, 0)[1], mt.split_episodes(100, 1)[1])
+    with pytest.raises(SbrnnError, match="at least 3 episodes"):
+        mt.split_counts(2)
+
+
+def test_windows_slice_each_episode(hammer):
+    _, episodes = hammer
+    task = build_task(f"minari:{HAMMER}", seed=3, window=5)
+    assert task.steps == 5 and len(task.train) == 3 * 2  # 12 steps -> 2 windows, tail of 2 dropped
+    inputs, _ = train_episode_arrays(episodes, 3, "behaviour_cloning")
+    mean, std = np.asarray(task.meta["input_mean"]), np.asarray(task.meta["input_std"])
+    x = task.train.x.double().numpy() * std + mean
+    np.testing.assert_allclose(x[0], inputs[0][0:5], atol=1e-4)
+    np.testing.assert_allclose(x[1], inputs[0][5:10], atol=1e-4)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(SbrnnError, match="window"):
+            build_task(f"minari:{HAMMER}", window=bad)
+    with pytest.raises(SbrnnError, match="longer than every episode"):
+        build_task(f"minari:{HAMMER}", window=13)
+
+
+def test_task_tensors_are_cached(hammer, monkeypatch):
+    first = build_task(f"minari:{HAMMER}", seed=4)
+    monkeypatch.setattr(mt, "_build_tensors", lambda *a: pytest.fail("built twice"))
+    second = build_task(f"minari:{HAMMER}", seed=4)
+    assert torch.equal(first.train.x, second.train.x) and first.meta == second.meta
+
+
+def test_remote_dataset_missing_offline_fails_fast_with_the_way_out():
+    started = time.perf_counter()
+    with pytest.raises(SbrnnError) as error:
+        build_task("minari:D4RL/hammer/expert-v2")
+    assert time.perf_counter() - started < 5
+    message = str(error.value)
+    assert "\n" not in message
+    assert "minari download D4RL/hammer/expert-v2" in message and "sbrnn datasets collect" in message
+    info = get_info("minari:D4RL/hammer/expert-v2")
+    assert (info.n_in, info.n_out, info.steps) == (46, 26, 200) and info.offline() is False
+
+
+def test_registry_resolves_local_minari_ids(hammer):
+    info = get_info(f"minari:{HAMMER}")
+    assert (info.n_in, info.n_out, info.steps, info.loss, info.offline()) == (46, 26, STEPS, "mse", True)
+    assert f"minari:{HAMMER}" in task_names()
+    with pytest.raises(SbrnnError, match="not in the local Minari path"):
+        get_info("minari:local/nothing-v0")
+    with pytest.raises(SbrnnError, match="malformed"):
+        get_info("minari:bad id!")
+    shapes = {n: (get_info(n).n_in, get_info(n).n_out) for n in
+              ("hammer-local", "hopper-dynamics", "halfcheetah-dynamics")}
+    assert shapes == {"hammer-local": (46, 26), "hopper-dynamics": (14, 11), "halfcheetah-dynamics": (23, 17)}
+
+
+def test_dynamics_targets_are_observation_changes():
+    task = mt.hopper_dynamics(seed=0, episodes=8, window=3)
+    assert (task.name, task.n_in, task.n_out, task.steps) == ("hopper-dynamics", 14, 11, 3)
+    dataset_id = task.meta["dataset_id"]
+    assert dataset_id == "sbrnn/hopper/random-e8-s0-v0" and task.meta["kind"] == "forward_dynamics"
+    episodes = list(minari.load_dataset(dataset_id).iterate_episodes())
+    assert len({len(e.actions) for e in episodes}) > 1  # the hopper falls: unequal episode lengths
+    train, _, _ = mt.split_episodes(len(episodes), 0)
+    first = episodes[train[0]]
+    x = task.train.x[0].double().numpy() * task.meta["input_std"] + np.asarray(task.meta["input_mean"])
+    y = task.train.y[0].double().numpy() * task.meta["target_std"] + np.asarray(task.meta["target_mean"])
+    np.testing.assert_allclose(x[:, :11], first.observations[:3], atol=1e-4)
+    np.testing.assert_allclose(x[:, 11:], first.actions[:3], atol=1e-4)
+    np.testing.assert_allclose(y, first.observations[1:4] - first.observations[:3], atol=1e-4)
+
+
+def test_local_collection_happens_once_and_replaces_a_half_written_one(monkeypatch):
+    dataset_id = mt.local_collection("Hopper-v5", "hopper", "random", 3, seed=5, max_steps=4)
+    assert dataset_id == "sbrnn/hopper/random-e3-t4-s5-v0"
+    calls = []
+    real_collect = mt.collect
+    monkeypatch.setattr(mt, "collect", lambda *a, **k: calls.append(a) or real_collect(*a, **k))
+    assert mt.local_collection("Hopper-v5", "hopper", "random", 3, seed=5, max_steps=4) == dataset_id
+    assert calls == []
+    metadata_file = mt._metadata_file(dataset_id)  # as if the collecting process had been killed
+    metadata = json.loads(metadata_file.read_text())
+    del metadata[mt.COLLECTION_KEY]
+    metadata_file.write_text(json.dumps(metadata))
+    mt.local_collection("Hopper-v5", "hopper", "random", 3, seed=5, max_steps=4)
+    assert len(calls) == 1 and mt._complete(dataset_id)
+
+
+def test_hammer_local_clones_the_smooth_policy():
+    task = mt.hammer_local(seed=0, episodes=3)
+    assert (task.name, task.n_in, task.n_out, task.steps) == ("hammer-local", 46, 26, 200)
+    assert task.meta["collection"]["policy"] == "smooth" and task.meta["kind"] == "behaviour_cloning"
+    assert [len(task.train), len(task.val), len(task.test)] == [1, 1, 1]
+
+
+def test_smooth_policy_is_correlated_and_inside_the_box():
+    from gymnasium.spaces import Box
+
+    space = Box(-2.0, 1.0, (3,), np.float32)
+    policy = mt.make_policy("smooth", space, seed=0)
+    policy.reset()
+    actions = np.stack([policy.act(None) for _ in range(2000)])
+    assert actions.min() >= -2 and actions.max() <= 1 and actions.dtype == np.float32
+    lag1 = np.corrcoef(actions[:-1, 0], actions[1:, 0])[0, 1]
+    assert lag1 > 0.8
+    random_policy = mt.make_policy("random", space, seed=0)
+    uniform = np.stack([random_policy.act(None) for _ in range(2000)])
+    assert abs(np.corrcoef(uniform[:-1, 0], uniform[1:, 0])[0, 1]) < 0.1
+
+
+def test_bad_collection_inputs(hammer):
+    with pytest.raises(SbrnnError, match="already exists"):
+        mt.collect(HAMMER, "AdroitHandHammer-v1", 1)
+    with pytest.raises(SbrnnError, match="malformed"):
+        mt.collect("no such id!", "AdroitHandHammer-v1", 1)
+    with pytest.raises(SbrnnError, match="out of range"):
+        mt.collect("local/x-v0", "Hopper-v5", 0)
+    with pytest.raises(SbrnnError, match="cannot be made"):
+        mt.collect("local/x-v0", "NoSuchEnv-v0", 1)
+    with pytest.raises(SbrnnError, match="policy 'greedy' is unknown"):
+        mt.collect("local/x-v0", "Hopper-v5", 1, "greedy")
+    assert not mt.dataset_path("local/x-v0").exists()
