@@ -363,15 +363,31 @@ def child_evaluate(
     ] = None,
     task_option: TaskOptionOpt = None,
     seed: Annotated[
-        int | None, typer.Option(help="Task seed; default the training run's seed for its own task.")
+        int | None,
+        typer.Option(help="Task seed; default the training run's seed for its own task. With --env: the "
+                          "episodes' reset seed, default 0."),
     ] = None,
     device: DeviceOpt = None,
+    env: Annotated[
+        str | None,
+        typer.Option(help="Run the policy in this Gymnasium environment instead (e.g. AdroitHandHammer-v1)."),
+    ] = None,
+    episodes: Annotated[int, typer.Option(help="With --env: episodes to run.")] = 10,
+    max_steps: Annotated[
+        int | None, typer.Option(help="With --env: cap each episode at this many steps.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Test loss and accuracy of a saved child on a task's test split."""
+    """Test loss and accuracy of a saved child on a task's test split; with --env, its return as a
+    policy in the real environment (behaviour-cloning children)."""
     from sbrnn.child.checkpoint import load_model
     from sbrnn.child.train import evaluate_split, resolve_device
 
+    if env is not None:
+        if task is not None or task_option or device is not None:
+            raise SbrnnError("--task, --task-option and --device do not apply with --env")
+        _evaluate_in_env(model, env, episodes, 0 if seed is None else seed, max_steps, json_out)
+        return
     module, info = load_model(model)
     saved = info["config"]
     name = task or info["task"]["name"]
@@ -406,6 +422,35 @@ def child_evaluate(
         table.add_row(key, str(result[key]))
     table.add_row("test loss", _fmt(loss))
     table.add_row("test acc", _fmt(acc, ".3f"))
+    console.print(table)
+
+
+def _evaluate_in_env(model: Path, env: str, episodes: int, seed: int, max_steps: int | None,
+                     json_out: bool) -> None:
+    """``child evaluate --env``: roll the saved child out and show its returns and score."""
+    from sbrnn.child.rollout import evaluate_in_env
+    from sbrnn.datasets.cache import progress_bar
+
+    with progress_bar(f"{env} episodes", episodes) as advance:
+        result = evaluate_in_env(model, env, episodes, seed, max_steps, advance)
+    if json_out:
+        _print_json(result)
+        return
+    table = Table(title=f"Model {model} in {env} (run {result['run_id']})", title_justify="left",
+                  show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_row("trained on", result["task"])
+    mean_length = sum(result["lengths"]) / episodes
+    table.add_row("episodes", f"{episodes} (seed {seed}, mean length {mean_length:.0f} steps)")
+    table.add_row("return", f"{result['mean_return']:.2f} +- {result['std_return']:.2f}")
+    if result["mean_normalised_score"] is not None:
+        table.add_row("normalised score", f"{result['mean_normalised_score']:.2f} +- "
+                                          f"{result['std_normalised_score']:.2f}")
+        table.add_row("reference", f"min {result['ref_min_score']:g}, max {result['ref_max_score']:g} "
+                                   f"({result['ref_source']})")
+    else:
+        table.add_row("normalised score", "- (no reference scores for this environment)")
     console.print(table)
 
 
@@ -544,6 +589,52 @@ def parent_recommend(
         else:
             table.add_row(name, str(plan["hidden"]), "LSTM, proj = n_out",
                           f"{plan['total_trainable']:,}", "-", "-")
+    console.print(table)
+
+
+# datasets ------------------------------------------------------------------------------------
+
+
+@datasets_app.command("collect")
+def datasets_collect(
+    env: Annotated[str, typer.Option(help="Gymnasium environment id, e.g. AdroitHandHammer-v1.")],
+    episodes: Annotated[int, typer.Option(help="Episodes to roll out.")],
+    dataset_id: Annotated[
+        str, typer.Option("--id", help="Minari dataset id to write, e.g. local/hammer/random-v0.")
+    ],
+    policy: Annotated[
+        str,
+        typer.Option(help="random (uniform actions), smooth (correlated random actions) or a directory "
+                          "written by `sbrnn child train --save`."),
+    ] = "random",
+    seed: Annotated[int, typer.Option(help="Reset seeds of the episodes and the random policy's draws.")] = 0,
+    max_steps: Annotated[int | None, typer.Option(help="Cap each episode at this many steps.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Roll a policy out in a real environment and write the episodes as a local Minari dataset
+    (arrow), ready as task minari:<id>."""
+    from sbrnn.datasets import minari_tasks
+    from sbrnn.datasets.cache import progress_bar
+
+    actor: Any = policy
+    if policy not in minari_tasks.POLICIES and Path(policy).is_dir():
+        from sbrnn.child.rollout import load_policy
+
+        def actor(environment):
+            return load_policy(policy, environment)[0]
+
+    with progress_bar(f"collecting {dataset_id}", max(episodes, 0)) as advance:
+        summary = minari_tasks.collect(dataset_id, env, episodes, actor, seed, max_steps, advance)
+    if json_out:
+        _print_json(summary)
+        return
+    table = Table(title=f"Minari dataset {dataset_id}", title_justify="left", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key in ("path", "env_id", "policy", "seed", "episodes", "steps"):
+        table.add_row(key, str(summary[key]))
+    table.add_row("return", f"{summary['mean_return']:.2f} +- {summary['std_return']:.2f}")
+    table.add_row("task", f"minari:{dataset_id}")
     console.print(table)
 
 
