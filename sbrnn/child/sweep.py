@@ -217,6 +217,8 @@ def run_job(job: Job, threads: int | None = 1, worker: bool = True) -> list[RunR
 
 
 Outcome = tuple[Job, "list[RunRecord] | BaseException"]
+JobRunner = Callable[..., "list[RunRecord]"]
+"""``runner(job, threads, worker=...)`` -> one record per config of the job (default :func:`run_job`)."""
 
 
 class InProcess:
@@ -224,12 +226,13 @@ class InProcess:
 
     name = "in process"
 
-    def __init__(self, threads: int | None = 1) -> None:
+    def __init__(self, threads: int | None = 1, runner: JobRunner = run_job) -> None:
         self.threads = threads
+        self.runner = runner
 
     def run(self, jobs: Iterable[Job]) -> Iterator[Outcome]:
         for job in jobs:
-            yield job, run_job(job, self.threads, worker=False)
+            yield job, self.runner(job, self.threads, worker=False)
 
     def close(self) -> None:
         pass
@@ -243,11 +246,12 @@ class LocalProcesses:
     retried once on fresh workers, and a job whose worker dies twice comes back as the error.
     """
 
-    def __init__(self, workers: int, threads: int | None = 1) -> None:
+    def __init__(self, workers: int, threads: int | None = 1, runner: JobRunner = run_job) -> None:
         if workers < 1:
             raise SbrnnError(f"--workers {workers} is out of range; allowed: integers >= 1")
         self.workers = workers
         self.threads = threads
+        self.runner = runner
         self.name = f"{workers} local processes"
         self._pool = None
 
@@ -269,7 +273,7 @@ class LocalProcesses:
             while todo and len(in_flight) < self.workers:
                 job = todo.pop()
                 try:
-                    in_flight[pool.submit(run_job, job, self.threads)] = job
+                    in_flight[pool.submit(self.runner, job, self.threads)] = job
                 except BrokenProcessPool:
                     todo.append(job)
                     pool = self._executor()
@@ -303,7 +307,7 @@ class DaskCluster:
     """
 
     def __init__(self, address: str | None = None, local_workers: int | None = None,
-                 threads: int | None = 1) -> None:
+                 threads: int | None = 1, runner: JobRunner = run_job) -> None:
         if (address is None) == (local_workers is None):
             raise SbrnnError("give exactly one of --scheduler and --local-cluster")
         if local_workers is not None and local_workers < 1:
@@ -313,6 +317,7 @@ class DaskCluster:
         self.address = address
         self.local_workers = local_workers
         self.threads = threads
+        self.runner = runner
         self.name = f"Dask at {address}" if address else f"a local Dask cluster of {local_workers}"
         self._client = None
         self._cluster = None
@@ -345,7 +350,7 @@ class DaskCluster:
         by_key = {}
         for job in jobs:
             key = "sbrnn-run-" + "-".join(c.run_id() for c in job)
-            future = client.submit(run_job, job, self.threads, key=key, pure=False)
+            future = client.submit(self.runner, job, self.threads, key=key, pure=False)
             by_key[future.key] = job
             self._futures.append(future)
         for future in as_completed(self._futures):

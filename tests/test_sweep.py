@@ -1,0 +1,191 @@
+"""Sweeps end to end on the toy tasks: records, resume after kill -9, failures, Dask, bad shards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from sbrnn.child import sweep as sweeps
+from sbrnn.child.space import Pins
+from sbrnn.datasets import registry, synthetic
+from sbrnn.records import read_records, read_table, record_files
+
+TOY = dict(epochs=2, seed=5)
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sbrnn.cli", *args], env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,
+    )
+
+
+@pytest.fixture
+def one_thread():
+    """In-process runs set torch's threads process-wide; give the suite its setting back."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_six_run_sweep_records_every_run_once_and_resumes(tmp_path, one_thread):
+    plan = sweeps.plan_sweep(["toy-anomaly", "toy-regression"], [300], 3, **TOY)
+    assert len(plan) == 6
+    seen = []
+    report = sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1), on_record=seen.append)
+    assert (report.finished, report.statuses, report.interrupted) == (6, {"ok": 6}, False)
+    assert sorted(p.name for p in record_files(tmp_path)) == sorted(f"{p.run_id}.parquet" for p in plan)
+    records = {r.run_id: r for r in read_records(tmp_path)}
+    for p in plan:
+        r = records[p.run_id]
+        assert (r.task, r.budget, r.lr, r.seed) == (p.config.task, 300.0, p.config.lr, 5)
+        assert (r.d_hx, r.d_hh, r.d_hy) == p.config.densities[0]
+        assert len(r.val_loss) == 2 and r.min_val_loss == min(r.val_loss)
+    assert [r.run_id for r in seen] == [p.run_id for p in plan]  # in process: in plan order
+    again = sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1))
+    assert (again.already_done, again.to_run, again.finished) == (6, 0, 0)
+
+
+def test_kill_9_mid_sweep_then_rerun_finishes_exactly_the_plan(tmp_path):
+    records = tmp_path / "runs"
+    args = ["child", "sweep", "--task", "toy-anomaly", "--runs", "8", "--budget", "300", "--epochs", "3",
+            "--seed", "1", "--records", str(records), "--json"]
+    proc = _cli(*args)
+    deadline = time.monotonic() + 60
+    while not record_files(records) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    after_kill = len(record_files(records))
+    assert 1 <= after_kill < 8
+    rerun = _cli(*args)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert f"{after_kill} already recorded" in err
+    planned = {p.run_id for p in sweeps.plan_sweep(["toy-anomaly"], [300], 8, epochs=3, seed=1)}
+    ids = read_table(records).column("run_id").to_pylist()
+    assert sorted(ids) == sorted(planned)  # every planned run, once each
+    assert len(record_files(records)) == 8
+
+
+def test_local_cluster_gives_the_same_records_as_local_runs(tmp_path, one_thread):
+    args = ["toy-regression"], [300], 3
+    plan = sweeps.plan_sweep(*args, **TOY)
+    sweeps.run_sweep(plan, tmp_path / "local", sweeps.InProcess(1))
+    proc = _cli("child", "sweep", "--task", "toy-regression", "--runs", "3", "--budget", "300",
+                "--epochs", "2", "--seed", "5", "--records", str(tmp_path / "dask"), "--local-cluster", "2")
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert "local Dask cluster" in err
+    local = {r.run_id: r for r in read_records(tmp_path / "local")}
+    dask = {r.run_id: r for r in read_records(tmp_path / "dask")}
+    assert set(local) == set(dask) == {p.run_id for p in plan}
+    for run_id, r in local.items():
+        d = dask[run_id]
+        assert (d.h, d.lr, d.d_hx, d.mu_hh, d.sigma_yy, d.trainable_total) == \
+            (r.h, r.lr, r.d_hx, r.mu_hh, r.sigma_yy, r.trainable_total)
+        np.testing.assert_allclose(d.val_loss, r.val_loss, rtol=1e-6)
+        np.testing.assert_allclose(d.train_loss, r.train_loss, rtol=1e-6)
+
+
+def test_failed_and_diverged_runs_are_recorded_and_retried(tmp_path, monkeypatch, one_thread):
+    broken = {"on": True}
+
+    def flaky(seed=0):
+        if broken["on"]:
+            raise OSError("data source unavailable")
+        return replace(synthetic.toy_anomaly(seed=seed, n_train=64, n_val=32, n_test=32), name="flaky")
+
+    info = registry.get_info("toy-anomaly")
+    monkeypatch.setitem(registry._REGISTRY, "flaky", registry.TaskInfo(
+        "flaky", "toy-anomaly that fails while broken", info.n_in, info.n_out, info.steps, info.loss,
+        "synthetic", flaky,
+    ))
+    plan = sweeps.plan_sweep(["flaky"], [300], 2, epochs=1)
+    plan += sweeps.plan_sweep(["toy-regression"], [300], 1, epochs=2, pins=Pins(lr=1e9))
+    report = sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1))
+    assert report.statuses == {"failed": 2, "diverged": 1}
+    records = {r.task: r for r in read_records(tmp_path)}
+    assert "data source unavailable" in records["flaky"].error
+    assert records["toy-regression"].error and len(records["toy-regression"].val_loss) < 2
+    # a plain rerun keeps them; --retry-failed reruns the failed ones and replaces their shards
+    assert sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1)).to_run == 0
+    broken["on"] = False
+    retry = sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1), retry_failed=True)
+    assert (retry.to_run, retry.statuses) == (2, {"ok": 2})
+    statuses = sorted(r.status for r in read_records(tmp_path))
+    assert statuses == ["diverged", "ok", "ok"] and len(record_files(tmp_path)) == 3
+
+
+def test_a_run_that_kills_its_worker_is_recorded_failed_and_the_rest_finish(tmp_path):
+    plan = sweeps.plan_sweep(["toy-anomaly"], [300], 3, epochs=1)
+    doomed_id = plan[2].run_id
+
+    def dies_on_last_run(job, threads, worker=True):
+        """Stands in for training (cheap), except that its process dies on the plan's last run."""
+        from sbrnn.records import RunRecord
+
+        if job[0].run_id() == doomed_id:
+            os._exit(3)
+        return [RunRecord(run_id=c.run_id(), task=c.task, n_x=8, n_y=6, steps=6, loss_kind="cross_entropy",
+                          arch=c.arch, h=1, lr=c.lr, batch_size=c.batch_size, epochs=c.epochs, seed=c.seed)
+                for c in job]
+
+    report = sweeps.run_sweep(plan, tmp_path, sweeps.LocalProcesses(1, 1, runner=dies_on_last_run))
+    assert report.finished == 3 and report.statuses == {"ok": 2, "failed": 1}
+    doomed = {r.run_id: r for r in read_records(tmp_path)}[doomed_id]
+    assert doomed.status == "failed" and "worker lost the run" in doomed.error
+    assert doomed.d_hx == plan[2].config.densities[0][0] and doomed.h > 0
+
+
+def test_truncated_shard_is_skipped_with_a_warning_and_rerun(tmp_path, one_thread):
+    plan = sweeps.plan_sweep(["toy-anomaly"], [300], 2, epochs=1)
+    sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1))
+    victim = tmp_path / f"{plan[0].run_id}.parquet"
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    (tmp_path / "notes.parquet").write_text("not parquet")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = read_table(tmp_path)
+    assert table.column("run_id").to_pylist() == [plan[1].run_id]
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2
+    assert any(str(victim) in m for m in messages) and any("notes.parquet" in m for m in messages)
+    with pytest.warns(RuntimeWarning, match="notes.parquet"):
+        report = sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1))
+    assert (report.to_run, report.statuses) == (1, {"ok": 1})
+    with pytest.warns(RuntimeWarning, match="notes.parquet"):
+        assert sorted(read_table(tmp_path).column("run_id").to_pylist()) == sorted(p.run_id for p in plan)
+
+
+def test_cli_sweep_bad_input_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from sbrnn.cli import app
+
+    cases = [
+        (["--task", "nope"], "unknown task 'nope'"),
+        (["--task", "toy-anomaly", "--space", "gauss"], "space 'gauss' is unknown"),
+        (["--task", "toy-anomaly", "--densities", "1,2"], "--densities '1,2' is malformed"),
+        (["--task", "toy-anomaly", "--workers", "2", "--local-cluster", "2"], "only one of"),
+        (["--task", "toy-anomaly", "--scheduler", "localhost"], "not an address"),
+        (["--task", "toy-anomaly", "--threads", "0"], "--threads 0 is out of range"),
+    ]
+    for extra, message in cases:
+        args = ["child", "sweep", "--runs", "2", "--budget", "300", "--records", str(tmp_path), *extra]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not list(tmp_path.iterdir())
