@@ -213,24 +213,31 @@ def _best(cv: dict, kinds: Sequence[str]) -> str:
 def fit_and_evaluate(
     records: Sequence[RunRecord], kinds: Sequence[str], *, folds: int = 5, trees: int | None = None,
     members: int | None = None, seed: int = 0, n_jobs: int = 1,
-    on_step: Callable[[str], None] | None = None,
+    on_step: Callable[[str, int], None] | None = None,
 ) -> tuple[Parent, dict]:
     """Cross-validate ``kinds`` against the baselines, then fit each kind on every record.
 
+    ``on_step(description, total)`` is called after each of the ``total`` model fits.
     Returns the fitted :class:`Parent` (its default kind is the one with the best pooled k-fold
     ``r2_min``) and the report: counts, settings, the metric tables and the records' SHA-256.
     """
     kinds = [check_kind(k) for k in kinds]
     data = training_data(records)
     check_fit_input(data, folds)
+    total = fit_steps(kinds, folds, len(set(data.task)))
+
+    def step(description: str) -> None:
+        if on_step is not None:
+            on_step(description, total)
+
     metrics = cross_validate(data, kinds, folds=folds, trees=trees, members=members, seed=seed,
-                             n_jobs=n_jobs, on_step=on_step)
+                             n_jobs=n_jobs, on_step=step)
     default = _best(metrics["cv"], kinds)
     parent = fit_parent(
         data.X, data.Y, data.converged, kinds, epochs=data.epochs, n_estimators=trees, n_members=members,
         seed=seed, n_jobs=n_jobs, default_kind=default, tasks=task_traits(records),
         training_runs=[str(r) for r in data.run_id],
-        on_fit=None if on_step is None else (lambda k: on_step(f"{k}: final fit on all runs")),
+        on_fit=lambda k: step(f"{k}: final fit on all runs"),
     )
     report = {
         "counts": data.counts(),

@@ -31,12 +31,13 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from sbrnn.child.spec import BLOCKS, SparseBlockSpec, grid_blocks
 from sbrnn.errors import SbrnnError
-from sbrnn.records import STATUSES, RunRecord
+from sbrnn.records import STATUSES, RunRecord, read_records
 
 LOSS_KINDS = ("cross_entropy", "mse")
 """The loss kinds of :data:`sbrnn.datasets.task.LOSS_KINDS`, kept here so the parent needs no torch."""
@@ -262,3 +263,14 @@ def records_sha256(records: Sequence[RunRecord]) -> str:
     rows = sorted((r.to_dict() for r in records), key=lambda d: (d["run_id"], d["created_at"]))
     blob = json.dumps(rows, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def records_in(directory: str | Path) -> list[RunRecord]:
+    """The readable records of a directory; an :class:`SbrnnError` when there are none."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise SbrnnError(f"records directory {directory} does not exist")
+    records = read_records(path)
+    if not records:
+        raise SbrnnError(f"records directory {directory} holds no readable records (*.parquet)")
+    return records

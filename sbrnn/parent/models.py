@@ -30,8 +30,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from sbrnn.child.spec import SparseBlockSpec
 from sbrnn.errors import SbrnnError
-from sbrnn.parent.features import FEATURE_NAMES
+from sbrnn.parent.features import FEATURE_NAMES, check_loss_kind, spec_features
 
 KINDS = ("rf", "xgb", "mlp")
 
@@ -297,14 +298,40 @@ class Parent:
         p = self.classifiers[kind].predict_proba(X)[:, 1]
         return Prediction(mean[:, :-1], std[:, :-1], mean[:, -1], std[:, -1], p)
 
-    def task_defaults(self, n_x: int, n_y: int) -> dict | None:
-        """``{"steps", "loss_kind"}`` of a training task with these dims, or of the only one seen."""
-        same = [t for t in self.tasks.values() if t["n_x"] == n_x and t["n_y"] == n_y]
-        kinds = {(t["steps"], t["loss_kind"]) for t in (same or self.tasks.values())}
-        if len(kinds) != 1:
-            return None
-        steps, loss_kind = kinds.pop()
-        return {"steps": steps, "loss_kind": loss_kind}
+    def context(self, n_x: int, n_y: int, steps: int | None, loss_kind: str | None) -> tuple[int, str]:
+        """``(steps, loss_kind)`` as given, or from the training task with these dims (or the only
+        task seen); an :class:`SbrnnError` when they are not given and the tasks do not settle them."""
+        if steps is None or loss_kind is None:
+            same = [t for t in self.tasks.values() if t["n_x"] == n_x and t["n_y"] == n_y]
+            known = {(t["steps"], t["loss_kind"]) for t in (same or self.tasks.values())}
+            if len(known) != 1:
+                seen = "; ".join(
+                    f"{name}: {t['n_x']} in, {t['n_y']} out, {t['steps']} steps, {t['loss_kind']}"
+                    for name, t in self.tasks.items()
+                )
+                raise SbrnnError(f"give --steps and --loss for this task; the parent was trained on {seen}")
+            known_steps, known_loss = known.pop()
+            steps = known_steps if steps is None else steps
+            loss_kind = known_loss if loss_kind is None else loss_kind
+        return steps, check_loss_kind(loss_kind)
+
+    def predict_spec(
+        self, spec: SparseBlockSpec, *, budget: float, lr: float, steps: int | None = None,
+        loss_kind: str | None = None, kind: str | None = None,
+    ) -> dict:
+        """The predicted curve (with its band) and minimum of one configuration not yet trained."""
+        kind = self.kind(kind)
+        steps, loss_kind = self.context(spec.n_x, spec.n_y, steps, loss_kind)
+        X = spec_features(spec, steps=steps, loss_kind=loss_kind, budget=budget, lr=lr)
+        return {
+            "model": kind,
+            "steps": steps,
+            "loss_kind": loss_kind,
+            "lr": lr,
+            "plan": spec.plan(budget),
+            "epochs": list(range(1, self.epochs + 1)),
+            **self.predict(X, kind).summary(0),
+        }
 
 
 def fit_parent(
