@@ -424,17 +424,21 @@ def run_sweep(
     executor,
     *,
     retry_failed: bool = False,
+    on_start: Callable[[SweepReport], None] | None = None,
     on_record: Callable[[RunRecord], None] | None = None,
 ) -> SweepReport:
     """Run the planned runs not yet recorded on ``executor``; write each record as it arrives.
 
-    ``on_record`` is called after each shard is written (progress display). On Ctrl-C
+    ``on_start`` sees the report once the records are read (how many runs are planned, already
+    done and to run), ``on_record`` each record after its shard is written. On Ctrl-C
     (KeyboardInterrupt) the executor is shut down, every record already written stays, and the
     report comes back with ``interrupted=True``; running the same plan again resumes.
     """
     records = Path(records)
     todo = pending_runs(plan, records, retry_failed)
     report = SweepReport(planned=len(plan), already_done=len(plan) - len(todo), to_run=len(todo))
+    if on_start is not None:
+        on_start(report)
     if not todo:
         return report
     records.mkdir(parents=True, exist_ok=True)
@@ -485,18 +489,24 @@ class _EtaColumn(ProgressColumn):
 class SweepProgress:
     """A rich progress bar for a sweep: runs done of total, failed and diverged, runs/h, ETA.
 
-    Use as a context manager and pass the instance as ``run_sweep``'s ``on_record``.
+    Use as a context manager; pass :meth:`begin` as ``run_sweep``'s ``on_start`` and the
+    instance as its ``on_record``.
     """
 
-    def __init__(self, total: int, console: Console | None = None, description: str = "sweep") -> None:
+    def __init__(self, console: Console | None = None, description: str = "sweep") -> None:
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("[red]{task.fields[failed]} failed[/] {task.fields[diverged]} diverged"),
             _RateColumn(), TimeElapsedColumn(), _EtaColumn(),
             console=console,
         )
-        self._task = self._progress.add_task(description, total=total, failed=0, diverged=0)
+        self._description = description
+        self._task = None
         self._counts = {"failed": 0, "diverged": 0}
+
+    def begin(self, report: SweepReport) -> None:
+        """Show the bar for the runs this session has to do."""
+        self._task = self._progress.add_task(self._description, total=report.to_run, **self._counts)
 
     def __enter__(self) -> SweepProgress:
         self._progress.start()

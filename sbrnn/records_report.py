@@ -1,0 +1,193 @@
+"""Views of a records directory: the paper's summary tables, a one-file export, and its figures.
+
+- :func:`summary`: run counts by task and status, and the paper's Table III/IV views — mean
+  minimum validation loss by hidden-proportion bin and by model-density bin (bins ``<.2``,
+  ``.2-.4``, ``.4-.6``, ``.6-.8``, ``>=.8``) per task, with the run count of every bin.
+- :func:`export`: the whole directory as one CSV or one Parquet file.
+- :func:`plot`: per task, the paper's Fig. 6 (validation curves coloured by hidden proportion),
+  Fig. 8 (minimum validation loss vs hidden proportion and vs model density) and Fig. 7b/9b
+  (vs the density of the largest block of the h row), as PNGs.
+
+Binned means use ``ok`` runs only; ``diverged`` runs are counted per bin beside them (the
+paper's "unstable convergence"), and ``failed`` runs, which have no curve, appear in the counts
+by status only. The LSTM baseline has no block grid, so no hidden proportion: it is in the
+counts, not in the bins or the scatter plots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sbrnn.errors import SbrnnError
+from sbrnn.records import STATUSES, read_table, write_atomic
+
+BIN_EDGES = (0.2, 0.4, 0.6, 0.8)
+BIN_LABELS = ("<.2", ".2-.4", ".4-.6", ".6-.8", ">=.8")
+BINNED = {"hidden_proportion": "hidden proportion", "model_density": "model density"}
+CURVES = ("train_loss", "val_loss", "val_acc")
+
+
+def load_frame(directory: str | os.PathLike) -> pd.DataFrame:
+    """Every readable record of ``directory`` as a DataFrame (one row per run; curves as lists).
+
+    Raises :class:`SbrnnError` when ``directory`` is not a directory. Unreadable shards are
+    skipped with a warning naming each (:func:`sbrnn.records.read_table`).
+    """
+    if not Path(directory).is_dir():
+        raise SbrnnError(f"records directory {str(directory)!r} does not exist")
+    return read_table(directory).to_pandas()
+
+
+def _bins(values: pd.Series) -> np.ndarray:
+    """Bin index 0..4 of each value: ``<.2``, ``[.2, .4)``, ``[.4, .6)``, ``[.6, .8)``, ``>=.8``."""
+    return np.digitize(values.to_numpy(dtype=float), BIN_EDGES)
+
+
+def binned_min_loss(frame: pd.DataFrame, column: str) -> list[dict]:
+    """Table III/IV row for ``column``: per bin, ok runs, their mean minimum validation loss, and
+    the diverged runs in that bin. The mean is None for a bin without ok runs."""
+    has_value = frame[column].notna()
+    rows = []
+    index = _bins(frame.loc[has_value, column])
+    binned = frame.loc[has_value].assign(_bin=index)
+    for i, label in enumerate(BIN_LABELS):
+        in_bin = binned[binned["_bin"] == i]
+        ok = in_bin[(in_bin["status"] == "ok") & in_bin["min_val_loss"].notna()]
+        rows.append({
+            "bin": label,
+            "runs": int(len(ok)),
+            "mean_min_val_loss": float(ok["min_val_loss"].mean()) if len(ok) else None,
+            "diverged": int((in_bin["status"] == "diverged").sum()),
+        })
+    return rows
+
+
+def summary(frame: pd.DataFrame) -> dict:
+    """Counts by task and status, and per task the binned views of :data:`BINNED`.
+
+    Returns ``{"runs": N, "counts": [{"task", "ok", "diverged", "failed", "total"}, ...],
+    "tasks": {task: {"hidden_proportion": [bin rows], "model_density": [bin rows]}}}``.
+    """
+    counts = []
+    tasks = {}
+    for task, rows in frame.groupby("task", sort=True):
+        by_status = rows["status"].value_counts()
+        counts.append({"task": task, **{s: int(by_status.get(s, 0)) for s in STATUSES}, "total": len(rows)})
+        tasks[task] = {column: binned_min_loss(rows, column) for column in BINNED}
+    return {"runs": int(len(frame)), "counts": counts, "tasks": tasks}
+
+
+def export(directory: str | os.PathLike, out: str | os.PathLike) -> int:
+    """Write every readable record of ``directory`` to ``out`` (``.csv`` or ``.parquet``).
+
+    Parquet keeps the record schema (curves as lists); CSV writes curves as JSON lists. Returns
+    the number of records. Refuses a Parquet file inside the records directory, where readers
+    would take it for a shard and see every run twice.
+    """
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise SbrnnError(f"export file {str(out)!r} has an unknown type; allowed: .csv, .parquet")
+    if suffix == ".parquet" and out.resolve().parent == Path(directory).resolve():
+        raise SbrnnError(f"export file {str(out)!r} is inside the records directory; write it elsewhere")
+    if not Path(directory).is_dir():
+        raise SbrnnError(f"records directory {str(directory)!r} does not exist")
+    table = read_table(directory)
+    if suffix == ".parquet":
+        write_atomic(table, out)
+        return table.num_rows
+    frame = table.to_pandas()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for column in CURVES:
+        frame[column] = [json.dumps([float(v) for v in values]) for values in frame[column]]
+    frame.to_csv(out, index=False)
+    return len(frame)
+
+
+def _largest_h_row_density(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per run, the density of the largest h-row block (``W_hx``: n_x wide, ``W_hh``: h, ``W_hy``:
+    n_y) and that block's name."""
+    widths = np.stack([frame["n_x"], frame["h"], frame["n_y"]], axis=1)
+    names = np.array(["hx", "hh", "hy"])[widths.argmax(axis=1)]
+    densities = [frame.at[i, f"d_{b}"] for i, b in zip(frame.index, names)]
+    return pd.Series(densities, index=frame.index, dtype=float), pd.Series(names, index=frame.index)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def plot(frame: pd.DataFrame, out: str | os.PathLike) -> list[Path]:
+    """Write ``fig6_<task>.png``, ``fig8_<task>.png`` and ``fig7b9b_<task>.png`` per task into
+    ``out``; returns the paths written. Uses matplotlib's Agg canvas (no display needed)."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    cmap = colormaps["viridis"]
+    for task, rows in frame.groupby("task", sort=True):
+        block = rows[rows["hidden_proportion"].notna()]
+        ok = block[(block["status"] == "ok") & block["min_val_loss"].notna()]
+        diverged = block[(block["status"] == "diverged") & block["min_val_loss"].notna()]
+        norm = Normalize(0.0, max(0.5, float(block["hidden_proportion"].max()) if len(block) else 0.5))
+
+        # Fig. 6: curves coloured by hidden proportion (loss, and accuracy for classification)
+        with_acc = any(len(v) for v in block["val_acc"])
+        fig = Figure(figsize=(11 if with_acc else 6.5, 4.5), layout="constrained")
+        axes = fig.subplots(1, 2 if with_acc else 1, squeeze=False)[0]
+        panels = (("val_loss", "validation loss"), ("val_acc", "validation accuracy"))
+        for ax, (column, label) in zip(axes, panels):
+            for _, run in block.sort_values("hidden_proportion").iterrows():
+                curve = np.asarray(run[column], dtype=float)
+                if len(curve):
+                    ax.plot(np.arange(1, len(curve) + 1), curve, color=cmap(norm(run["hidden_proportion"])),
+                            lw=0.9, alpha=0.8)
+            ax.set(xlabel="epoch", ylabel=label)
+        fig.colorbar(ScalarMappable(norm, cmap), ax=list(axes), label="hidden proportion")
+        fig.suptitle(f"{task}: validation curves by hidden proportion ({len(block)} runs)")
+        written.append(_save(fig, out / f"fig6_{_safe(task)}.png"))
+
+        # Fig. 8: minimum validation loss vs hidden proportion and vs model density
+        fig = Figure(figsize=(11, 4.5), layout="constrained")
+        for ax, column in zip(fig.subplots(1, 2), BINNED):
+            _scatter(ax, ok[column], ok["min_val_loss"], diverged[column], diverged["min_val_loss"])
+            for edge in BIN_EDGES:
+                ax.axvline(edge, color="0.85", lw=0.8, zorder=0)
+            ax.set(xlabel=BINNED[column], ylabel="minimum validation loss", xlim=(0, 1))
+        fig.suptitle(f"{task}: minimum validation loss ({len(ok)} ok, {len(diverged)} diverged runs)")
+        written.append(_save(fig, out / f"fig8_{_safe(task)}.png"))
+
+        # Fig. 7b / 9b: vs the density of the largest block of the h row
+        fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+        ax = fig.subplots()
+        d_ok, names = _largest_h_row_density(ok) if len(ok) else (ok["d_hx"], ok["task"])
+        d_div = _largest_h_row_density(diverged)[0] if len(diverged) else diverged["d_hx"]
+        _scatter(ax, d_ok, ok["min_val_loss"], d_div, diverged["min_val_loss"])
+        which = ", ".join(f"W_{b} in {n}" for b, n in pd.Series(names).value_counts().items()) or "none"
+        ax.set(xlabel=f"density of the largest h-row block ({which})", ylabel="minimum validation loss",
+               xlim=(0, 1.02))
+        fig.suptitle(f"{task}: minimum validation loss vs the largest block's density")
+        written.append(_save(fig, out / f"fig7b9b_{_safe(task)}.png"))
+    return written
+
+
+def _scatter(ax, x_ok, y_ok, x_div, y_div) -> None:
+    ax.scatter(x_ok, y_ok, s=14, alpha=0.7, label=f"ok ({len(x_ok)})")
+    if len(x_div):
+        ax.scatter(x_div, y_div, s=18, marker="x", color="tab:red", label=f"diverged ({len(x_div)})")
+    ax.legend(loc="upper right", fontsize="small")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    return path
