@@ -16,11 +16,12 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from sbrnn import __version__
+from sbrnn import console as shared_console
 from sbrnn.child import spec as weight_space
 from sbrnn.errors import SbrnnError
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = shared_console.stderr
 
 
 def _click_class(name: str) -> type[Exception]:
@@ -558,18 +559,254 @@ def child_sweep(
 # parent --------------------------------------------------------------------------------------
 
 
+ParentDirOpt = Annotated[Path, typer.Option("--model", help="Parent directory from `sbrnn parent fit`.")]
+KindOpt = Annotated[
+    str | None, typer.Option("--kind", help="Model of the parent: rf, xgb or mlp (default: its best).")
+]
+StepsOpt = Annotated[
+    int | None, typer.Option("--steps", help="Sequence length T (default: from the parent's tasks).")
+]
+LossOpt = Annotated[
+    str | None, typer.Option("--loss", help="cross_entropy or mse (default: from the parent's tasks).")
+]
+
+
+def _parent_progress(title: str):
+    """A rich progress bar on stderr and the ``on_step(description, total)`` callback that drives it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn(title), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.description}"), console=err_console, transient=True)
+    task = progress.add_task("", total=None)
+
+    def on_step(description: str, total: int) -> None:
+        progress.update(task, advance=1, total=total, description=description)
+
+    return progress, on_step
+
+
+_EVALUATIONS = {"cv": "k-fold", "leave_one_task_out": "leave one task out", "unseen": "unseen runs"}
+_MODEL_NAMES = {"hidden_proportion": "hp alone", "constant": "constant"}
+
+
+def _metrics_tables(report: dict, title: str) -> list[Table]:
+    """Held-out metrics: one table per evaluation, a row per model and scope (pooled, per task)."""
+    from sbrnn.parent.evaluate import report_rows
+
+    rows = report_rows(report)
+    tables = []
+    for ev, name in _EVALUATIONS.items():
+        chosen = [r for r in rows if r["evaluation"] == ev]
+        if not chosen:
+            continue
+        table = Table(title=f"{title}: {name}", title_justify="left")
+        for col in ("model", "scope", "n", "R^2 log min", "rho min", "RMSE log curve", "top 10%"):
+            table.add_column(col, justify="left" if col in ("model", "scope") else "right")
+        for r in chosen:
+            table.add_row(_MODEL_NAMES.get(r["model"], r["model"]), r["scope"], str(r["n"]),
+                          _fmt(r["r2_min"], ".3f"), _fmt(r["spearman_min"], ".3f"),
+                          _fmt(r["rmse_log_curve"], ".3f"), _fmt(r["top10_precision"], ".2f"))
+        tables.append(table)
+    return tables
+
+
+def _converges_table(converges: dict) -> Table:
+    table = Table(title="Converges classifier (held out)", title_justify="left")
+    for col in ("evaluation", "model", "runs", "converged", "Brier", "Brier of the rate", "accuracy"):
+        table.add_column(col, justify="left" if col in ("evaluation", "model") else "right")
+    for ev, per_model in converges.items():
+        for model, m in (per_model or {}).items():
+            table.add_row(_EVALUATIONS[ev], model, str(m["n"]), str(m["converged"]),
+                          *(_fmt(m[k], ".3f") for k in ("brier", "brier_constant", "accuracy")))
+    return table
+
+
+def _counts_line(counts: dict) -> str:
+    status = ", ".join(f"{n} {s}" for s, n in counts["status"].items())
+    excluded = ", ".join(f"{n} {why}" for why, n in counts["excluded"].items()) or "none"
+    return (f"runs {counts['runs']}: {status}; converged {counts['converged']} (curve targets; "
+            f"{counts['curves_padded']} padded with their running minimum), not converged "
+            f"{counts['not_converged']} (converges label only); left out: {excluded}")
+
+
+@parent_app.command("fit")
+def parent_fit(
+    records: Annotated[Path, typer.Argument(help="Records directory (Parquet shards of run records).")],
+    out: Annotated[Path, typer.Option("--out", help="Parent directory to write.")],
+    model: Annotated[str, typer.Option("--model", help="rf, xgb, mlp or all.")] = "rf",
+    folds: Annotated[int, typer.Option(help="Folds of the cross-validation (>= 2).")] = 5,
+    trees: Annotated[
+        int | None, typer.Option(help="Trees (rf, default 1000) or boosting rounds (xgb, default 300).")
+    ] = None,
+    members: Annotated[int | None, typer.Option(help="Ensemble members of xgb and mlp (default 5).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of folds, bootstrap rows and model initialisation.")] = 0,
+    jobs: Annotated[int, typer.Option(help="Threads for rf and xgb (-1: every core).")] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fit a parent on run records; report k-fold (and leave-one-task-out) metrics with baselines."""
+    from sbrnn.parent.evaluate import fit_and_evaluate
+    from sbrnn.parent.features import records_in
+    from sbrnn.parent.models import KINDS
+    from sbrnn.parent.store import save_parent
+
+    if model != "all" and model not in KINDS:
+        raise SbrnnError(f"--model {model!r} is unknown; allowed: {', '.join(KINDS)}, all")
+    kinds = list(KINDS) if model == "all" else [model]
+    runs = records_in(records)
+    progress, on_step = _parent_progress("fitting")
+    with progress:
+        parent, report = fit_and_evaluate(runs, kinds, folds=folds, trees=trees, members=members, seed=seed,
+                                          n_jobs=jobs, on_step=on_step)
+    manifest = save_parent(parent, out, report)
+    if json_out:
+        _print_json({"parent": str(out), "manifest": str(manifest), **report})
+        return
+    for table in _metrics_tables(report, f"Held-out metrics ({folds} folds)"):
+        console.print(table)
+    console.print(_converges_table(report["converges"]))
+    console.print(f"{_counts_line(report['counts'])}\ncurves of {report['epochs']} epochs; baselines: hp "
+                  "prop. alone = rf on that feature alone, constant = training mean curve")
+    console.print(f"default model {report['default_model']} (best pooled k-fold R^2); written to {out}")
+
+
+@parent_app.command("predict")
+def parent_predict(
+    model: ParentDirOpt,
+    n_in: InOpt,
+    n_out: OutOpt,
+    budget: Annotated[float, typer.Option(help="Trainable-weight budget (biases excluded); sets h.")],
+    densities: Annotated[str, typer.Option(help=DENSITIES_HELP)] = "1",
+    means: Annotated[str, typer.Option(help="Init means of kept entries (same form).")] = "0",
+    stds: Annotated[str, typer.Option(help="Init stds of kept entries (same form).")] = "0.05",
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    steps: StepsOpt = None,
+    loss: LossOpt = None,
+    kind: KindOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Predict the validation-loss curve (with an uncertainty band) and its minimum for one configuration."""
+    from sbrnn.parent.store import load_parent
+
+    _check_dims(n_in, n_out)
+    grids = {name: weight_space.parse_grid(text, name)
+             for name, text in (("densities", densities), ("means", means), ("stds", stds))}
+    spec = weight_space.SparseBlockSpec.from_budget(n_in, n_out, budget, **grids)
+    parent, manifest = load_parent(model)
+    result = parent.predict_spec(spec, budget=budget, lr=lr, steps=steps, loss_kind=loss, kind=kind)
+    result["training_counts"] = manifest["metrics"].get("counts")
+    if json_out:
+        _print_json(result)
+        return
+    plan = result["plan"]
+    table = Table(title=f"Predicted validation loss ({result['model']} parent, {result['loss_kind']}, "
+                        f"T = {result['steps']})", title_justify="left")
+    for col in ("epoch", "predicted", "low", "high"):
+        table.add_column(col, justify="right")
+    for e, mid, lo, hi in zip(result["epochs"], result["curve"], result["curve_low"], result["curve_high"]):
+        table.add_row(str(e), f"{mid:.4g}", f"{lo:.4g}", f"{hi:.4g}")
+    console.print(table)
+    console.print(
+        f"minimum {result['min_val_loss']:.4g} (band {result['min_low']:.4g} to {result['min_high']:.4g}, "
+        f"one spread in log loss); P(converges) {result['p_converge']:.2f}\n"
+        f"h = {plan['hidden']}, densities {weight_space.format_grid(plan['densities'])}, hidden proportion "
+        f"{plan['hidden_proportion']:.3f}, lr {lr:g}, total trainable {plan['total_trainable']:,}"
+    )
+    if result["training_counts"]:
+        console.print("trained on " + _counts_line(result["training_counts"]))
+
+
+@parent_app.command("evaluate")
+def parent_evaluate(
+    model: ParentDirOpt,
+    records: Annotated[Path, typer.Argument(help="Records directory the parent did not see.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for fig10.png and metrics.json.")],
+    kind: KindOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Metrics of a parent on unseen records, and Fig. 10 (predicted vs actual minimum validation loss)."""
+    from sbrnn.parent.evaluate import evaluate_parent, plot_predicted_vs_actual
+    from sbrnn.parent.features import records_in
+    from sbrnn.parent.store import load_parent
+
+    parent, _ = load_parent(model)
+    report, arrays = evaluate_parent(parent, records_in(records), kind)
+    pooled = report["unseen"][report["model"]]["pooled"]
+    title = (f"Fig. 10: {report['model']} parent on {pooled['n']} unseen runs; R^2 (log) "
+             f"{_fmt(pooled['r2_min'], '.3f')}, Spearman {_fmt(pooled['spearman_min'], '.3f')}")
+    out.mkdir(parents=True, exist_ok=True)
+    report["figure"] = str(plot_predicted_vs_actual(arrays, out / "fig10.png", title))
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    if json_out:
+        _print_json(report)
+        return
+    for table in _metrics_tables(report, f"Parent {model} on {records}"):
+        console.print(table)
+    console.print(_converges_table(report["converges"]))
+    console.print(f"{_counts_line(report['counts'])}; {report['counts']['seen_in_training']} records the "
+                  f"parent trained on were left out\nfigure: {report['figure']}")
+
+
+def _ranked_table(result: dict) -> Table:
+    table = Table(title=f"Top {len(result['top'])} configurations for {result['n_in']} in / "
+                        f"{result['n_out']} out at budget {result['budget']:,.0f}, ranked by the "
+                        f"{result['model']} parent", title_justify="left")
+    for col in ("#", "h", "densities", "hidden prop.", "lr", "min", "band", "P(conv.)", "from"):
+        table.add_column(col, justify="left" if col in ("densities", "from") else "right",
+                         no_wrap=col == "densities")
+    for r in result["top"]:
+        table.add_row(str(r["rank"]), str(r["h"]), weight_space.format_grid(r["densities"]),
+                      f"{r['hidden_proportion']:.3f}", f"{r['lr']:.1e}", f"{r['predicted_min']:.3g}",
+                      f"{r['min_low']:.3g}-{r['min_high']:.3g}", f"{r['p_converge']:.2f}", r["source"])
+    return table
+
+
+def _ranked_notes(result: dict) -> str:
+    scored = ", ".join(f"{n} {src}" for src, n in result["candidates"].items())
+    notes = (f"T = {result['steps']}, {result['loss_kind']}; candidates scored: {scored}; ranked by "
+             "P(conv.) * min + (1 - P(conv.)) * the worst candidate's min")
+    if not result["seen_task"]:
+        notes += "\nthese dims are not among the parent's training tasks: the ranking extrapolates"
+    if result.get("training_counts"):
+        notes += "\ntrained on " + _counts_line(result["training_counts"])
+    return notes
+
+
 @parent_app.command("recommend")
 def parent_recommend(
     n_in: InOpt,
     n_out: OutOpt,
     budget: Annotated[float, typer.Option(help="Trainable-weight budget (biases excluded).")] = 100_000,
-    target: Annotated[float, typer.Option(help="Target hidden proportion, in (0, 1).")] = 0.5,
+    target: Annotated[float, typer.Option(help="Target hidden proportion, in (0, 1) (no --model).")] = 0.5,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Parent directory: rank candidates by its predictions.")
+    ] = None,
+    top: Annotated[int | None, typer.Option(help="With --model: configurations to show [5].")] = None,
+    seed: Annotated[int, typer.Option(help="With --model: seed of the random and perturbed candidates.")] = 0,
+    kind: KindOpt = None,
+    steps: StepsOpt = None,
+    loss: LossOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Recommend a balanced configuration for a task from its dims and a budget alone."""
+    """Recommend configurations for a task: from its dims and a budget alone, or ranked by a parent."""
     from sbrnn.parent.recommend import a_priori
 
     _check_dims(n_in, n_out)
+    if model is not None:
+        from sbrnn.parent.recommend import model_ranked
+        from sbrnn.parent.store import load_parent
+
+        parent, manifest = load_parent(model)
+        ranked = model_ranked(parent, n_in, n_out, budget, top=5 if top is None else top, seed=seed,
+                              kind=kind, steps=steps, loss_kind=loss)
+        ranked["training_counts"] = manifest["metrics"].get("counts")
+        if json_out:
+            _print_json(ranked)
+        else:
+            console.print(_ranked_table(ranked))
+            console.print(_ranked_notes(ranked))
+        return
+    if top is not None or kind is not None or steps is not None or loss is not None:
+        raise SbrnnError("--top, --kind, --steps and --loss rank candidates by a parent; give --model too")
     result = a_priori(n_in, n_out, budget, target)
     if json_out:
         _print_json(result)
@@ -642,6 +879,112 @@ def datasets_collect(
     table.add_row("return", f"{summary['mean_return']:.2f} +- {summary['std_return']:.2f}")
     table.add_row("task", f"minari:{dataset_id}")
     console.print(table)
+
+
+def _sizes_table(summary: dict, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("split", "sequences", "x", "y"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for split, shape in summary["shapes"].items():
+        x_text = f"{shape['x']} {shape['x_dtype']}"
+        table.add_row(split, f"{summary['sizes'][split]:,}", x_text, str(shape["y"]))
+    return table
+
+
+@datasets_app.command("list")
+def datasets_list(json_out: JsonOpt = False) -> None:
+    """Every task: input and output sizes, steps, loss, source, and whether it builds offline here."""
+    from sbrnn.datasets.registry import get_info, task_names
+
+    rows = [get_info(name).as_dict() for name in task_names()]
+    if json_out:
+        _print_json(rows)
+        return
+    table = Table(title="Tasks (descriptions: `sbrnn datasets info TASK` or --json)", title_justify="left")
+    cols = ("name", "n_in", "n_out", "steps", "loss", "source", "offline")
+    cells = [[str(row[c]) if c != "offline" else ("yes" if row[c] else "no") for c in cols] for row in rows]
+    for i, col in enumerate(cols):
+        width = max([len(col), *(len(r[i]) for r in cells)])
+        table.add_column(col, justify="right" if col in ("n_in", "n_out", "steps") else "left",
+                         no_wrap=True, min_width=width)
+    for r in cells:
+        table.add_row(*r)
+    console.print(table)
+
+
+TaskArg = Annotated[str, typer.Argument(help="Task name (see `sbrnn datasets list`).")]
+TaskSeedOpt = Annotated[int, typer.Option(help="Generation seed.")]
+
+
+@datasets_app.command("build")
+def datasets_build(
+    task: TaskArg, task_option: TaskOptionOpt = None, seed: TaskSeedOpt = 0, json_out: JsonOpt = False
+) -> None:
+    """Generate a task into the cache (a progress bar while generating); a second build loads it."""
+    import time
+
+    from sbrnn.datasets.summary import task_summary
+
+    start = time.perf_counter()
+    built = _build_task(task, seed, _parse_task_options(task_option))
+    summary = {**task_summary(built), "seconds": round(time.perf_counter() - start, 2),
+               "cache": built.meta.get("cache")}
+    if json_out:
+        _print_json(summary)
+        return
+    console.print(_sizes_table(summary, f"Task {task}: {built.n_in} in, {built.n_out} out, {built.steps} "
+                                        f"steps, {built.loss}"))
+    cache = summary["cache"]
+    where = f"{'loaded from' if cache['hit'] else 'generated into'} {cache['path']}" if cache else "built"
+    console.print(f"{where} in {summary['seconds']:.1f} s", soft_wrap=True)
+
+
+@datasets_app.command("info")
+def datasets_info(
+    task: TaskArg,
+    task_option: TaskOptionOpt = None,
+    seed: TaskSeedOpt = 0,
+    preview: Annotated[
+        Path | None, typer.Option(help="RAD only: where to write the PNG preview (default: in the cache).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Shapes, sizes, class balance (or target statistics), generation details; for RAD, a PNG
+    preview of a few sequences with the anomaly framed."""
+    from sbrnn.datasets.cache import cache_root
+    from sbrnn.datasets.registry import get_info, task_options
+    from sbrnn.datasets.summary import task_summary
+
+    info = get_info(task)
+    built = _build_task(task, seed, _parse_task_options(task_option))
+    summary = {**task_summary(built), "description": info.description, "source": info.source,
+               "options": task_options(info), "meta": built.meta}
+    if built.meta.get("generator") == "rad":
+        from sbrnn.datasets.rad import write_preview
+
+        path = preview or cache_root() / "previews" / f"{task}-{built.meta['cache']['key']}.png"
+        summary["preview"] = str(write_preview(built, path))
+    if json_out:
+        _print_json(summary)
+        return
+    console.print(f"{task}: {info.description}", soft_wrap=True, markup=False)
+    dims = f"{built.n_in} in, {built.n_out} out, {built.steps} steps, {built.loss}"
+    console.print(_sizes_table(summary, dims))
+    if "classes" in summary:
+        table = Table(title="Class balance (sequences per class)", title_justify="left")
+        table.add_column("split")
+        for c in range(built.n_out):
+            table.add_column(str(c), justify="right")
+        for split, counts in summary["classes"].items():
+            table.add_row(split, *(f"{n:,}" for n in counts))
+        console.print(table)
+    else:
+        for split, stats in summary["targets"].items():
+            console.print(f"{split} targets: mean {stats['mean']:.4f}, std {stats['std']:.4f}")
+    details = {k: v for k, v in built.meta.items() if k != "cache"}
+    console.print(f"generation: {json.dumps(details, default=str)}", soft_wrap=True, markup=False)
+    if "preview" in summary:
+        console.print(f"preview: {summary['preview']}", soft_wrap=True)
 
 
 # records -------------------------------------------------------------------------------------
