@@ -906,7 +906,7 @@ def datasets_list(json_out: JsonOpt = False) -> None:
     for i, col in enumerate(cols):
         width = max([len(col), *(len(r[i]) for r in cells)])
         table.add_column(col, justify="right" if col in ("n_in", "n_out", "steps") else "left",
-                         no_wrap=True, min_width=width)
+                         no_wrap=col != "name", min_width=width if col != "name" else None, overflow="fold")
     for r in cells:
         table.add_row(*r)
     console.print(table)

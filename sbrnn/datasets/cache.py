@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from sbrnn import console
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on POSIX: no cross-process lock, writes stay atomic
@@ -106,11 +108,10 @@ def stored_params(path: str | Path) -> dict:
 
 @contextlib.contextmanager
 def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields ``advance(n)``."""
-    from rich.console import Console
+    """A rich progress bar on the shared stderr console; yields ``advance(n)``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True)) as bar:
+    with Progress(*columns, console=console.stderr) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)

@@ -159,12 +159,6 @@ def generate_split(pool: sources.Pool, split: str, spec: RadSpec, advance=None) 
     """The ``spec.size(split)`` sequences of ``split`` from ``pool`` (see :func:`generate_chunk`),
     made :data:`CHUNK` at a time."""
     table = _class_table(pool.labels)
-    smallest = int(table[2].min())
-    if smallest < spec.n:
-        raise SbrnnError(
-            f"n {spec.n} is not allowed for source {spec.source!r}: a split has only {smallest} images "
-            f"of some digit; allowed: n <= {smallest}"
-        )
     count = spec.size(split)
     parts = []
     for i, start in enumerate(range(0, count, CHUNK)):
@@ -182,6 +176,12 @@ def generate(spec: RadSpec, data_root=None, download: bool = False) -> tuple[dic
     """
     def build() -> dict[str, torch.Tensor]:
         pools = sources.load_pools(spec.source, spec.seed, data_root, download)
+        smallest = min(int(torch.bincount(p.labels, minlength=N_CLASSES).min()) for p in pools.values())
+        if smallest < spec.n:
+            raise SbrnnError(
+                f"n {spec.n} is not allowed for source {spec.source!r}: a split has only {smallest} images "
+                f"of some digit; allowed: n <= {smallest}"
+            )
         total = sum(spec.size(s) for s in SPLITS)
         flat = {}
         with cache.progress_bar(f"RAD {spec.source} side {spec.side}", total) as advance:

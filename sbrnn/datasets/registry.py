@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,32 +94,6 @@ def build_task(name: str, seed: int = 0, **options) -> Task:
         listed = ", ".join(f"{k} (default {v!r})" for k, v in allowed.items()) or "none"
         raise SbrnnError(f"unknown option {unknown[0]!r} for task {name}; allowed: {listed}")
     return info.builder(seed=seed, **options)
-
-
-def parse_option_value(text: str) -> Any:
-    """``true``/``false`` -> bool, ``none`` -> None, then int, float, else the string itself."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
-    """``["n=9", "no_anomaly_prob=0.1"]`` -> ``{"n": 9, "no_anomaly_prob": 0.1}``."""
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise SbrnnError(f"task option {pair!r} is not allowed; allowed: KEY=VALUE, e.g. n=9")
-        options[key.strip().replace("-", "_")] = parse_option_value(value)
-    return options
 
 
 register(TaskInfo(

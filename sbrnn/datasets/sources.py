@@ -114,6 +114,21 @@ def mnist(data_root: str | Path | None = None, download: bool = False) -> tuple[
     return train.data, train.targets.long(), test.data, test.targets.long()
 
 
+def write_mnist_idx(root: str | Path, train: tuple[torch.Tensor, torch.Tensor],
+                    test: tuple[torch.Tensor, torch.Tensor]) -> Path:
+    """Write ``(images [N, 28, 28] uint8, labels [N])`` pairs as the four IDX files of
+    ``ROOT/MNIST/raw/`` (the format torchvision's MNIST reads); returns that folder."""
+    raw = Path(root) / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, (images, labels) in (("train", train), ("t10k", test)):
+        n, h, w = images.shape
+        header = (0x803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (n, h, w))
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(header + images.to(torch.uint8).numpy().tobytes())
+        header = (0x801).to_bytes(4, "big") + n.to_bytes(4, "big")
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(header + labels.to(torch.uint8).numpy().tobytes())
+    return raw
+
+
 def load_pools(
     source: str, seed: int = 0, data_root: str | Path | None = None, download: bool = False
 ) -> dict[str, Pool]:
