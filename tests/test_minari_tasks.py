@@ -143,8 +143,9 @@ def test_registry_resolves_local_minari_ids(hammer):
     assert f"minari:{HAMMER}" in task_names()
     with pytest.raises(SbrnnError, match="not in the local Minari path"):
         get_info("minari:local/nothing-v0")
-    with pytest.raises(SbrnnError, match="malformed"):
-        get_info("minari:bad id!")
+    for bad in ("bad id!", "D4RL/hammer", ""):
+        with pytest.raises(SbrnnError, match="malformed"):
+            get_info(f"minari:{bad}")
     shapes = {n: (get_info(n).n_in, get_info(n).n_out) for n in
               ("hammer-local", "hopper-dynamics", "halfcheetah-dynamics")}
     assert shapes == {"hammer-local": (46, 26), "hopper-dynamics": (14, 11), "halfcheetah-dynamics": (23, 17)}

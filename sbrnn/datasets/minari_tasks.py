@@ -262,7 +262,7 @@ def check_dataset_id(dataset_id: str) -> str:
 
     try:
         parse_dataset_id(dataset_id)
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: no version (Minari 0.5.4 reads it as int(None))
         raise SbrnnError(
             f"dataset id {dataset_id!r} is malformed; allowed: (namespace/)name-vN, e.g. {DEFAULT_DATASET}"
         ) from None
