@@ -14,6 +14,7 @@ The split is drawn from ``seed`` so every pool is disjoint from the other two by
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +80,10 @@ def stratified_split(labels: torch.Tensor, fractions, g: torch.Generator) -> lis
     return [torch.cat(p).sort().values for p in parts]
 
 
+@functools.lru_cache(maxsize=1)
 def upsampled_digits() -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-learn's 8x8 digits as MNIST-like ``[1797, 28, 28]`` uint8 images and ``[1797]`` labels."""
+    """scikit-learn's 8x8 digits as MNIST-like ``[1797, 28, 28]`` uint8 images and ``[1797]`` labels
+    (made once per process; treat them as read-only)."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
