@@ -217,3 +217,26 @@ def test_bad_collection_inputs(hammer):
     with pytest.raises(SbrnnError, match="policy 'greedy' is unknown"):
         mt.collect("local/x-v0", "Hopper-v5", 1, "greedy")
     assert not mt.dataset_path("local/x-v0").exists()
+
+
+def test_hdf5_dataset_with_reference_scores_builds(hammer):
+    """D4RL's datasets are HDF5 with ref_min_score / ref_max_score in their metadata."""
+    import warnings
+
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    _, episodes = hammer
+    buffers = [EpisodeBuffer(observations=e.observations, actions=e.actions, rewards=list(e.rewards),
+                             terminations=list(e.terminations), truncations=list(e.truncations))
+               for e in episodes]
+    env = mt.make_env("AdroitHandHammer-v1", STEPS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        minari.create_dataset_from_buffers("test/hammer/h5-v0", buffers, env=env, data_format="hdf5",
+                                           ref_min_score=-10.0, ref_max_score=90.0)
+    env.close()
+    task = build_task("minari:test/hammer/h5-v0", seed=3)
+    reference = build_task(f"minari:{HAMMER}", seed=3)
+    assert torch.equal(task.train.x, reference.train.x) and torch.equal(task.test.y, reference.test.y)
+    assert (task.meta["ref_min_score"], task.meta["ref_max_score"]) == (-10.0, 90.0)
+    assert "ref_min_score" not in reference.meta

@@ -140,3 +140,15 @@ def test_cli_bad_inputs_exit_2(model_dir, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not mt.dataset_path("local/a-v0").exists()
+
+
+def test_reference_scores_prefer_the_training_dataset_of_the_same_environment():
+    from sbrnn.child.rollout import normalised_score, reference_scores
+
+    meta = {"env_id": "AdroitHandHammer-v1", "dataset_id": "local/h-v0",
+            "ref_min_score": 1.0, "ref_max_score": 2.0}
+    assert reference_scores("AdroitHandHammer-v1", meta) == (1.0, 2.0, "dataset local/h-v0")
+    table = reference_scores("AdroitHandHammer-v1", {"env_id": "AdroitHandHammer-v1"})
+    assert table[:2] == (-267.07, 12635.71)
+    assert reference_scores("Hopper-v5", meta) is None
+    np.testing.assert_allclose(normalised_score([-267.07, 12635.71], -267.07, 12635.71), [0, 100])
