@@ -479,6 +479,7 @@ def child_sweep(
         bool, typer.Option("--balanced", help="Add the a-priori balanced configuration per budget.")
     ] = False,
     batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 16,
+    task_option: TaskOptionOpt = None,
     workers: Annotated[int, typer.Option(help="Local worker processes (1 = in this process).")] = 1,
     threads: Annotated[int, typer.Option(help="Torch threads per worker.")] = 1,
     scheduler: Annotated[
@@ -512,6 +513,7 @@ def child_sweep(
     plan = sweeps.plan_sweep(
         task, budget, runs, epochs=epochs, seed=seed, space=space, pins=pins,
         include_baselines=include_baselines, balanced=balanced, batch_size=batch_size,
+        task_options=_parse_task_options(task_option),
     )
     if dry_run:
         rows = sweeps.describe_plan(plan, records)

@@ -26,7 +26,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,7 @@ from sbrnn import __version__
 from sbrnn.child import space as sampling
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import resolve
+from sbrnn.datasets import registry
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.errors import SbrnnError
 from sbrnn.records import RunRecord, read_table, write_record
@@ -83,6 +84,7 @@ def plan_sweep(
     include_baselines: bool = False,
     balanced: bool = False,
     batch_size: int = 16,
+    task_options: Mapping[str, object] | None = None,
 ) -> list[PlannedRun]:
     """The runs of a sweep, in a fixed order: per task, per budget, baselines, balanced, draws.
 
@@ -92,8 +94,9 @@ def plan_sweep(
     sweep seed, which builds the task's data (one data set per task for the whole sweep) and
     draws masks, init and data order; baselines and the balanced configuration use the pinned
     learning rate (or the default 1e-3). Identical configs (everything pinned) collapse to one
-    run. Raises :class:`SbrnnError` for an unknown task, a budget too small for a task's dims,
-    or an empty sweep.
+    run. ``task_options`` (builder options such as ``n_train``) apply to every task. Raises
+    :class:`SbrnnError` for an unknown task or option, a budget too small for a task's dims, or
+    an empty sweep.
     """
     if not tasks:
         raise SbrnnError("give at least one --task")
@@ -110,12 +113,19 @@ def plan_sweep(
         resolve(config, n_in, n_out)  # a budget the task cannot hold fails here, before any run
         planned.setdefault(config.run_id(), PlannedRun(label, config))
 
+    options = dict(task_options or {})
     for task in dict.fromkeys(tasks):
         info = get_info(task)
+        allowed = registry.task_options(info)
+        unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
+        if unknown:
+            listed = ", ".join(allowed) or "none"
+            raise SbrnnError(f"unknown option {unknown[0]!r} for task {task}; allowed: {listed}")
         for budget in dict.fromkeys(float(b) for b in budgets):
             if not (math.isfinite(budget) and budget > 0):
                 raise SbrnnError(f"budget = {budget:g} is out of range; allowed: a number > 0")
-            common = {"task": task, "budget": budget, "epochs": epochs, "batch_size": batch_size}
+            common = {"task": task, "task_options": options, "budget": budget, "epochs": epochs,
+                      "batch_size": batch_size}
             if include_baselines:
                 for arch in BASELINE_ARCHS:
                     add(arch, RunConfig(**common, arch=arch, lr=lr, seed=seed), info.n_in, info.n_out)
