@@ -77,10 +77,11 @@ def test_forward_and_gradients_match_float64_reference(activation):
     assert rel_err(model.bias.grad, torch.cat([b_h.grad, b_y.grad])) < 1e-6
 
 
-def test_masked_entries_stay_exactly_zero_through_adam():
+@pytest.mark.parametrize("implementation", [{"foreach": True}, {"fused": True}])
+def test_masked_entries_stay_exactly_zero_through_adam(implementation):
     model = SparseBlockRNN(SPEC, generator=torch.Generator().manual_seed(0))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, **implementation)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(32, 5, SPEC.n_x, generator=g)
     target = torch.randn(32, 5, SPEC.n_y, generator=g)

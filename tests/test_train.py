@@ -162,6 +162,9 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, arch):
     assert info["run_id"] == record.run_id and info["config"] == config.to_dict()
     assert info["task"]["n_in"] == 8 and info["metrics"]["best_epoch"] == record.best_epoch
     task = build_task("toy-anomaly")
+    if arch == "sbrnn":  # masked entries are still exactly 0.0 after training
+        masked = torch.cat([model.weight_x[model.mask_x == 0], model.weight_s[model.mask_s == 0]])
+        assert masked.numel() > 0 and torch.all(masked == 0.0)
     # The saved model is the best epoch's: it reproduces the record's test metrics exactly.
     assert evaluate_split(model, task.test, task.loss) == (record.test_loss, record.test_acc)
 

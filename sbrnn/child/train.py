@@ -1,9 +1,9 @@
 """One child training run: a config and a task in, a filled :class:`RunRecord` out.
 
-The loop: Adam over ``epochs`` passes of the training split in batches of ``batch_size``
-sequences (a seeded permutation per epoch, each batch a gather of that permutation's slice, cast
-to float32 on the device); after each epoch the validation loss (and accuracy for
-classification). Loss per task kind:
+The loop: Adam (torch's fused implementation) over ``epochs`` passes of the training split in
+batches of ``batch_size`` sequences (a seeded permutation per epoch, each batch a gather of that
+permutation's slice, cast to float32 on the device); after each epoch the validation loss (and
+accuracy for classification). Loss per task kind:
 
 - ``cross_entropy``: on ``y`` after the last step, ``[B, n_y]`` logits against ``[B]`` labels;
   losses are means per sequence.
@@ -216,7 +216,7 @@ def _fit(
     progress: Progress | None,
 ) -> dict[str, torch.Tensor] | None:
     """The epoch loop; appends to the record's curves in place. Returns the best epoch's state."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)  # one kernel per step
     generator = _data_generator(config.seed)
     train_x = task.train.x.to(device)
     train_y = _targets(task.train.y.to(device), task.loss)
