@@ -16,7 +16,10 @@ seeded by ``seed`` (one per split), and is cached under ``$SBRNN_CACHE/rad``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -155,22 +158,51 @@ def generate_chunk(
     }
 
 
-def generate_split(pool: sources.Pool, split: str, spec: RadSpec, advance=None) -> dict:
-    """The ``spec.size(split)`` sequences of ``split`` from ``pool`` (see :func:`generate_chunk`),
-    made :data:`CHUNK` at a time."""
+def default_workers() -> int:
+    """Threads for generation: the CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _single_threaded_ops():
+    """Torch ops on one thread each while worker threads run whole chunks side by side (cheaper
+    than splitting every small op across cores, and robust when the machine is busy)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def generate_split(pool: sources.Pool, split: str, spec: RadSpec, workers: int | None = None,
+                   advance=None) -> dict:
+    """The ``spec.size(split)`` sequences of ``split`` from ``pool`` (see :func:`generate_chunk`).
+
+    Made :data:`CHUNK` at a time by ``workers`` threads (default: the usable cores). Every chunk
+    draws from its own generator, so the result does not depend on ``workers``.
+    """
     table = _class_table(pool.labels)
     count = spec.size(split)
-    parts = []
-    for i, start in enumerate(range(0, count, CHUNK)):
+    starts = list(range(0, count, CHUNK))
+
+    def make(i: int) -> dict:
         g = chunk_generator(spec.seed, split, i)
-        parts.append(generate_chunk(pool, table, min(CHUNK, count - start), spec, g))
-        if advance is not None:
-            advance(parts[-1]["label"].shape[0])
+        return generate_chunk(pool, table, min(CHUNK, count - starts[i]), spec, g)
+
+    parts = []
+    with _single_threaded_ops(), ThreadPoolExecutor(workers or default_workers()) as pool_:
+        for part in pool_.map(make, range(len(starts))):
+            parts.append(part)
+            if advance is not None:
+                advance(part["label"].shape[0])
     return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
 
 
-def generate(spec: RadSpec, data_root=None, download: bool = False) -> tuple[dict, cache.Entry]:
-    """All three splits of ``spec``, from the cache or generated once and stored there.
+def generate(spec: RadSpec, data_root=None, download: bool = False, workers: int | None = None
+             ) -> tuple[dict, cache.Entry]:
+    """All three splits of ``spec``, from the cache or generated once (by ``workers`` threads) and
+    stored there.
 
     Returns ``({split: tensors}, entry)``; tensors as in :func:`generate_chunk`.
     """
@@ -186,7 +218,7 @@ def generate(spec: RadSpec, data_root=None, download: bool = False) -> tuple[dic
         flat = {}
         with cache.progress_bar(f"RAD {spec.source} side {spec.side}", total) as advance:
             for split in SPLITS:
-                data = generate_split(pools[split], split, spec, advance)
+                data = generate_split(pools[split], split, spec, workers, advance)
                 flat.update({f"{split}/{k}": v for k, v in data.items()})
         return flat
 
@@ -256,40 +288,49 @@ def build_rad_mnist(
 
 
 def write_preview(task: Task, path: str | Path, rows: int = 4, split: str = "train") -> Path:
-    """A PNG grid of the first ``rows`` sequences of ``split``, the anomaly framed in red."""
+    """A PNG of the first ``rows`` sequences of ``split``, one per row, the anomaly framed in red.
+
+    The images are tiled into one mosaic (one matplotlib image, fast at any ``n``) with a gap of
+    a quarter side between them; each row is captioned with its digit and pipelines.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     spec = RadSpec(**task.meta["generation"])
     data = generate(spec)[0][split]
     rows = min(rows, data["label"].shape[0])
+    side, gap = spec.side, max(spec.side // 4, 4)
+    cell, band = side + gap, side // 2  # band: caption space above each row
+    mosaic = torch.full((rows * (cell + band), spec.n * cell), 255, dtype=torch.uint8)
+    for r in range(rows):
+        top = r * (cell + band) + band
+        for t in range(spec.n):
+            left = t * cell + gap // 2
+            mosaic[top:top + side, left:left + side] = data["images"][r, t].view(side, side)
+    width = 1.0 * spec.n
+    fig = plt.figure(figsize=(width, width * mosaic.shape[0] / mosaic.shape[1] + 0.4))
+    ax = fig.add_axes((0, 0, 1, 1 - 0.4 / fig.get_figheight()))
+    ax.imshow(mosaic.numpy(), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_axis_off()
     names = transforms.PIPELINES
-    fig, axes = plt.subplots(rows, spec.n, figsize=(1.1 * spec.n, 1.4 * rows + 0.5), squeeze=False)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.04, top=1 - 0.5 / (1.4 * rows + 0.5), hspace=0.55)
     for r in range(rows):
         label = int(data["label"][r])
         a, b = names[int(data["pipe_a"][r])], names[int(data["pipe_b"][r])]
-        anomaly = f"anomaly at {label} ({b})" if label < spec.n else "no anomaly"
-        axes[r, 0].text(0, 1.06, f"digit {int(data['digit'][r])}: normal {a}, {anomaly}", fontsize=8,
-                        transform=axes[r, 0].transAxes, va="bottom")
-        for t in range(spec.n):
-            ax = axes[r, t]
-            ax.imshow(data["images"][r, t].view(spec.side, spec.side).numpy(), cmap="gray", vmin=0, vmax=255)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            framed = t == label
-            for spine in ax.spines.values():
-                spine.set_visible(framed)
-                spine.set_color("red")
-                spine.set_linewidth(3)
-            ax.set_xlabel(str(t), fontsize=7, color="red" if framed else "black")
+        anomaly = f"anomaly at step {label} ({b})" if label < spec.n else "no anomaly"
+        top = r * (cell + band) + band
+        ax.text(gap // 2, top - 3, f"digit {int(data['digit'][r])}: normal {a}, {anomaly}", fontsize=8,
+                va="bottom")
+        if label < spec.n:
+            ax.add_patch(Rectangle((label * cell + gap // 2 - 1.5, top - 1.5), side + 2, side + 2,
+                                   fill=False, edgecolor="red", linewidth=2.5))
     query = " then a blank query step" if spec.query_step else ""
-    fig.suptitle(f"{task.name}: {spec.n} images per sequence{query}; label = framed position", fontsize=9)
+    fig.suptitle(f"{task.name}: {spec.n} images per sequence{query}; label = framed position", fontsize=9,
+                 y=1 - 0.1 / fig.get_figheight(), va="top")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-

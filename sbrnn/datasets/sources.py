@@ -103,11 +103,11 @@ def _missing_mnist(root: Path) -> SbrnnError:
 
 def mnist(data_root: str | Path | None = None, download: bool = False) -> tuple[torch.Tensor, ...]:
     """MNIST via torchvision: ``(train_images [60000, 28, 28], train_labels, test_images, test_labels)``."""
-    from torchvision.datasets import MNIST
-
     root = Path(data_root or default_data_root()).expanduser()
     if not download and not mnist_available(root):
         raise _missing_mnist(root)
+    from torchvision.datasets import MNIST
+
     try:
         train = MNIST(str(root), train=True, download=download)
         test = MNIST(str(root), train=False, download=download)
