@@ -205,7 +205,7 @@ def test_smooth_policy_is_correlated_and_inside_the_box():
     assert abs(np.corrcoef(uniform[:-1, 0], uniform[1:, 0])[0, 1]) < 0.1
 
 
-def test_bad_collection_inputs(hammer):
+def test_bad_collection_inputs(hammer, monkeypatch):
     with pytest.raises(SbrnnError, match="already exists"):
         mt.collect(HAMMER, "AdroitHandHammer-v1", 1)
     with pytest.raises(SbrnnError, match="malformed"):
@@ -216,6 +216,12 @@ def test_bad_collection_inputs(hammer):
         mt.collect("local/x-v0", "NoSuchEnv-v0", 1)
     with pytest.raises(SbrnnError, match="policy 'greedy' is unknown"):
         mt.collect("local/x-v0", "Hopper-v5", 1, "greedy")
+    with pytest.raises(SbrnnError, match="seed = -1"):
+        mt.collect("local/x-v0", "Hopper-v5", 1, seed=-1)
+    monkeypatch.setattr(mt, "collect", lambda *a, **k: pytest.fail("collected before checking"))
+    for bad in ({"episodes": 2}, {"episodes": "many"}, {"collect_seed": -1}, {"seed": -3}, {"window": 0}):
+        with pytest.raises(SbrnnError, match="out of range"):
+            build_task("hopper-dynamics", **bad)
     assert not mt.dataset_path("local/x-v0").exists()
 
 

@@ -82,7 +82,8 @@ def test_load_policy_refuses_other_tasks_and_environments(model_dir, tmp_path):
     hopper = mt.make_env("Hopper-v5")
     with pytest.raises(SbrnnError, match="maps 46 observations to 26 actions"):
         load_policy(model_dir, hopper)
-    config = RunConfig(task="toy-regression", arch="dense", budget=None, hidden=4, epochs=1)
+    config = RunConfig(task="toy-regression", task_options={"n_train": 32, "n_val": 8, "n_test": 8},
+                       arch="dense", budget=None, hidden=4, epochs=1)
     assert train_run(config, save=tmp_path / "toy").status == "ok"
     with pytest.raises(SbrnnError, match="not behaviour cloning"):
         load_policy(tmp_path / "toy", hopper)

@@ -117,8 +117,8 @@ def evaluate_in_env(
     (``ddof=0``), and, when reference scores are known (:func:`reference_scores`), the mean and std
     of the normalised score. ``progress(1)`` is called after each episode.
     """
-    if isinstance(episodes, bool) or episodes < 1:
-        raise SbrnnError(f"episodes = {episodes} is out of range; allowed: integers >= 1")
+    minari_tasks.check_int("episodes", episodes, 1)
+    minari_tasks.check_int("seed", seed, 0)
     env = minari_tasks.make_env(env_id, max_steps)
     try:
         policy, info = load_policy(model_dir, env)

@@ -98,13 +98,20 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def check_int(name: str, value, minimum: int) -> int:
+    """``value`` if it is an integer ``>= minimum``, else an :class:`SbrnnError` naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise SbrnnError(f"{name} = {value!r} is out of range; allowed: integers >= {minimum}")
+    return int(value)
+
+
 def make_env(env_id: str, max_steps: int | None = None):
     """The Gymnasium environment ``env_id`` (Gymnasium-Robotics ids included), episodes capped at
     ``max_steps`` when given. Observations and actions must be flat boxes: ``[n_obs]``, ``[n_act]``."""
     import gymnasium as gym
 
-    if max_steps is not None and (isinstance(max_steps, bool) or max_steps < 1):
-        raise SbrnnError(f"max steps = {max_steps} is out of range; allowed: integers >= 1")
+    if max_steps is not None:
+        check_int("max steps", max_steps, 1)
     if env_id not in gym.registry and importlib.util.find_spec("gymnasium_robotics") is not None:
         import gymnasium_robotics
 
@@ -400,8 +407,8 @@ def collect(
     (:func:`sbrnn.child.rollout.load_policy`). ``progress(1)`` is called after each episode.
     """
     check_dataset_id(dataset_id)
-    if isinstance(episodes, bool) or episodes < 1:
-        raise SbrnnError(f"episodes = {episodes} is out of range; allowed: integers >= 1")
+    check_int("episodes", episodes, 1)
+    check_int("seed", seed, 0)
     if dataset_path(dataset_id).exists():
         raise SbrnnError(
             f"Minari dataset {dataset_id!r} already exists in {dataset_path()}; choose another id "
@@ -435,6 +442,10 @@ def local_collection(env_id: str, short: str, policy: str, episodes: int, seed: 
                      max_steps: int | None = None) -> str:
     """The id of the local dataset of ``episodes`` episodes of ``policy`` in ``env_id`` from
     ``seed``, collected now (with a progress bar) unless a complete one is already there."""
+    check_int("episodes", episodes, 3)  # the tasks built on it split it three ways
+    check_int("collect seed", seed, 0)
+    if max_steps is not None:
+        check_int("max steps", max_steps, 1)
     horizon = "" if max_steps is None else f"-t{max_steps}"
     dataset_id = f"sbrnn/{short}/{policy}-e{episodes}{horizon}-s{seed}-v0"
     if _complete(dataset_id):
@@ -479,8 +490,7 @@ def resolve_window(lengths: np.ndarray, window: int | None) -> int:
     """The sequence length: ``window`` if given (checked), else the shortest episode's length."""
     if window is None:
         return int(lengths.min())
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
-        raise SbrnnError(f"window = {window!r} is out of range; allowed: integers >= 1")
+    check_int("window", window, 1)
     if window > lengths.max():
         raise SbrnnError(
             f"window = {window} is longer than every episode; allowed: 1 to {int(lengths.max())}"
@@ -543,6 +553,7 @@ def episode_task(name: str, dataset_id: str, kind: str, seed: int = 0, window: i
     """
     if kind not in TASK_KINDS:
         raise SbrnnError(f"task kind {kind!r} is unknown; allowed: {', '.join(TASK_KINDS)}")
+    check_int("seed", seed, 0)
     dataset = _open(dataset_id)
     lengths = _episode_lengths(dataset)
     whole = window is None and len(set(lengths.tolist())) == 1
@@ -614,6 +625,13 @@ def can_collect(env_id: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in needs)
 
 
+def _check_before_collecting(seed: int, window: int | None) -> None:
+    """Fail on a bad seed or window before minutes of collection rather than after."""
+    check_int("seed", seed, 0)
+    if window is not None:
+        check_int("window", window, 1)
+
+
 def hammer_local(
     seed: int = 0, episodes: int = 100, collect_seed: int = 0, window: int | None = None
 ) -> Task:
@@ -625,12 +643,14 @@ def hammer_local(
     task would tell configurations apart by nothing. 100 episodes of 200 steps (20,000 steps,
     collected once in 15 to 35 s on 2 busy cores) split 90 / 5 / 5.
     """
+    _check_before_collecting(seed, window)
     dataset_id = local_collection("AdroitHandHammer-v1", "hammer", "smooth", episodes, collect_seed)
     return episode_task("hammer-local", dataset_id, "behaviour_cloning", seed, window)
 
 
 def _dynamics(name: str, env_id: str, short: str, seed: int, episodes: int, collect_seed: int,
               window: int, max_steps: int | None = None) -> Task:
+    _check_before_collecting(seed, window)
     dataset_id = local_collection(env_id, short, "random", episodes, collect_seed, max_steps)
     return episode_task(name, dataset_id, "forward_dynamics", seed, window)
 
