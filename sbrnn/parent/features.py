@@ -1,8 +1,9 @@
 """Run records and unseen configurations -> one feature matrix; records -> curve targets.
 
 Features (:data:`FEATURE_NAMES`, 28 columns): the paper's 20 — six block densities, six init
-means, six init stds, the learning rate and the hidden proportion — then the task and size
-traits: ``log n_x``, ``log n_y``, ``T`` (steps), ``loss_cross_entropy`` (1 for cross-entropy,
+means, six init stds, the learning rate (as its log: the sweep's rates reach down to 1e-6 in
+the tail, and trees are indifferent to the transform) and the hidden proportion — then the task
+and size traits: ``log n_x``, ``log n_y``, ``T`` (steps), ``loss_cross_entropy`` (1 for cross-entropy,
 0 for MSE), ``log budget``, ``log h``, the model density and ``log`` total trainable weights.
 A record supplies its realised mask counts (hidden proportion, model density, total trainable);
 a configuration not yet trained (:func:`spec_features`) supplies the expected counts of its
@@ -46,7 +47,7 @@ PAPER_FEATURES = (
     *(f"d_{b}" for b in BLOCKS),
     *(f"mu_{b}" for b in BLOCKS),
     *(f"sigma_{b}" for b in BLOCKS),
-    "lr",
+    "log_lr",
     "hidden_proportion",
 )
 TRAIT_FEATURES = (
@@ -85,7 +86,7 @@ def _vector(
             *(densities[b] for b in BLOCKS),
             *(means[b] for b in BLOCKS),
             *(stds[b] for b in BLOCKS),
-            lr,
+            math.log(lr),
             hidden_proportion,
             math.log(n_x),
             math.log(n_y),

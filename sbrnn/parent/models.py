@@ -88,8 +88,8 @@ def _xgb_classifier(params: dict, seed: int, n_jobs: int | None):
 
 def _mlp_regressor(params: dict, seed: int) -> TransformedTargetRegressor:
     mlp = MLPRegressor(
-        hidden_layer_sizes=MLP_HIDDEN, alpha=1e-3, learning_rate_init=1e-3, max_iter=MLP_MAX_EPOCHS,
-        n_iter_no_change=50, tol=1e-6, random_state=seed,
+        hidden_layer_sizes=MLP_HIDDEN, alpha=1e-2, learning_rate_init=1e-2, max_iter=MLP_MAX_EPOCHS,
+        n_iter_no_change=20, tol=1e-5, random_state=seed,
     )
     return TransformedTargetRegressor(make_pipeline(StandardScaler(), mlp), transformer=StandardScaler())
 
@@ -210,8 +210,9 @@ class ConvergenceClassifier(ClassifierMixin, BaseEstimator):
             else:
                 est = make_pipeline(
                     StandardScaler(),
-                    MLPClassifier(hidden_layer_sizes=MLP_HIDDEN, alpha=1e-3, max_iter=MLP_MAX_EPOCHS,
-                                  n_iter_no_change=50, random_state=self.seed),
+                    MLPClassifier(hidden_layer_sizes=MLP_HIDDEN, alpha=1e-2, learning_rate_init=1e-2,
+                                  max_iter=MLP_MAX_EPOCHS, n_iter_no_change=20, tol=1e-5,
+                                  random_state=self.seed),
                 )
             with threadpool_limits(1, user_api="blas"):
                 self.estimator_ = est.fit(X, y.astype(np.int64))
