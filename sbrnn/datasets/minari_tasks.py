@@ -37,6 +37,7 @@ import contextlib
 import functools
 import hashlib
 import importlib.util
+import json
 import shutil
 import warnings
 from collections.abc import Callable, Iterator
@@ -461,8 +462,6 @@ def local_collection(env_id: str, short: str, policy: str, episodes: int, seed: 
 
 
 def _complete(dataset_id: str) -> bool:
-    import json
-
     path = _metadata_file(dataset_id)
     return path.is_file() and COLLECTION_KEY in json.loads(path.read_text())
 

@@ -127,8 +127,9 @@ def _minari_info(name: str) -> TaskInfo:
     dataset_id = name.removeprefix("minari:")
     shape = minari_tasks.describe(dataset_id)
     return TaskInfo(
-        name, f"behaviour cloning on Minari {dataset_id}: obs_t -> action_t", shape.n_obs, shape.n_act,
-        shape.steps, "mse", "minari", minari_tasks.minari_builder(dataset_id),
+        name, f"behaviour cloning on Minari {dataset_id} ({shape.episodes} episodes of {shape.env_id}): "
+        "obs_t -> action_t", shape.n_obs, shape.n_act, shape.steps, "mse", "minari",
+        minari_tasks.minari_builder(dataset_id),
         lambda: minari_tasks.is_local(dataset_id),
     )
 
