@@ -169,6 +169,14 @@ def test_same_seed_identical_bytes_different_seed_different(tmp_path, monkeypatc
     assert not torch.equal(other["train"]["images"], first["train"]["images"])
 
 
+def test_worker_count_does_not_change_the_bytes():
+    pool = sources.load_pools("digits", seed=0)["train"]
+    spec = rad.RadSpec(side=16, n_train=rad.CHUNK + 40, seed=9)  # two chunks
+    one = rad.generate_split(pool, "train", spec, workers=1)
+    two = rad.generate_split(pool, "train", spec, workers=2)
+    assert all(torch.equal(one[k], two[k]) for k in one) and one["images"].shape == (rad.CHUNK + 40, 10, 256)
+
+
 def test_splits_draw_from_disjoint_source_images():
     pools = sources.load_pools("digits", seed=2)
     ids = [set(pools[s].ids.tolist()) for s in sources.SPLITS]

@@ -84,17 +84,17 @@ def warp_perspective(x: torch.Tensor, coefficients: torch.Tensor) -> torch.Tenso
     """
     m, h, w = x.shape
     c = coefficients.to(torch.float32)
-    scale = torch.tensor([2.0 / w, 2.0 / h])  # to grid_sample's [-1, 1] coordinates
-
-    def column(*i: int) -> torch.Tensor:
-        return c[:, list(i)].view(m, 1, 1, len(i))
-
+    # grid_sample wants [-1, 1]: grid = s * num / q - 1 = (s * num - q) / q, whose numerator is
+    # again affine in (u, v), so the shift and scale cost nothing per pixel
+    s = torch.tensor([2.0 / w, 2.0 / h])
+    cu = (c[:, [0, 3]] * s - c[:, 6:7]).view(m, 1, 1, 2)
+    cv = (c[:, [1, 4]] * s - c[:, 7:8]).view(m, 1, 1, 2)
+    c1 = (c[:, [2, 5]] * s - 1.0).view(m, 1, 1, 2)
     u = (torch.arange(w, dtype=torch.float32) + 0.5).view(1, 1, w, 1)
     v = (torch.arange(h, dtype=torch.float32) + 0.5).view(1, h, 1, 1)
-    q = column(6) * u + (column(7) * v + 1.0)
-    grid = (column(0, 3) * scale) * u + ((column(1, 4) * scale) * v + column(2, 5) * scale)  # [M, H, W, 2]
-    out = F.grid_sample(x.unsqueeze(1), grid.div_(q).sub_(1.0), mode="bilinear", padding_mode="zeros",
-                        align_corners=False)
+    q = c[:, 6].view(m, 1, 1, 1) * u + (c[:, 7].view(m, 1, 1, 1) * v + 1.0)
+    grid = (cu * u + (cv * v + c1)).div_(q)  # [M, H, W, 2]
+    out = F.grid_sample(x.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.squeeze(1)
 
 
