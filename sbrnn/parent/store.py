@@ -190,6 +190,9 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     models = manifest.get("models")
     if not isinstance(files, dict) or not isinstance(models, dict) or not models:
         raise SbrnnError(f"{path} lists no model files")
+    for name in files:
+        if not (isinstance(name, str) and _NAME.match(name) and name not in (".", "..")):
+            raise SbrnnError(f"{path} names a file outside the parent directory: {name!r}")
     for kind, entry in models.items():
         if kind not in KINDS:
             raise SbrnnError(f"{path} names an unknown model {kind!r}; allowed: {', '.join(KINDS)}")
@@ -198,8 +201,6 @@ def read_manifest(directory: str | os.PathLike) -> dict:
             if name not in files:
                 raise SbrnnError(f"{path} uses file {name!r} without its sha256")
     for name, digest in files.items():
-        if not (isinstance(name, str) and _NAME.match(name) and name not in (".", "..")):
-            raise SbrnnError(f"{path} names a file outside the parent directory: {name!r}")
         file = directory / name
         if not file.is_file():
             raise SbrnnError(f"parent file {file} is missing")
