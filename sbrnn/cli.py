@@ -646,14 +646,17 @@ def parent_fit(
     json_out: JsonOpt = False,
 ) -> None:
     """Fit a parent on run records; report k-fold (and leave-one-task-out) metrics with baselines."""
-    from sbrnn.parent.evaluate import fit_and_evaluate
+    from sbrnn.parent.evaluate import check_folds, fit_and_evaluate
     from sbrnn.parent.features import records_in
-    from sbrnn.parent.models import KINDS
+    from sbrnn.parent.models import KINDS, CurveRegressor
     from sbrnn.parent.store import save_parent
 
     if model != "all" and model not in KINDS:
         raise SbrnnError(f"--model {model!r} is unknown; allowed: {', '.join(KINDS)}, all")
     kinds = list(KINDS) if model == "all" else [model]
+    check_folds(folds)
+    for kind in kinds:  # bad sizes fail before the records are read
+        CurveRegressor(kind, n_estimators=trees, n_members=members).params()
     runs = records_in(records)
     progress, on_step = _parent_progress("fitting")
     with progress:

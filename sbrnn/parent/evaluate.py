@@ -137,10 +137,15 @@ def _evaluations(data: TrainingData, folds: int, seed: int) -> list[tuple[str, s
     return splits
 
 
+def check_folds(folds: int) -> int:
+    if isinstance(folds, bool) or not (isinstance(folds, int) and folds >= 2):
+        raise SbrnnError(f"folds = {folds!r} is out of range; allowed: integers >= 2")
+    return folds
+
+
 def check_fit_input(data: TrainingData, folds: int) -> None:
     """Raise :class:`SbrnnError` when the records cannot support ``folds``-fold evaluation."""
-    if not (isinstance(folds, int) and folds >= 2):
-        raise SbrnnError(f"folds = {folds!r} is out of range; allowed: integers >= 2")
+    check_folds(folds)
     n_conv = int(data.converged.sum())
     if n_conv < max(folds, 4):
         raise SbrnnError(
