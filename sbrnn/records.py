@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -175,23 +175,27 @@ def record_files(directory: str | os.PathLike) -> list[Path]:
     return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
 
 
-def read_table(directory: str | os.PathLike) -> pa.Table:
+def read_table(directory: str | os.PathLike, columns: Sequence[str] | None = None) -> pa.Table:
     """All readable shards of ``directory`` as one table with :data:`SCHEMA`.
 
-    A shard that cannot be read (truncated, corrupt, or written under another schema) is skipped
-    with a :class:`RuntimeWarning` naming it; it never stops the read.
+    ``columns`` reads only those columns (e.g. ``["run_id", "status"]``, which a sweep reads to
+    resume: several times faster per shard than whole records). A shard that cannot be read
+    (truncated, corrupt, or written under another schema) is skipped with a
+    :class:`RuntimeWarning` naming it; it never stops the read.
     """
+    names = list(SCHEMA.names if columns is None else columns)
+    schema = pa.schema([SCHEMA.field(name) for name in names])
+    wanted = list(dict.fromkeys([*names, "schema_version"]))  # a shard without it is foreign
     tables = []
     for path in record_files(directory):
         try:
-            table = pq.read_table(path)
-            if table.schema.field("schema_version") is None:
-                raise ValueError("no schema_version column")
-            tables.append(table.select(SCHEMA.names).cast(SCHEMA))
+            with pq.ParquetFile(path) as shard:
+                table = shard.read(columns=wanted, use_threads=False)
+            tables.append(table.select(names).cast(schema))
         except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped, by design
             warnings.warn(f"skipping unreadable records file {path}: {exc}", RuntimeWarning, stacklevel=2)
     if not tables:
-        return SCHEMA.empty_table()
+        return schema.empty_table()
     return pa.concat_tables(tables)
 
 

@@ -46,6 +46,7 @@ from sbrnn import __version__
 from sbrnn.child import space as sampling
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import resolve
+from sbrnn.child.spec import grid_blocks
 from sbrnn.datasets import registry
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.errors import SbrnnError
@@ -173,8 +174,7 @@ def lost_record(config: RunConfig, error: str) -> RunRecord:
     blocks = {}
     if spec is not None:
         for prefix, grid in (("d", spec.densities), ("mu", spec.means), ("sigma", spec.stds)):
-            blocks.update({f"{prefix}_{b}": v for b, v in zip(("hx", "hh", "hy"), grid[0])})
-            blocks.update({f"{prefix}_{b}": v for b, v in zip(("yx", "yh", "yy"), grid[1])})
+            blocks.update({f"{prefix}_{b}": v for b, v in grid_blocks(grid).items()})
     return RunRecord(
         run_id=config.run_id(), task=config.task, n_x=info.n_in, n_y=info.n_out, steps=info.steps,
         loss_kind=info.loss, arch=config.arch, h=h, lr=config.lr, batch_size=config.batch_size,
@@ -254,6 +254,8 @@ class LocalProcesses:
     Keeps one job per worker in flight and yields each as it finishes. A worker process that
     dies (out of memory, a crash in native code) takes the jobs in flight with it; those are
     retried once on fresh workers, and a job whose worker dies twice comes back as the error.
+    If the coordinator itself is killed, its workers finish the run in hand (its result is
+    lost, and rerun on resume) and exit after about 90 s idle.
     """
 
     def __init__(self, workers: int, threads: int | None = 1, runner: JobRunner = run_job) -> None:
@@ -413,7 +415,7 @@ class SweepReport:
 
 def recorded_statuses(records: str | os.PathLike) -> dict[str, str]:
     """``run_id -> status`` of every readable shard in ``records`` (unreadable ones warn)."""
-    table = read_table(records).select(["run_id", "status"])
+    table = read_table(records, columns=["run_id", "status"])
     return dict(zip(table.column("run_id").to_pylist(), table.column("status").to_pylist()))
 
 
