@@ -11,7 +11,8 @@ image under ``A`` and label ``n`` (an extra class). The default layout is the au
 Images are resized (bilinear) from 28x28 to ``side`` x ``side``, scaled to [0, 1], transformed,
 clamped to the clean image's range, stored as uint8 and fed as ``(v - 0.1307) / 0.3081``.
 Generation is batched (no per-image Python loop), draws every random number from generators
-seeded by ``seed`` (one per split), and is cached under ``$SBRNN_CACHE/rad``.
+derived from ``seed`` (one per chunk of :data:`CHUNK` sequences, so worker threads can share the
+work without changing a byte), and is cached under ``$SBRNN_CACHE/rad``.
 """
 
 from __future__ import annotations
@@ -53,7 +54,11 @@ def _check_int(name: str, value, low: int, high: int) -> int:
 
 @dataclass(frozen=True)
 class RadSpec:
-    """Every parameter that decides the generated tensors (the cache key hashes all of them)."""
+    """Every parameter that decides the generated tensors (the cache key hashes all of them).
+
+    Where the source files live (``data_root``) is not part of it: a source is assumed to be the
+    standard data set wherever it is read from.
+    """
 
     source: str = "digits"
     side: int = 50
