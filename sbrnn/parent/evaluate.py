@@ -334,12 +334,13 @@ def plot_predicted_vs_actual(arrays: dict, path: str | Path, title: str) -> Path
     ends = [lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)]
     if hi / max(lo, 1e-300) > 10:
         ends = [lo / 1.1, hi * 1.1]
-        from matplotlib.ticker import LogFormatter, NullFormatter
+        from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
         ax.set_xscale("log")
         ax.set_yscale("log")
         for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_formatter(LogFormatter())
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FormatStrFormatter("%g"))
             axis.set_minor_formatter(NullFormatter())
     ax.plot(ends, ends, color="black", lw=1, ls="--", label="predicted = actual")
     ax.set_xlabel("actual minimum validation loss")
