@@ -670,7 +670,7 @@ def parent_fit(
         console.print(table)
     console.print(_converges_table(report["converges"]))
     console.print(f"{_counts_line(report['counts'])}\ncurves of {report['epochs']} epochs; baselines: hp "
-                  "prop. alone = rf on that feature alone, constant = training mean curve")
+                  "alone = rf on the hidden proportion alone, constant = training mean curve")
     console.print(f"default model {report['default_model']} (best pooled k-fold R^2); written to {out}")
 
 
