@@ -986,6 +986,9 @@ def datasets_info(
     else:
         for split, stats in summary["targets"].items():
             console.print(f"{split} targets: mean {stats['mean']:.4f}, std {stats['std']:.4f}")
+    if summary["options"]:
+        listed = ", ".join(f"{k}={v}" for k, v in summary["options"].items())
+        console.print(f"options (--task-option, defaults): {listed}", soft_wrap=True, markup=False)
     details = {k: v for k, v in built.meta.items() if k != "cache"}
     console.print(f"generation: {json.dumps(details, default=str)}", soft_wrap=True, markup=False)
     if "preview" in summary:
