@@ -330,7 +330,7 @@ def write_preview(task: Task, path: str | Path, rows: int = 4, split: str = "tra
         ax.text(gap // 2, top - 3, f"digit {int(data['digit'][r])}: normal {a}, {anomaly}", fontsize=8,
                 va="bottom")
         if label < spec.n:
-            ax.add_patch(Rectangle((label * cell + gap // 2 - 1.5, top - 1.5), side + 2, side + 2,
+            ax.add_patch(Rectangle((label * cell + gap // 2 - 1, top - 1), side + 1, side + 1,  # 0.5 px out
                                    fill=False, edgecolor="red", linewidth=2.5))
     query = " then a blank query step" if spec.query_step else ""
     fig.suptitle(f"{task.name}: {spec.n} images per sequence{query}; label = framed position", fontsize=9,
