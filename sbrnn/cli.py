@@ -500,8 +500,9 @@ def child_sweep(
     from sbrnn.child import space as sampling
     from sbrnn.child import sweep as sweeps
 
-    if threads < 1:
-        raise SbrnnError(f"--threads {threads} is out of range; allowed: integers >= 1")
+    for flag, value in (("--threads", threads), ("--workers", workers)):
+        if value < 1:
+            raise SbrnnError(f"{flag} {value} is out of range; allowed: integers >= 1")
     if sum([workers != 1, scheduler is not None, local_cluster is not None]) > 1:
         raise SbrnnError("give only one of --workers, --scheduler and --local-cluster")
     pins = sampling.Pins(

@@ -201,6 +201,10 @@ def test_cli_sweep_bad_input_is_one_line(tmp_path):
         (["--task", "toy-anomaly", "--workers", "2", "--local-cluster", "2"], "only one of"),
         (["--task", "toy-anomaly", "--scheduler", "localhost"], "not an address"),
         (["--task", "toy-anomaly", "--threads", "0"], "--threads 0 is out of range"),
+        (["--task", "toy-anomaly", "--workers", "0"], "--workers 0 is out of range"),
+        (["--task", "toy-anomaly", "--local-cluster", "0"], "--local-cluster 0 is out of range"),
+        (["--task", "toy-anomaly", "--task-option", "side=3"], "unknown option 'side'"),
+        (["--task", "toy-anomaly", "--budget", "20"], "too small"),
     ]
     for extra, message in cases:
         args = ["child", "sweep", "--runs", "2", "--budget", "300", "--records", str(tmp_path), *extra]
