@@ -17,6 +17,14 @@ draw), so realised counts scatter binomially around the expected ``rows * cols *
 ``mu_ij + sigma_ij * N(0, 1)``; biases start at 0. The forward pass uses ``weight * mask``, so a
 dropped entry contributes nothing and its gradient is exactly 0; it starts at 0.0 and Adam
 (whose update is 0 where every gradient so far was 0) leaves it at 0.0 for good.
+
+The sparse x path (:mod:`sbrnn.child.sparse_ops`): a block of the x column (``W_hx``, ``W_yx``)
+whose density is at most :data:`SPARSE_X_MAX_DENSITY` (and size at least
+:data:`SPARSE_X_MIN_ENTRIES`) is projected over its kept entries only (a sparse forward product
+and a weight gradient at kept entries), on the CPU in fp32 when the input needs no gradient;
+other blocks keep the masked-dense product. ``x_path`` chooses: ``auto`` (that rule), ``dense``
+(never) or ``sparse`` (every x-column block with dropped entries). Parameters, buffers and
+results are the same either way, within fp32 rounding.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sbrnn.child import sparse_ops
 from sbrnn.child.config import RunConfig
 from sbrnn.child.spec import (
     BLOCKS,
@@ -41,6 +50,14 @@ from sbrnn.child.spec import (
 from sbrnn.errors import SbrnnError
 
 _ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+X_PATHS = ("auto", "dense", "sparse")
+
+SPARSE_X_MAX_DENSITY = 0.15
+SPARSE_X_MIN_ENTRIES = 65_536
+"""``auto`` projects an x-column block sparsely when its density is at most
+:data:`SPARSE_X_MAX_DENSITY` and it has at least :data:`SPARSE_X_MIN_ENTRIES` entries (rows times
+``n_x``): below either, the masked-dense step measured faster (the crossover tables in
+docs/benchmarks.md, made with ``benchmarks/child_throughput.py``)."""
 
 
 class SparseBlockRNN(nn.Module):
@@ -54,14 +71,20 @@ class SparseBlockRNN(nn.Module):
         activation: ``relu`` (the authors' code) or ``tanh``, applied to ``h``.
         generator: draws the masks and the initial weights (in the order of
             :data:`~sbrnn.child.spec.BLOCKS`, mask then values per block); None = seed 0.
+        x_path: ``auto``, ``dense`` or ``sparse``: how the x-column blocks are projected.
     """
 
     def __init__(
-        self, spec: SparseBlockSpec, activation: str = "relu", generator: torch.Generator | None = None
+        self, spec: SparseBlockSpec, activation: str = "relu", generator: torch.Generator | None = None,
+        x_path: str = "auto",
     ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise SbrnnError(f"activation {activation!r} is unknown; allowed: {', '.join(_ACTIVATIONS)}")
+        if x_path not in X_PATHS:
+            raise SbrnnError(f"x path {x_path!r} is unknown; allowed: {', '.join(X_PATHS)}")
+        self.x_path = x_path
+        self._patterns: tuple[tuple, dict] | None = None
         self.spec = spec
         self.activation = activation
         self._act = _ACTIVATIONS[activation]
@@ -136,13 +159,57 @@ class SparseBlockRNN(nn.Module):
         """Dense trainable biases, ``h + n_y``, outside the budget."""
         return self.bias.numel()
 
+    def sparse_x_blocks(self, x: torch.Tensor | None = None) -> tuple[str, ...]:
+        """The x-column blocks projected sparsely (for input ``x``, when given): see ``x_path``."""
+        weight = self.weight_x
+        if self.x_path == "dense" or weight.dtype != torch.float32 or weight.device.type != "cpu":
+            return ()
+        if x is not None and (x.requires_grad or x.device.type != "cpu"):
+            return ()
+        if self.x_path == "sparse":
+            blocks = tuple(b for b in ("hx", "yx") if self.spec.density(b) < 1.0)
+        else:
+            entries = {"hx": self.spec.h * self.spec.n_x, "yx": self.spec.n_y * self.spec.n_x}
+            blocks = tuple(
+                b for b in ("hx", "yx")
+                if self.spec.density(b) <= SPARSE_X_MAX_DENSITY and entries[b] >= SPARSE_X_MIN_ENTRIES
+            )
+        return blocks if blocks and sparse_ops.kernels() is not None else ()
+
+    def _pattern(self, block: str) -> tuple[sparse_ops.SparsePattern, torch.Tensor]:
+        """An x-column block's kept entries and their flat positions in ``weight_x`` (cached per mask)."""
+        key = (self.mask_x.data_ptr(), self.mask_x._version)
+        if self._patterns is None or self._patterns[0] != key:
+            self._patterns = (key, {})
+        cache = self._patterns[1]
+        if block not in cache:
+            rows, _ = self._slices(block)
+            pattern = sparse_ops.SparsePattern.from_mask(self.mask_x[rows])
+            offset = (rows.start or 0) * self.spec.n_x
+            cache[block] = (pattern, pattern.flat + offset)
+        return cache[block]
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The input projection of all steps, ``x [B, T, n_x] -> [B, T, h + n_y]`` (biases added)."""
+        sparse_blocks = self.sparse_x_blocks(x)
+        if not sparse_blocks:
+            return F.linear(x, self.weight_x * self.mask_x, self.bias)  # one matmul for all steps
+        parts = []
+        for block in ("hx", "yx"):
+            if block in sparse_blocks:
+                pattern, flat = self._pattern(block)
+                parts.append(sparse_ops.sparse_x_product(x, self.weight_x.reshape(-1)[flat], pattern))
+            else:
+                rows, _ = self._slices(block)
+                parts.append(F.linear(x, self.weight_x[rows] * self.mask_x[rows]))
+        return torch.cat(parts, dim=-1) + self.bias
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, n_x] -> y [B, T, n_y]``."""
         batch, steps, _ = x.shape
         h = self.spec.h
-        weight_x, weight_s = self.masked_weights()
-        projected = F.linear(x, weight_x, self.bias)  # [B, T, h + n_y]: all steps, one matmul
-        weight_s_t = weight_s.t()
+        projected = self.project(x)  # [B, T, h + n_y]
+        weight_s_t = (self.weight_s * self.mask_s).t()
         state = self.init_state(batch)
         outputs = []
         for t in range(steps):
@@ -279,13 +346,16 @@ def resolve(config: RunConfig, n_in: int, n_out: int) -> tuple[SparseBlockSpec |
     return SparseBlockSpec(n_in, n_out, hidden, densities, **options), hidden
 
 
-def build_model(config: RunConfig, n_in: int, n_out: int) -> tuple[nn.Module, SparseBlockSpec | None]:
+def build_model(
+    config: RunConfig, n_in: int, n_out: int, x_path: str = "auto"
+) -> tuple[nn.Module, SparseBlockSpec | None]:
     """The module a config asks for, its masks and weights drawn from ``config.seed``.
 
-    Returns ``(module, spec)``; ``spec`` is None for the LSTM baseline.
+    Returns ``(module, spec)``; ``spec`` is None for the LSTM baseline. ``x_path`` goes to
+    :class:`SparseBlockRNN`.
     """
     spec, hidden = resolve(config, n_in, n_out)
     generator = torch.Generator().manual_seed(config.seed)
     if spec is None:
         return LSTMBaseline(n_in, n_out, hidden, generator=generator), None
-    return SparseBlockRNN(spec, activation=config.activation, generator=generator), spec
+    return SparseBlockRNN(spec, activation=config.activation, generator=generator, x_path=x_path), spec

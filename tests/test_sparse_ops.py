@@ -1,0 +1,139 @@
+"""The sparse x path: same forward and gradients as the masked-dense form, masks kept through Adam."""
+
+import pytest
+import torch
+
+from sbrnn.child import model as model_module
+from sbrnn.child import sparse_ops
+from sbrnn.child.model import SparseBlockRNN
+from sbrnn.child.spec import SparseBlockSpec
+
+pytestmark = pytest.mark.skipif(sparse_ops.kernels() is None, reason=str(sparse_ops.kernel_error()))
+
+SPEC = SparseBlockSpec(
+    n_x=70, n_y=3, h=11,
+    densities=((0.08, 0.6, 1.0), (0.1, 1.0, 0.5)),
+    means=((0.01, 0.0, 0.0), (0.0, -0.01, 0.0)),
+    stds=((0.3, 0.2, 0.2), (0.3, 0.2, 0.2)),
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small shapes: one thread is faster and immune to a busy machine's oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def pair(spec=SPEC, seed=3):
+    """The same model (same masks and weights) with the sparse and the masked-dense x path."""
+    sparse = SparseBlockRNN(spec, generator=torch.Generator().manual_seed(seed), x_path="sparse")
+    dense = SparseBlockRNN(spec, generator=torch.Generator().manual_seed(seed), x_path="dense")
+    with torch.no_grad():
+        for m in (sparse, dense):
+            m.bias.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(seed + 1))
+    return sparse, dense
+
+
+def run(model, x, weights):
+    model.zero_grad(set_to_none=True)
+    out = model(x)
+    (out * weights).sum().backward()
+    return out.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+
+
+def rel(a, b):
+    return float((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("batch,steps,threads", [(5, 7, 1), (32, 3, 1), (128, 9, 2)])
+def test_sparse_path_equals_masked_dense_in_float64_and_fp32(batch, steps, threads):
+    torch.set_num_threads(threads)  # two threads: tiles split, gradient partials summed across threads
+    sparse, dense = pair()
+    assert sparse.sparse_x_blocks() == ("hx", "yx") and dense.sparse_x_blocks() == ()
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(batch, steps, SPEC.n_x, generator=g)
+    weights = torch.randn(batch, steps, SPEC.n_y, generator=g)
+
+    out_s, grads_s = run(sparse, x, weights)
+    out_d, grads_d = run(dense, x, weights)
+    out_64, grads_64 = run(dense.double(), x.double(), weights.double())  # exact reference
+
+    assert rel(out_s, out_64) < 1e-5 and rel(out_d, out_64) < 1e-5
+    for name in grads_64:
+        assert rel(grads_s[name], grads_64[name]) < 1e-5, name
+        assert rel(grads_s[name], grads_d[name]) < 1e-5, name
+    assert torch.all(grads_s["weight_x"][sparse.mask_x == 0] == 0)
+
+
+def test_only_the_sparse_blocks_change_path():
+    spec = SparseBlockSpec(n_x=70, n_y=3, h=11, densities=((0.05, 1, 1), (1, 1, 1)))
+    _, dense = pair(spec)
+    auto = SparseBlockRNN(spec, x_path="sparse")
+    auto.load_state_dict(dense.state_dict())
+    assert auto.sparse_x_blocks() == ("hx",)  # d_yx = 1 stays masked-dense
+    g = torch.Generator().manual_seed(8)
+    x, weights = torch.randn(9, 4, 70, generator=g), torch.randn(9, 4, 3, generator=g)
+    out_a, grads_a = run(auto, x, weights)
+    out_d, grads_d = run(dense, x, weights)
+    assert rel(out_a, out_d) < 1e-5 and rel(grads_a["weight_x"], grads_d["weight_x"]) < 1e-5
+
+
+def test_masked_entries_stay_zero_through_adam_steps():
+    sparse, _ = pair()
+    optimizer = torch.optim.Adam(sparse.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(9)
+    for _ in range(5):
+        x = torch.randn(16, 5, SPEC.n_x, generator=g)
+        target = torch.randint(0, SPEC.n_y, (16,), generator=g)
+        loss = torch.nn.functional.cross_entropy(sparse(x)[:, -1], target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.all(sparse.weight_x[sparse.mask_x == 0] == 0)
+    assert torch.all(sparse.weight_s[sparse.mask_s == 0] == 0)
+    kept = sparse.mask_x != 0
+    assert torch.count_nonzero(optimizer.state[sparse.weight_x]["exp_avg"][~kept]) == 0
+    assert torch.count_nonzero(sparse.weight_x[kept]) == int(kept.sum())
+
+
+def test_auto_rule_by_density_size_dtype_and_input_gradient(monkeypatch):
+    low = SparseBlockRNN(SparseBlockSpec(n_x=30, n_y=2, h=5, densities=((0.05, 1, 1), (0.05, 1, 1))))
+    high = SparseBlockRNN(SparseBlockSpec(n_x=30, n_y=2, h=5, densities=((0.5, 1, 1), (1, 1, 1))))
+    assert low.sparse_x_blocks() == ()  # 150 and 60 entries: too small to pay
+    monkeypatch.setattr(model_module, "SPARSE_X_MIN_ENTRIES", 100)
+    assert low.sparse_x_blocks() == ("hx",) and high.sparse_x_blocks() == ()
+    assert low.sparse_x_blocks(torch.zeros(1, 1, 30, requires_grad=True)) == ()
+    monkeypatch.setattr(model_module, "SPARSE_X_MAX_DENSITY", 0.6)
+    assert high.sparse_x_blocks() == ("hx",)
+    assert SparseBlockRNN(low.spec).double().sparse_x_blocks() == ()
+    rad = SparseBlockRNN(SparseBlockSpec(n_x=2500, n_y=10, h=185, densities=((0.08, 1, 1), (1, 1, 1))))
+    assert rad.sparse_x_blocks() == ("hx",)  # the balanced RAD configuration
+
+
+def test_patterns_follow_masks_loaded_from_a_state_dict():
+    sparse, dense = pair()
+    other, _ = pair(seed=11)
+    x = torch.randn(4, 3, SPEC.n_x)
+    sparse(x)  # builds and caches the patterns of seed 3's masks
+    sparse.load_state_dict(other.state_dict())
+    dense.load_state_dict(other.state_dict())
+    assert rel(sparse(x).detach(), dense(x).detach()) < 1e-5
+
+
+def test_bf16_autocast_runs_the_sparse_product_in_fp32():
+    sparse, dense = pair()
+    x = torch.randn(8, 4, SPEC.n_x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        projected = sparse.project(x)
+        out = sparse(x)
+    assert projected.dtype == torch.float32
+    assert rel(out.float().detach(), dense(x).detach()) < 5e-2
+
+
+def test_product_refuses_inputs_that_need_a_gradient():
+    pattern = sparse_ops.SparsePattern.from_mask(torch.ones(2, 3))
+    with pytest.raises(ValueError, match="no gradient for its input"):
+        sparse_ops.sparse_x_product(torch.zeros(4, 3, requires_grad=True), torch.zeros(6), pattern)
