@@ -1,0 +1,402 @@
+"""Population training: K children of one task trained together, one batched step for all.
+
+A sweep trains many small children on the same data in the same order (one seed per sweep).
+Trained one after another, each step pays the batch gather, the op dispatch of a short
+recurrence and a thin input matmul K times. Here K :class:`SparseBlockRNN` children are stacked
+into one :class:`SparseBlockPopulation`, padded to the largest ``h`` with zero masks (a padded
+hidden unit has no weights and no bias, so it stays 0 under ReLU or tanh), and trained on a
+shared batch: the input projection of all K is one matmul ``[B*T, n_x] x [n_x, K (H + n_y)]``,
+each recurrence step one batched matmul. The loss is the sum of the K per-child mean losses, so
+each child's gradient is exactly its own. :class:`PopulationAdam` is torch's (fused) Adam update
+per child: its own learning rate, moments and bias corrections, on its slices of the stack.
+
+Each child keeps its own curves, best epoch (a copy of its best weights), early stopping and
+divergence: a child that stops leaves the stack (and the stack shrinks to the largest ``h`` left)
+while the others go on. The results equal training each config alone with
+:func:`sbrnn.child.train.train_run` within fp32 rounding: same masks and initial weights (built
+by the same :func:`~sbrnn.child.model.build_model`), same batches, same update rule.
+
+Configs that cannot share a population (the LSTM baseline, or a different task, task options,
+seed, batch size, precision or activation) are trained alone with ``train_run``. A record's
+``wall_seconds`` is its share of the population's wall time, in proportion to the epochs it ran.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.adam import adam
+
+from sbrnn.child import train as trainer
+from sbrnn.child.config import RunConfig
+from sbrnn.child.model import SparseBlockRNN, build_model
+from sbrnn.datasets.registry import build_task
+from sbrnn.datasets.task import Task
+from sbrnn.errors import SbrnnError
+from sbrnn.records import RunRecord
+
+_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+
+
+def _padded_rows(h: int, rows: int, n_y: int, device: torch.device) -> torch.Tensor:
+    """Rows ``[0, h) + [rows, rows + n_y)`` of a stack padded to ``rows`` hidden units."""
+    return torch.cat([torch.arange(h), rows + torch.arange(n_y)]).to(device)
+
+
+class SparseBlockPopulation(nn.Module):
+    """K sparse block RNNs of the same task: ``x [B, T, n_x] -> y [K, B, T, n_y]``.
+
+    Child ``k`` (hidden size ``h_k``) occupies rows ``[0, h_k)`` and ``[H, H + n_y)`` of the
+    padded ``[K, H + n_y, ...]`` stacks, ``H = max h_k``; everything else is masked to 0.
+
+    Attributes:
+        weight_x: ``[K, H + n_y, n_x]``; weight_s: ``[K, H + n_y, H + n_y]``; bias: ``[K, H + n_y]``
+            (parameters), with 0/1 buffers ``mask_x``, ``mask_s`` and ``mask_b`` of the same shapes.
+    """
+
+    def __init__(self, models: Sequence[SparseBlockRNN]) -> None:
+        super().__init__()
+        if not models:
+            raise SbrnnError("a population needs at least one model")
+        first = models[0]
+        for m in models:
+            if not isinstance(m, SparseBlockRNN):
+                raise SbrnnError(f"a population holds sparse block RNNs only, not {type(m).__name__}")
+            if (m.n_x, m.n_y, m.activation) != (first.n_x, first.n_y, first.activation):
+                raise SbrnnError("population models must share n_x, n_y and activation")
+        self.n_x, self.n_y, self.activation = first.n_x, first.n_y, first.activation
+        self._act = _ACTIVATIONS[self.activation]
+        self.hidden = [m.hidden for m in models]
+        size, rows = max(self.hidden) + self.n_y, max(self.hidden)
+        k, n_x, ref = len(models), self.n_x, first.weight_x
+        stacks = {
+            "weight_x": ref.new_zeros(k, size, n_x), "weight_s": ref.new_zeros(k, size, size),
+            "bias": ref.new_zeros(k, size), "mask_x": ref.new_zeros(k, size, n_x),
+            "mask_s": ref.new_zeros(k, size, size), "mask_b": ref.new_zeros(k, size),
+        }
+        with torch.no_grad():
+            for i, m in enumerate(models):
+                idx = _padded_rows(m.hidden, rows, self.n_y, ref.device)
+                stacks["weight_x"][i, idx] = m.weight_x
+                stacks["mask_x"][i, idx] = m.mask_x
+                stacks["weight_s"][i, idx[:, None], idx[None, :]] = m.weight_s
+                stacks["mask_s"][i, idx[:, None], idx[None, :]] = m.mask_s
+                stacks["bias"][i, idx] = m.bias
+                stacks["mask_b"][i, idx] = 1.0
+        for name in ("weight_x", "weight_s", "bias"):
+            self.register_parameter(name, nn.Parameter(stacks[name]))
+        for name in ("mask_x", "mask_s", "mask_b"):
+            self.register_buffer(name, stacks[name])
+
+    @property
+    def rows(self) -> int:
+        """``H``, the padded hidden size."""
+        return self.weight_x.shape[1] - self.n_y
+
+    @property
+    def size(self) -> int:
+        """Children in the stack, ``K``."""
+        return self.weight_x.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, T, n_x] -> y [K, B, T, n_y]``."""
+        batch, steps, _ = x.shape
+        k, size, rows = self.size, self.weight_x.shape[1], self.rows
+        weight_x = (self.weight_x * self.mask_x).reshape(k * size, self.n_x)
+        bias = (self.bias * self.mask_b).reshape(k * size)
+        projected = F.linear(x, weight_x, bias)  # [B, T, K (H + n_y)]: all children, all steps, one matmul
+        projected = projected.view(batch, steps, k, size).permute(2, 0, 1, 3)  # [K, B, T, H + n_y]
+        weight_s_t = (self.weight_s * self.mask_s).transpose(1, 2)
+        state = x.new_zeros(k, batch, size)
+        outputs = []
+        for t in range(steps):
+            pre = torch.baddbmm(projected[:, :, t], state, weight_s_t)
+            state = torch.cat((self._act(pre[..., :rows]), pre[..., rows:]), dim=2)
+            outputs.append(pre[..., rows:])
+        return torch.stack(outputs, dim=2)
+
+    def child_state(self, i: int) -> dict[str, torch.Tensor]:
+        """Child ``i``'s weights as a :class:`SparseBlockRNN` state dict (unpadded copies)."""
+        idx = _padded_rows(self.hidden[i], self.rows, self.n_y, self.weight_x.device)
+        return {
+            "weight_x": self.weight_x[i, idx].detach().clone(),
+            "weight_s": self.weight_s[i][idx[:, None], idx[None, :]].detach().clone(),
+            "bias": self.bias[i, idx].detach().clone(),
+            "mask_x": self.mask_x[i, idx].clone(),
+            "mask_s": self.mask_s[i][idx[:, None], idx[None, :]].clone(),
+        }
+
+    def keep(self, kept: Sequence[int], extra: Sequence[dict[str, torch.Tensor]] = ()) -> None:
+        """Keep children ``kept`` (in that order) and shrink the padding to their largest ``h``.
+
+        ``extra`` are dicts of tensors shaped like the parameters (optimizer moments): they are
+        cut the same way, in place of their entries.
+        """
+        index = torch.as_tensor(list(kept), dtype=torch.long, device=self.weight_x.device)
+        idx = _padded_rows(max(self.hidden[i] for i in kept), self.rows, self.n_y, self.weight_x.device)
+
+        def cut(name: str, t: torch.Tensor) -> torch.Tensor:
+            t = t.index_select(0, index).index_select(1, idx)
+            return t.index_select(2, idx).contiguous() if name.endswith("_s") else t.contiguous()
+
+        with torch.no_grad():
+            for name in ("weight_x", "weight_s", "bias"):
+                self.register_parameter(name, nn.Parameter(cut(name, getattr(self, name))))
+            for name in ("mask_x", "mask_s", "mask_b"):
+                setattr(self, name, cut(name, getattr(self, name)))
+            for state in extra:
+                for name in list(state):
+                    state[name] = cut(name, state[name])
+        self.hidden = [self.hidden[i] for i in kept]
+
+
+class PopulationAdam:
+    """``torch.optim.Adam(..., fused=True)`` (betas 0.9, 0.999, eps 1e-8, no weight decay) per child.
+
+    Each step calls torch's functional :func:`torch.optim.adam.adam` once per child on that
+    child's slices of the stacked parameters, moments and gradients, with the child's own
+    learning rate: the update :func:`~sbrnn.child.train.train_run`'s optimizer makes, by the same
+    kernel. All children of a population step together, so they share the step count.
+    """
+
+    def __init__(self, population: SparseBlockPopulation, lr: Sequence[float],
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.population = population
+        self.lr = [float(v) for v in lr]
+        self.betas, self.eps, self.steps = betas, eps, 0
+        self.exp_avg = {n: torch.zeros_like(p) for n, p in population.named_parameters()}
+        self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in population.named_parameters()}
+
+    def zero_grad(self) -> None:
+        for p in self.population.parameters():
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        named = [(n, p) for n, p in self.population.named_parameters() if p.grad is not None]
+        device = self.population.weight_x.device
+        for k, lr in enumerate(self.lr):
+            adam(
+                [p[k] for _, p in named], [p.grad[k] for _, p in named],
+                [self.exp_avg[n][k] for n, _ in named], [self.exp_avg_sq[n][k] for n, _ in named], [],
+                [torch.tensor(float(self.steps), device=device) for _ in named],
+                fused=device.type in ("cpu", "cuda"), amsgrad=False, beta1=self.betas[0],
+                beta2=self.betas[1], lr=lr, weight_decay=0.0, eps=self.eps, maximize=False,
+            )
+        self.steps += 1
+
+    def keep(self, kept: Sequence[int]) -> None:
+        """Keep children ``kept``: cuts the population and these moments alike."""
+        self.population.keep(kept, extra=(self.exp_avg, self.exp_avg_sq))
+        self.lr = [self.lr[i] for i in kept]
+
+
+def population_key(config: RunConfig) -> str | None:
+    """Configs with equal keys can share a population; None for a config that trains alone."""
+    if config.arch == "lstm":
+        return None
+    fields = [config.task, config.task_options, config.seed, config.batch_size, config.precision,
+              config.activation]
+    return json.dumps(fields, sort_keys=True)
+
+
+def population_losses(output: torch.Tensor, target: torch.Tensor, loss_kind: str,
+                      reduction: str = "mean") -> torch.Tensor:
+    """Per-child losses ``[K]`` of ``output [K, B, T, n_y]`` as :func:`~sbrnn.child.train.batch_loss`."""
+    k, batch = output.shape[:2]
+    if loss_kind == "cross_entropy":
+        logits = output[:, :, -1].float().reshape(k * batch, -1)
+        losses = F.cross_entropy(logits, target.repeat(k), reduction="none").view(k, batch)
+        return losses.mean(1) if reduction == "mean" else losses.sum(1)
+    losses = F.mse_loss(output.float(), target.expand_as(output), reduction="none").reshape(k, -1)
+    return losses.mean(1) if reduction == "mean" else losses.sum(1)
+
+
+@torch.no_grad()
+def evaluate_population(population: SparseBlockPopulation, split, loss_kind: str,
+                        device: torch.device, precision: str) -> tuple[list[float], list[float] | None]:
+    """Per-child ``(losses, accuracies)`` on ``split``, as :func:`~sbrnn.child.train.evaluate_split`."""
+    k = population.size
+    total = torch.zeros(k, device=device, dtype=torch.float64)
+    correct = torch.zeros(k, device=device, dtype=torch.int64)
+    n = len(split)
+    for start in range(0, n, trainer.EVAL_BATCH):
+        x = split.x[start:start + trainer.EVAL_BATCH].to(device).float()
+        y = trainer._targets(split.y[start:start + trainer.EVAL_BATCH].to(device), loss_kind)
+        with trainer.autocast(device, precision):
+            output = population(x)
+        total += population_losses(output, y, loss_kind, reduction="sum").double()
+        if loss_kind == "cross_entropy":
+            correct += (output[:, :, -1].argmax(dim=2) == y).sum(dim=1)
+    if loss_kind == "cross_entropy":
+        return (total / n).tolist(), (correct.double() / n).tolist()
+    return (total / split.y.numel()).tolist(), None
+
+
+class _Child:
+    """Bookkeeping of one child in a population run."""
+
+    def __init__(self, config: RunConfig, record: RunRecord, spec) -> None:
+        self.config, self.record, self.spec = config, record, spec
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.train_total = 0.0
+        self.epochs_run = 0
+
+
+def train_population(
+    configs: Sequence[RunConfig],
+    task: Task | None = None,
+    *,
+    device: str | None = None,
+    threads: int | None = None,
+) -> list[RunRecord]:
+    """Train ``configs`` and return one record per config, in order.
+
+    Configs sharing a :func:`population_key` train together as one population; the others (and
+    a group of one) train alone with :func:`~sbrnn.child.train.train_run`. ``task`` (None = built
+    from the first config) serves every config of its name; a config of another task builds its
+    own. ``device`` and ``threads`` as for ``train_run``. A population that fails as a whole
+    (an error outside any one run) is retrained one config at a time, so every config gets the
+    record ``train_run`` would give it.
+    """
+    configs = list(configs)
+    records: list[RunRecord | None] = [None] * len(configs)
+    groups: dict[str | None, list[int]] = {}
+    for i, config in enumerate(configs):
+        key = population_key(config)
+        groups.setdefault(key if key is not None else f"alone {i}", []).append(i)
+    if threads is not None:
+        if threads < 1:
+            raise SbrnnError(f"threads = {threads} is out of range; allowed: integers >= 1")
+        torch.set_num_threads(threads)
+    for members in groups.values():
+        group = [configs[i] for i in members]
+        group_task = task if task is not None and task.name == group[0].task else None
+        if len(group) > 1:
+            try:
+                if group_task is None:
+                    first = group[0]
+                    group_task = build_task(first.task, seed=first.seed, **first.task_options)
+                results = _train_group(group, group_task, device)
+            except Exception:  # noqa: BLE001 - fall back to one by one, where each run records its failure
+                results = [trainer.train_run(c, group_task, device=device) for c in group]
+        else:
+            results = [trainer.train_run(group[0], group_task, device=device)]
+        for i, record in zip(members, results):
+            records[i] = record
+    return records  # type: ignore[return-value]
+
+
+def _train_group(configs: list[RunConfig], task: Task, device: str | None) -> list[RunRecord]:
+    """One population: the configs share task, seed, batch size, precision and activation."""
+    started = time.perf_counter()
+    torch_device = trainer.resolve_device(device)
+    children: list[_Child] = []
+    alone: dict[int, RunRecord] = {}
+    models = []
+    for i, config in enumerate(configs):
+        if config.task != task.name:
+            raise SbrnnError(f"task {task.name!r} was given for a config of task {config.task!r}")
+        record = trainer._blank_record(config)
+        record.device = trainer.describe_device(torch_device)
+        record.n_x, record.n_y, record.steps, record.loss_kind = task.n_in, task.n_out, task.steps, task.loss
+        try:
+            model, spec = build_model(config, task.n_in, task.n_out)
+        except Exception:  # noqa: BLE001 - e.g. a budget too small: train_run records it as it would alone
+            alone[i] = trainer.train_run(config, task, device=device)
+            continue
+        trainer._describe_model(record, model, spec)
+        children.append(_Child(config, record, spec))
+        models.append(model)
+    if children:
+        population = SparseBlockPopulation(models).to(torch_device)
+        _fit(population, children, task, torch_device)
+        _test(children, task, torch_device)
+    elapsed = time.perf_counter() - started
+    epochs = sum(c.epochs_run for c in children) or 1
+    for child in children:
+        child.record.wall_seconds = elapsed * child.epochs_run / epochs
+    done = {id(c.config): c.record for c in children}
+    return [alone[i] if i in alone else done[id(c)] for i, c in enumerate(configs)]
+
+
+def _fit(population: SparseBlockPopulation, children: list[_Child], task: Task, device: torch.device) -> None:
+    """The shared epoch loop; each child's record gets its curves, best epoch and status."""
+    first = children[0].config
+    optimizer = PopulationAdam(population, [c.config.lr for c in children])
+    generator = trainer._data_generator(first.seed)
+    train_x = task.train.x.to(device)
+    train_y = trainer._targets(task.train.y.to(device), task.loss)
+    n = len(task.train)
+    active = list(children)
+    for epoch in range(1, max(c.config.epochs for c in children) + 1):
+        population.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        totals = torch.zeros(len(active), device=device, dtype=torch.float64)
+        for start in range(0, n, first.batch_size):
+            index = order[start:start + first.batch_size]
+            x, y = train_x[index].float(), train_y[index]
+            with trainer.autocast(device, first.precision):
+                output = population(x)
+            losses = population_losses(output, y, task.loss)
+            optimizer.zero_grad()
+            losses.sum().backward()
+            optimizer.step()
+            totals += losses.detach().double() * index.numel()
+        train_losses = (totals / n).tolist()
+        val_losses, val_accs = evaluate_population(population, task.val, task.loss, device, first.precision)
+        staying = []
+        for slot, child in enumerate(active):
+            if _end_epoch(child, population, slot, epoch, train_losses[slot], val_losses[slot],
+                          None if val_accs is None else val_accs[slot]):
+                staying.append(slot)
+        if not staying:
+            break
+        if len(staying) < len(active):
+            optimizer.keep(staying)
+            active = [active[s] for s in staying]
+
+
+def _end_epoch(child: _Child, population: SparseBlockPopulation, slot: int, epoch: int,
+               train_loss: float, val_loss: float, val_acc: float | None) -> bool:
+    """Record one child's epoch as ``train_run`` does; True if it trains on."""
+    record, config = child.record, child.config
+    child.epochs_run = epoch
+    if not (np.isfinite(train_loss) and np.isfinite(val_loss)):
+        record.status = "diverged"
+        record.error = f"non-finite loss in epoch {epoch} (train {train_loss}, validation {val_loss})"
+        return False
+    record.train_loss.append(train_loss)
+    record.val_loss.append(val_loss)
+    if val_acc is not None:
+        record.val_acc.append(val_acc)
+    if record.min_val_loss is None or val_loss < record.min_val_loss:
+        record.min_val_loss, record.best_epoch = val_loss, epoch
+        child.best_state = population.child_state(slot)
+    if config.patience is not None and epoch - record.best_epoch >= config.patience:
+        return False
+    return epoch < config.epochs
+
+
+def _test(children: list[_Child], task: Task, device: torch.device) -> None:
+    """Test metrics of each ``ok`` child on its best epoch's weights, as ``train_run`` computes them."""
+    for child in children:
+        if child.record.status != "ok":
+            continue
+        try:
+            model, _ = build_model(child.config, task.n_in, task.n_out)
+            model.load_state_dict(child.best_state)
+            model.to(device)
+            child.record.test_loss, child.record.test_acc = trainer.evaluate_split(
+                model, task.test, task.loss, device, child.config.precision
+            )
+        except Exception as exc:  # noqa: BLE001 - as train_run: the run's own failure becomes its record
+            child.record.status = "failed"
+            child.record.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()

@@ -1,0 +1,92 @@
+"""Population training equals training the same configs one by one, child by child."""
+
+import math
+
+import pytest
+import torch
+
+from sbrnn.child.config import RunConfig
+from sbrnn.child.model import build_model
+from sbrnn.child.population import (
+    PopulationAdam,
+    SparseBlockPopulation,
+    population_key,
+    population_losses,
+    train_population,
+)
+from sbrnn.child.train import train_run
+
+SMALL = {"n_train": 192, "n_val": 64, "n_test": 64}
+COMMON = dict(task="toy-anomaly", task_options=SMALL, batch_size=32, seed=4)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def close(a, b, tol=2e-4):
+    return all(math.isclose(x, y, rel_tol=tol, abs_tol=tol) for x, y in zip(a, b)) and len(a) == len(b)
+
+
+def test_population_records_equal_one_by_one_records():
+    configs = [
+        RunConfig(budget=1500, lr=1e-2, epochs=3, **COMMON),
+        RunConfig(budget=900, densities=((0.3, 1, 1), (1, 0.5, 1)), lr=4e-3, epochs=2, **COMMON),
+        RunConfig(arch="uniform", budget=700, lr=0.3, epochs=4, patience=1, **COMMON),  # stops early
+        RunConfig(arch="lstm", budget=1500, lr=1e-2, epochs=2, **COMMON),  # trains alone
+    ]
+    together = train_population(configs)
+    alone = [train_run(c) for c in configs]
+    assert len({r.h for r in together[:3]}) == 3  # padded to the largest h
+    assert together[2].best_epoch == 2 and len(together[2].val_loss) == 3  # stopped early, on its own
+    for a, b in zip(together, alone):
+        assert a.run_id == b.run_id and a.status == b.status == "ok", (a.error, b.error)
+        assert (a.h, a.trainable_total, a.best_epoch, a.hidden_proportion) == (
+            b.h, b.trainable_total, b.best_epoch, b.hidden_proportion)
+        assert close(a.train_loss, b.train_loss) and close(a.val_loss, b.val_loss)
+        assert close(a.val_acc, b.val_acc) and close([a.test_loss], [b.test_loss])
+        assert a.wall_seconds > 0
+
+
+def test_a_diverging_child_leaves_without_touching_the_others():
+    good = RunConfig(budget=1500, lr=1e-2, epochs=2, **COMMON)
+    bad = RunConfig(budget=900, lr=1e6, epochs=2, stds=((3, 3, 3), (3, 3, 3)), **COMMON)
+    together = train_population([good, bad])
+    assert together[1].status == train_run(bad).status == "diverged"
+    assert together[0].status == "ok" and close(together[0].val_loss, train_run(good).val_loss)
+
+
+def test_population_adam_is_torch_adam_per_child():
+    task_dims, configs = (6, 4), [RunConfig(budget=300, seed=s, lr=lr) for s, lr in ((0, 1e-2), (1, 3e-3))]
+    models = [build_model(c, *task_dims)[0] for c in configs]
+    population = SparseBlockPopulation(models)
+    optimizer = PopulationAdam(population, [c.lr for c in configs])
+    singles = [torch.optim.Adam(m.parameters(), lr=c.lr, fused=True) for m, c in zip(models, configs)]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        x, y = torch.randn(8, 5, 6, generator=g), torch.randint(0, 4, (8,), generator=g)
+        optimizer.zero_grad()
+        population_losses(population(x), y, "cross_entropy").sum().backward()
+        optimizer.step()
+        for model, opt in zip(models, singles):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x)[:, -1], y).backward()
+            opt.step()
+    for i, model in enumerate(models):
+        state = population.child_state(i)
+        for name in ("weight_x", "weight_s", "bias"):
+            torch.testing.assert_close(state[name], getattr(model, name).detach(), rtol=1e-5, atol=1e-6)
+        assert torch.all(state["weight_x"][state["mask_x"] == 0] == 0)
+    assert torch.all(population.weight_s[population.mask_s == 0] == 0)
+
+
+def test_population_key_groups_only_compatible_configs():
+    base = RunConfig(**COMMON)
+    assert population_key(base) == population_key(RunConfig(lr=5e-3, budget=2000, arch="dense", **COMMON))
+    assert population_key(RunConfig(arch="lstm", **COMMON)) is None
+    assert population_key(base) != population_key(RunConfig(**{**COMMON, "seed": 5}))
+    assert population_key(base) != population_key(RunConfig(**{**COMMON, "batch_size": 16}))
