@@ -482,6 +482,9 @@ def child_sweep(
     task_option: TaskOptionOpt = None,
     workers: Annotated[int, typer.Option(help="Local worker processes (1 = in this process).")] = 1,
     threads: Annotated[int, typer.Option(help="Torch threads per worker.")] = 1,
+    population: Annotated[
+        int, typer.Option(help="Train up to this many compatible runs together in one batched step.")
+    ] = 1,
     scheduler: Annotated[
         str | None, typer.Option(help="Address of a running Dask scheduler, tcp://HOST:PORT.")
     ] = None,
@@ -500,7 +503,7 @@ def child_sweep(
     from sbrnn.child import space as sampling
     from sbrnn.child import sweep as sweeps
 
-    for flag, value in (("--threads", threads), ("--workers", workers)):
+    for flag, value in (("--threads", threads), ("--workers", workers), ("--population", population)):
         if value < 1:
             raise SbrnnError(f"{flag} {value} is out of range; allowed: integers >= 1")
     if sum([workers != 1, scheduler is not None, local_cluster is not None]) > 1:
@@ -530,12 +533,13 @@ def child_sweep(
                           f"{r['lr']:.6g}", r["run_id"], r["recorded"] or "-")
         console.print(table)
         return
+    runner = sweeps.run_population_job if population > 1 else sweeps.run_job
     if scheduler is not None or local_cluster is not None:
-        executor = sweeps.DaskCluster(scheduler, local_cluster, threads)
+        executor = sweeps.DaskCluster(scheduler, local_cluster, threads, runner=runner)
     elif workers > 1:
-        executor = sweeps.LocalProcesses(workers, threads)
+        executor = sweeps.LocalProcesses(workers, threads, runner=runner)
     else:
-        executor = sweeps.InProcess(threads)
+        executor = sweeps.InProcess(threads, runner=runner)
     progress = sweeps.SweepProgress(err_console)
 
     def start(report: sweeps.SweepReport) -> None:
@@ -545,7 +549,8 @@ def child_sweep(
 
     with _warnings_as_lines(), progress:
         report = sweeps.run_sweep(
-            plan, records, executor, retry_failed=retry_failed, on_start=start, on_record=progress
+            plan, records, executor, retry_failed=retry_failed, on_start=start, on_record=progress,
+            population=population,
         )
     if json_out:
         _print_json(report.as_dict())

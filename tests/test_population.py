@@ -10,6 +10,7 @@ from sbrnn.child.model import build_model
 from sbrnn.child.population import (
     PopulationAdam,
     SparseBlockPopulation,
+    population_jobs,
     population_key,
     population_losses,
     train_population,
@@ -90,3 +91,44 @@ def test_population_key_groups_only_compatible_configs():
     assert population_key(RunConfig(arch="lstm", **COMMON)) is None
     assert population_key(base) != population_key(RunConfig(**{**COMMON, "seed": 5}))
     assert population_key(base) != population_key(RunConfig(**{**COMMON, "batch_size": 16}))
+
+
+def test_child_sweep_population_end_to_end_equals_one_by_one(tmp_path):
+    from typer.testing import CliRunner
+
+    from sbrnn.cli import app
+    from sbrnn.records import read_records
+
+    def invoke(records, *extra):
+        args = ["child", "sweep", "--task", "toy-anomaly", "--runs", "4", "--budget", "400", "--epochs", "2",
+                "--seed", "3", "--batch-size", "32", "--include-baselines", "--records", str(records),
+                "--json", *extra]
+        return CliRunner().invoke(app, args)
+
+    def sweep(records, *extra):
+        result = invoke(records, *extra)
+        assert result.exit_code == 0, result.output
+        return {r.run_id: r for r in read_records(records)}
+
+    together = sweep(tmp_path / "population", "--population", "4")
+    alone = sweep(tmp_path / "alone")
+    assert set(together) == set(alone) and len(together) == 7  # 4 draws, dense, uniform, lstm
+    for run_id, a in together.items():
+        b = alone[run_id]
+        assert a.status == b.status == "ok" and a.h == b.h
+        assert close(a.val_loss, b.val_loss) and close(a.train_loss, b.train_loss)
+    again = invoke(tmp_path / "population", "--population", "4")
+    assert again.exit_code == 0 and '"finished": 0' in again.stdout  # resumes: nothing left to run
+    bad = invoke(tmp_path / "bad", "--population", "0")
+    assert bad.exit_code == 2
+    assert bad.stderr.strip() == "error: --population 0 is out of range; allowed: integers >= 1"
+
+
+def test_population_jobs_group_compatible_configs_by_hidden_size():
+    configs = [RunConfig(budget=b, **COMMON) for b in (2000, 300, 1200, 600, 900)]
+    configs.insert(2, RunConfig(arch="lstm", budget=900, **COMMON))
+    jobs = population_jobs(configs, 2)
+    assert [len(j) for j in jobs] == [2, 2, 1, 1]
+    assert [c.budget for c in jobs[0] + jobs[1] + jobs[2]] == [300, 600, 900, 1200, 2000]
+    assert jobs[3][0].arch == "lstm"
+    assert sum(len(j) for j in population_jobs(configs, 1)) == 6

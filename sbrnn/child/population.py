@@ -36,8 +36,8 @@ from torch.optim.adam import adam
 
 from sbrnn.child import train as trainer
 from sbrnn.child.config import RunConfig
-from sbrnn.child.model import SparseBlockRNN, build_model
-from sbrnn.datasets.registry import build_task
+from sbrnn.child.model import SparseBlockRNN, build_model, resolve
+from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.datasets.task import Task
 from sbrnn.errors import SbrnnError
 from sbrnn.records import RunRecord
@@ -400,3 +400,32 @@ def _test(children: list[_Child], task: Task, device: torch.device) -> None:
         except Exception as exc:  # noqa: BLE001 - as train_run: the run's own failure becomes its record
             child.record.status = "failed"
             child.record.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+def population_jobs(configs: Sequence[RunConfig], size: int) -> list[tuple[RunConfig, ...]]:
+    """Configs cut into jobs of at most ``size`` that can share a population.
+
+    Configs with one :func:`population_key` go together, sorted by hidden size so that each
+    population pads little; a config that trains alone (the LSTM) is a job of its own. Groups keep
+    the order in which their first config appears.
+    """
+    if size < 1:
+        raise SbrnnError(f"population size {size} is out of range; allowed: integers >= 1")
+    groups: dict[str, list[RunConfig]] = {}
+    for i, config in enumerate(configs):
+        key = population_key(config)
+        groups.setdefault(key if key is not None else f"alone {i}", []).append(config)
+    jobs = []
+    for group in groups.values():
+        group = sorted(group, key=_hidden_size)
+        jobs.extend(tuple(group[i:i + size]) for i in range(0, len(group), size))
+    return jobs
+
+
+def _hidden_size(config: RunConfig) -> int:
+    """``h`` of a config on its task's dims (0 where it cannot be resolved)."""
+    try:
+        info = get_info(config.task)
+        return resolve(config, info.n_in, info.n_out)[1]
+    except Exception:  # noqa: BLE001 - an unresolvable config fails in its own run, not here
+        return 0

@@ -46,6 +46,7 @@ from sbrnn import __version__
 from sbrnn.child import space as sampling
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import resolve
+from sbrnn.child.population import population_jobs
 from sbrnn.child.spec import grid_blocks
 from sbrnn.datasets import registry
 from sbrnn.datasets.registry import build_task, get_info
@@ -221,6 +222,22 @@ def run_job(job: Job, threads: int | None = 1, worker: bool = True) -> list[RunR
         except Exception:  # noqa: BLE001 - train_run records a run's own failures; this is the rest
             records.append(lost_record(config, traceback.format_exc(limit=5)))
     return records
+
+
+def run_population_job(job: Job, threads: int | None = 1, worker: bool = True) -> list[RunRecord]:
+    """Train the configs of ``job`` as one population (:mod:`sbrnn.child.population`); one record each.
+
+    The job runner of ``child sweep --population K``. Configs that cannot share a population
+    train one after another inside it, as :func:`run_job` would train them.
+    """
+    from sbrnn.child.population import train_population
+
+    if worker and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return train_population(job, _task_for(job[0]), threads=threads)
+    except Exception:  # noqa: BLE001 - train_population records runs' own failures; this is the rest
+        return [lost_record(config, traceback.format_exc(limit=5)) for config in job]
 
 
 # Executors -----------------------------------------------------------------------------------
@@ -438,8 +455,13 @@ def run_sweep(
     retry_failed: bool = False,
     on_start: Callable[[SweepReport], None] | None = None,
     on_record: Callable[[RunRecord], None] | None = None,
+    population: int = 1,
 ) -> SweepReport:
     """Run the planned runs not yet recorded on ``executor``; write each record as it arrives.
+
+    ``population > 1`` hands the executor jobs of up to that many configs that can train as one
+    population (:func:`sbrnn.child.population.population_jobs`; give the executor
+    :func:`run_population_job` as its runner); 1 sends one config per job.
 
     ``on_start`` sees the report once the records are read (how many runs are planned, already
     done and to run), ``on_record`` each record after its shard is written. On Ctrl-C
@@ -456,7 +478,9 @@ def run_sweep(
     records.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        for job, outcome in executor.run((p.config,) for p in todo):
+        configs = [p.config for p in todo]
+        jobs = population_jobs(configs, population) if population > 1 else [(c,) for c in configs]
+        for job, outcome in executor.run(jobs):
             if isinstance(outcome, BaseException):
                 text = "".join(traceback.format_exception_only(type(outcome), outcome)).strip()
                 outcome = [lost_record(c, f"worker lost the run: {text}") for c in job]
