@@ -77,7 +77,7 @@ def test_erasing_boxes_cover_10_to_20_percent():
 def test_each_pipeline_changes_images_and_respects_their_range(digits, index):
     clean = 0.2 + 0.5 * digits[0][:64]  # range [0.2, 0.7] so that clamping has work to do
     counts = [64 if i == index else 0 for i in range(len(transforms.PIPELINES))]
-    out = transforms.transform_grouped(clean, counts, torch.Generator().manual_seed(index))
+    out = transforms.transform_grouped(clean.clone(), counts, torch.Generator().manual_seed(index))
     low, high = clean.amin(dim=(1, 2)), clean.amax(dim=(1, 2))
     assert (out.amin(dim=(1, 2)) >= low).all() and (out.amax(dim=(1, 2)) <= high).all()
     changed = (out - clean).abs().amax(dim=(1, 2)) > 1e-3
@@ -89,8 +89,8 @@ def test_each_pipeline_changes_images_and_respects_their_range(digits, index):
 
 def test_same_generator_seed_gives_identical_transforms(digits):
     counts = [4] * len(transforms.PIPELINES)
-    x = digits[0][:32]
-    runs = [transforms.transform_grouped(x, counts, torch.Generator().manual_seed(s)) for s in (3, 3, 4)]
+    runs = [transforms.transform_grouped(digits[0][:32].clone(), counts, torch.Generator().manual_seed(s))
+            for s in (3, 3, 4)]
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 

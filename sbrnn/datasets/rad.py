@@ -30,7 +30,7 @@ from sbrnn.datasets import cache, sources, transforms
 from sbrnn.datasets.task import Split, Task
 from sbrnn.errors import SbrnnError
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Bumped whenever generation changes what a key produces, so old cache files are not reused."""
 MEAN, STD = 0.1307, 0.3081
 N_CLASSES = 10

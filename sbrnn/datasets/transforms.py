@@ -83,17 +83,14 @@ def warp_perspective(x: torch.Tensor, coefficients: torch.Tensor) -> torch.Tenso
     with ``q = g u + h v + 1``, as torchvision's ``_perspective_grid`` does.
     """
     m, h, w = x.shape
-    c = coefficients.to(torch.float32)
+    c = torch.cat([coefficients.to(torch.float32), torch.ones(m, 1)], dim=1).view(m, 3, 3)
     # grid_sample wants [-1, 1]: grid = s * num / q - 1 = (s * num - q) / q, whose numerator is
-    # again affine in (u, v), so the shift and scale cost nothing per pixel
-    s = torch.tensor([2.0 / w, 2.0 / h])
-    cu = (c[:, [0, 3]] * s - c[:, 6:7]).view(m, 1, 1, 2)
-    cv = (c[:, [1, 4]] * s - c[:, 7:8]).view(m, 1, 1, 2)
-    c1 = (c[:, [2, 5]] * s - 1.0).view(m, 1, 1, 2)
-    u = (torch.arange(w, dtype=torch.float32) + 0.5).view(1, 1, w, 1)
-    v = (torch.arange(h, dtype=torch.float32) + 0.5).view(1, h, 1, 1)
-    q = c[:, 6].view(m, 1, 1, 1) * u + (c[:, 7].view(m, 1, 1, 1) * v + 1.0)
-    grid = (cu * u + (cv * v + c1)).div_(q)  # [M, H, W, 2]
+    # again affine in (u, v); all three planes of all images come from one [3M, 3] @ [3, HW] product
+    c[:, :2] = c[:, :2] * torch.tensor([2.0 / w, 2.0 / h]).view(1, 2, 1) - c[:, 2:3]
+    v, u = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    basis = torch.stack([u.reshape(-1), v.reshape(-1), torch.ones(h * w)])  # [3, H*W] pixel centres
+    planes = (c.view(3 * m, 3) @ basis).view(m, 3, h * w)
+    grid = (planes[:, :2] / planes[:, 2:3]).transpose(1, 2).reshape(m, h, w, 2)
     out = F.grid_sample(x.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.squeeze(1)
 
@@ -227,10 +224,13 @@ def transform_grouped(x: torch.Tensor, counts: list[int], g: torch.Generator) ->
     """``[M, H, W]`` images grouped by pipeline: the first ``counts[0]`` rows go through pipeline 0,
     the next ``counts[1]`` through pipeline 1, and so on (one batch per pipeline, at most eight).
 
-    Each result is clamped to the value range of its untransformed image.
+    Each result is clamped to the value range of its untransformed image. Works in place: ``x`` is
+    overwritten and returned.
     """
-    parts = x.split(counts)
-    out = torch.cat([apply_pipeline(i, part, g) for i, part in enumerate(parts) if len(part)])
-    low = x.amin(dim=(1, 2), keepdim=True)
-    high = x.amax(dim=(1, 2), keepdim=True)
-    return out.clamp_(min=low, max=high)
+    low, high = x.view(x.shape[0], -1).aminmax(dim=1)
+    start = 0
+    for index, count in enumerate(counts):
+        if count and PIPELINES[index] != "identity":
+            x[start:start + count] = apply_pipeline(index, x[start:start + count], g)
+        start += count
+    return x.clamp_(min=low.view(-1, 1, 1), max=high.view(-1, 1, 1))
