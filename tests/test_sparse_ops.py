@@ -52,7 +52,7 @@ def rel(a, b):
 def test_sparse_path_equals_masked_dense_in_float64_and_fp32(batch, steps, threads):
     torch.set_num_threads(threads)  # two threads: tiles split, gradient partials summed across threads
     sparse, dense = pair()
-    assert sparse.sparse_x_blocks() == ("hx", "yx") and dense.sparse_x_blocks() == ()
+    assert sparse.sparse_x() and not dense.sparse_x()
     g = torch.Generator().manual_seed(7)
     x = torch.randn(batch, steps, SPEC.n_x, generator=g)
     weights = torch.randn(batch, steps, SPEC.n_y, generator=g)
@@ -68,17 +68,14 @@ def test_sparse_path_equals_masked_dense_in_float64_and_fp32(batch, steps, threa
     assert torch.all(grads_s["weight_x"][sparse.mask_x == 0] == 0)
 
 
-def test_only_the_sparse_blocks_change_path():
+def test_a_dense_block_inside_the_sparse_column_is_exact_too():
     spec = SparseBlockSpec(n_x=70, n_y=3, h=11, densities=((0.05, 1, 1), (1, 1, 1)))
-    _, dense = pair(spec)
-    auto = SparseBlockRNN(spec, x_path="sparse")
-    auto.load_state_dict(dense.state_dict())
-    assert auto.sparse_x_blocks() == ("hx",)  # d_yx = 1 stays masked-dense
+    sparse, dense = pair(spec)
     g = torch.Generator().manual_seed(8)
     x, weights = torch.randn(9, 4, 70, generator=g), torch.randn(9, 4, 3, generator=g)
-    out_a, grads_a = run(auto, x, weights)
+    out_s, grads_s = run(sparse, x, weights)
     out_d, grads_d = run(dense, x, weights)
-    assert rel(out_a, out_d) < 1e-5 and rel(grads_a["weight_x"], grads_d["weight_x"]) < 1e-5
+    assert rel(out_s, out_d) < 1e-5 and rel(grads_s["weight_x"], grads_d["weight_x"]) < 1e-5
 
 
 def test_masked_entries_stay_zero_through_adam_steps():
@@ -102,15 +99,17 @@ def test_masked_entries_stay_zero_through_adam_steps():
 def test_auto_rule_by_density_size_dtype_and_input_gradient(monkeypatch):
     low = SparseBlockRNN(SparseBlockSpec(n_x=30, n_y=2, h=5, densities=((0.05, 1, 1), (0.05, 1, 1))))
     high = SparseBlockRNN(SparseBlockSpec(n_x=30, n_y=2, h=5, densities=((0.5, 1, 1), (1, 1, 1))))
-    assert low.sparse_x_blocks() == ()  # 150 and 60 entries: too small to pay
+    assert not low.sparse_x()  # 210 entries: too small to pay
     monkeypatch.setattr(model_module, "SPARSE_X_MIN_ENTRIES", 100)
-    assert low.sparse_x_blocks() == ("hx",) and high.sparse_x_blocks() == ()
-    assert low.sparse_x_blocks(torch.zeros(1, 1, 30, requires_grad=True)) == ()
-    monkeypatch.setattr(model_module, "SPARSE_X_MAX_DENSITY", 0.6)
-    assert high.sparse_x_blocks() == ("hx",)
-    assert SparseBlockRNN(low.spec).double().sparse_x_blocks() == ()
+    assert low.sparse_x() and not high.sparse_x()  # column densities 0.05 and 0.64
+    assert not low.sparse_x(torch.zeros(1, 1, 30, requires_grad=True))
+    monkeypatch.setattr(model_module, "SPARSE_X_MAX_DENSITY", 0.7)
+    assert high.sparse_x()
+    assert not SparseBlockRNN(low.spec).double().sparse_x()
+    assert not SparseBlockRNN(low.spec, x_path="dense").sparse_x()
     rad = SparseBlockRNN(SparseBlockSpec(n_x=2500, n_y=10, h=185, densities=((0.08, 1, 1), (1, 1, 1))))
-    assert rad.sparse_x_blocks() == ("hx",)  # the balanced RAD configuration
+    monkeypatch.undo()
+    assert rad.sparse_x() and abs(rad.x_density - (185 * 0.08 + 10) / 195) < 1e-12  # balanced RAD
 
 
 def test_patterns_follow_masks_loaded_from_a_state_dict():

@@ -18,13 +18,12 @@ draw), so realised counts scatter binomially around the expected ``rows * cols *
 dropped entry contributes nothing and its gradient is exactly 0; it starts at 0.0 and Adam
 (whose update is 0 where every gradient so far was 0) leaves it at 0.0 for good.
 
-The sparse x path (:mod:`sbrnn.child.sparse_ops`): a block of the x column (``W_hx``, ``W_yx``)
-whose density is at most :data:`SPARSE_X_MAX_DENSITY` (and size at least
-:data:`SPARSE_X_MIN_ENTRIES`) is projected over its kept entries only (a sparse forward product
-and a weight gradient at kept entries), on the CPU in fp32 when the input needs no gradient;
-other blocks keep the masked-dense product. ``x_path`` chooses: ``auto`` (that rule), ``dense``
-(never) or ``sparse`` (every x-column block with dropped entries). Parameters, buffers and
-results are the same either way, within fp32 rounding.
+The sparse x path (:mod:`sbrnn.child.sparse_ops`): when the x column ``[W_hx; W_yx]`` keeps at
+most :data:`SPARSE_X_MAX_DENSITY` of its entries (and has at least :data:`SPARSE_X_MIN_ENTRIES`),
+the input projection runs over its kept entries only (a sparse forward product and a weight
+gradient at kept entries), on the CPU in fp32 when the input needs no gradient. ``x_path``
+chooses: ``auto`` (that rule), ``dense`` (never) or ``sparse`` (whenever the column has dropped
+entries). Parameters, buffers and results are the same either way, within fp32 rounding.
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from torch import nn
 
 from sbrnn.child import sparse_ops
 from sbrnn.child.config import RunConfig
+from sbrnn.child.recurrence import block_recurrence
 from sbrnn.child.spec import (
     BLOCKS,
     SparseBlockSpec,
@@ -52,12 +52,12 @@ from sbrnn.errors import SbrnnError
 _ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
 X_PATHS = ("auto", "dense", "sparse")
 
-SPARSE_X_MAX_DENSITY = 0.15
+SPARSE_X_MAX_DENSITY = 0.25
 SPARSE_X_MIN_ENTRIES = 65_536
-"""``auto`` projects an x-column block sparsely when its density is at most
-:data:`SPARSE_X_MAX_DENSITY` and it has at least :data:`SPARSE_X_MIN_ENTRIES` entries (rows times
-``n_x``): below either, the masked-dense step measured faster (the crossover tables in
-docs/benchmarks.md, made with ``benchmarks/child_throughput.py``)."""
+"""``auto`` projects the x column sparsely when its expected density is at most
+:data:`SPARSE_X_MAX_DENSITY` and it has at least :data:`SPARSE_X_MIN_ENTRIES` entries
+(``(h + n_y) n_x``): above the one or below the other the masked-dense step measured as fast or
+faster (the crossover in docs/benchmarks.md, made with ``benchmarks/child_throughput.py``)."""
 
 
 class SparseBlockRNN(nn.Module):
@@ -84,7 +84,7 @@ class SparseBlockRNN(nn.Module):
         if x_path not in X_PATHS:
             raise SbrnnError(f"x path {x_path!r} is unknown; allowed: {', '.join(X_PATHS)}")
         self.x_path = x_path
-        self._patterns: tuple[tuple, dict] | None = None
+        self._patterns: tuple[tuple, sparse_ops.SparsePattern] | None = None
         self.spec = spec
         self.activation = activation
         self._act = _ACTIVATIONS[activation]
@@ -159,56 +159,46 @@ class SparseBlockRNN(nn.Module):
         """Dense trainable biases, ``h + n_y``, outside the budget."""
         return self.bias.numel()
 
-    def sparse_x_blocks(self, x: torch.Tensor | None = None) -> tuple[str, ...]:
-        """The x-column blocks projected sparsely (for input ``x``, when given): see ``x_path``."""
+    @property
+    def x_density(self) -> float:
+        """Expected kept fraction of the x column ``[W_hx; W_yx]``."""
+        h, n_y = self.spec.h, self.spec.n_y
+        return (h * self.spec.density("hx") + n_y * self.spec.density("yx")) / (h + n_y)
+
+    def sparse_x(self, x: torch.Tensor | None = None) -> bool:
+        """Whether the x column is projected sparsely (for input ``x``, when given): see ``x_path``."""
         weight = self.weight_x
         if self.x_path == "dense" or weight.dtype != torch.float32 or weight.device.type != "cpu":
-            return ()
+            return False
         if x is not None and (x.requires_grad or x.device.type != "cpu"):
-            return ()
+            return False
         if self.x_path == "sparse":
-            blocks = tuple(b for b in ("hx", "yx") if self.spec.density(b) < 1.0)
+            wanted = self.x_density < 1.0
         else:
-            entries = {"hx": self.spec.h * self.spec.n_x, "yx": self.spec.n_y * self.spec.n_x}
-            blocks = tuple(
-                b for b in ("hx", "yx")
-                if self.spec.density(b) <= SPARSE_X_MAX_DENSITY and entries[b] >= SPARSE_X_MIN_ENTRIES
-            )
-        return blocks if blocks and sparse_ops.kernels() is not None else ()
+            wanted = self.x_density <= SPARSE_X_MAX_DENSITY and weight.numel() >= SPARSE_X_MIN_ENTRIES
+        return wanted and sparse_ops.kernels() is not None
 
-    def _pattern(self, block: str) -> tuple[sparse_ops.SparsePattern, torch.Tensor]:
-        """An x-column block's kept entries and their flat positions in ``weight_x`` (cached per mask)."""
+    def _pattern(self) -> sparse_ops.SparsePattern:
+        """The kept entries of ``weight_x`` (cached until the mask changes)."""
         key = (self.mask_x.data_ptr(), self.mask_x._version)
         if self._patterns is None or self._patterns[0] != key:
-            self._patterns = (key, {})
-        cache = self._patterns[1]
-        if block not in cache:
-            rows, _ = self._slices(block)
-            pattern = sparse_ops.SparsePattern.from_mask(self.mask_x[rows])
-            offset = (rows.start or 0) * self.spec.n_x
-            cache[block] = (pattern, pattern.flat + offset)
-        return cache[block]
+            self._patterns = (key, sparse_ops.SparsePattern.from_mask(self.mask_x))
+        return self._patterns[1]
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """The input projection of all steps, ``x [B, T, n_x] -> [B, T, h + n_y]`` (biases added)."""
-        sparse_blocks = self.sparse_x_blocks(x)
-        if not sparse_blocks:
+        if not self.sparse_x(x):
             return F.linear(x, self.weight_x * self.mask_x, self.bias)  # one matmul for all steps
-        parts = []
-        for block in ("hx", "yx"):
-            if block in sparse_blocks:
-                pattern, flat = self._pattern(block)
-                parts.append(sparse_ops.sparse_x_product(x, self.weight_x.reshape(-1)[flat], pattern))
-            else:
-                rows, _ = self._slices(block)
-                parts.append(F.linear(x, self.weight_x[rows] * self.mask_x[rows]))
-        return torch.cat(parts, dim=-1) + self.bias
+        pattern = self._pattern()
+        return sparse_ops.sparse_x_product(x, self.weight_x.reshape(-1)[pattern.flat], pattern) + self.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, n_x] -> y [B, T, n_y]``."""
         batch, steps, _ = x.shape
         h = self.spec.h
         projected = self.project(x)  # [B, T, h + n_y]
+        if not torch.is_autocast_enabled(x.device.type):  # one autograd node for the whole loop
+            return block_recurrence(projected, self.weight_s * self.mask_s, h, self.activation)
         weight_s_t = (self.weight_s * self.mask_s).t()
         state = self.init_state(batch)
         outputs = []
