@@ -31,3 +31,13 @@ def test_gradcheck_and_equality_with_autograd(activation):
                                    (projected, weight_s))
     for a, b in zip(grads, expected):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_a_stack_of_maps_runs_each_map_alone():
+    g = torch.Generator().manual_seed(1)
+    projected = torch.randn(3, 4, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    weight_s = (0.5 * torch.randn(3, 6, 6, generator=g, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda p, w: block_recurrence(p, w, 4, "relu"), (projected, weight_s))
+    out = block_recurrence(projected, weight_s, 4, "tanh")
+    for k in range(3):
+        torch.testing.assert_close(out[k], block_recurrence(projected[k], weight_s[k], 4, "tanh"))

@@ -37,6 +37,7 @@ from torch.optim.adam import adam
 from sbrnn.child import train as trainer
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import SparseBlockRNN, build_model, resolve
+from sbrnn.child.recurrence import block_recurrence
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.datasets.task import Task
 from sbrnn.errors import SbrnnError
@@ -113,6 +114,8 @@ class SparseBlockPopulation(nn.Module):
         bias = (self.bias * self.mask_b).reshape(k * size)
         projected = F.linear(x, weight_x, bias)  # [B, T, K (H + n_y)]: all children, all steps, one matmul
         projected = projected.view(batch, steps, k, size).permute(2, 0, 1, 3)  # [K, B, T, H + n_y]
+        if not torch.is_autocast_enabled(x.device.type):  # the K recurrences as one autograd node
+            return block_recurrence(projected, self.weight_s * self.mask_s, rows, self.activation)
         weight_s_t = (self.weight_s * self.mask_s).transpose(1, 2)
         state = x.new_zeros(k, batch, size)
         outputs = []

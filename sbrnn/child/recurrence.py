@@ -16,48 +16,62 @@ from __future__ import annotations
 import torch
 
 
+def _product(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``bias + a @ b`` for one map (2-D) or a stack of maps (3-D), in one call."""
+    return torch.addmm(bias, a, b) if a.dim() == 2 else torch.baddbmm(bias, a, b)
+
+
 class BlockRecurrence(torch.autograd.Function):
-    """``projected [B, T, R], weight_s [R, R] -> y [B, T, n_y]`` (``R = h + n_y``)."""
+    """``projected [(K,) B, T, R], weight_s [(K,) R, R] -> y [(K,) B, T, n_y]`` (``R = h + n_y``).
+
+    With the leading ``K``, K independent maps (a population) run side by side.
+    """
 
     @staticmethod
     def forward(ctx, projected: torch.Tensor, weight_s: torch.Tensor, h: int, activation: str):
-        batch, steps, size = projected.shape
-        states = projected.new_zeros(steps + 1, batch, size)  # states[t + 1] = s_t; states[0] = s_{-1} = 0
-        weight_t = weight_s.t()
+        steps = projected.shape[-2]
+        lead = projected.shape[:-2]  # (B,) or (K, B)
+        states = projected.new_zeros(steps + 1, *lead, projected.shape[-1])  # states[t + 1] = s_t
+        weight_t = weight_s.transpose(-1, -2)
         for t in range(steps):
-            a = torch.addmm(projected[:, t], states[t], weight_t)
+            a = _product(projected.select(-2, t), states[t], weight_t)
             nxt = states[t + 1]
             if activation == "relu":
-                torch.clamp_min(a[:, :h], 0.0, out=nxt[:, :h])
+                torch.clamp_min(a[..., :h], 0.0, out=nxt[..., :h])
             else:
-                torch.tanh(a[:, :h], out=nxt[:, :h])
-            nxt[:, h:] = a[:, h:]
+                torch.tanh(a[..., :h], out=nxt[..., :h])
+            nxt[..., h:] = a[..., h:]
         ctx.save_for_backward(states, weight_s)
         ctx.h, ctx.activation = h, activation
-        return states[1:, :, h:].transpose(0, 1)
+        return torch.movedim(states[1:, ..., h:], 0, -2)
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
         states, weight_s = ctx.saved_tensors
-        h = ctx.h
-        steps, batch, size = states.shape[0] - 1, states.shape[1], states.shape[2]
-        grad_a = states.new_empty(steps, batch, size)
-        grad_s = states.new_zeros(batch, size)  # gradient reaching s_t from step t + 1
+        h, steps, size = ctx.h, states.shape[0] - 1, states.shape[-1]
+        grad_a = torch.empty_like(states[1:])
+        grad_s = torch.zeros_like(states[0])  # gradient reaching s_t from step t + 1
         for t in range(steps - 1, -1, -1):
             s = states[t + 1]
             g = grad_a[t]
             if ctx.activation == "relu":
-                torch.mul(grad_s[:, :h], s[:, :h] > 0, out=g[:, :h])
+                torch.mul(grad_s[..., :h], s[..., :h] > 0, out=g[..., :h])
             else:
-                torch.mul(grad_s[:, :h], 1 - s[:, :h] * s[:, :h], out=g[:, :h])
-            torch.add(grad_s[:, h:], grad_y[:, t], out=g[:, h:])
+                torch.mul(grad_s[..., :h], 1 - s[..., :h] * s[..., :h], out=g[..., :h])
+            torch.add(grad_s[..., h:], grad_y.select(-2, t), out=g[..., h:])
             if t:
-                grad_s = g @ weight_s
-        grad_w = grad_a.reshape(steps * batch, size).t() @ states[:-1].reshape(steps * batch, size)
-        grad_projected = grad_a.transpose(0, 1) if ctx.needs_input_grad[0] else None
+                grad_s = torch.matmul(g, weight_s)
+        if weight_s.dim() == 2:
+            grad_w = grad_a.reshape(-1, size).t() @ states[:-1].reshape(-1, size)
+        else:  # per map k: sum over steps and batch of da^T s
+            k = weight_s.shape[0]
+            ga = grad_a.transpose(0, 1).reshape(k, -1, size)
+            sa = states[:-1].transpose(0, 1).reshape(k, -1, size)
+            grad_w = torch.bmm(ga.transpose(1, 2), sa)
+        grad_projected = torch.movedim(grad_a, 0, -2) if ctx.needs_input_grad[0] else None
         return grad_projected, grad_w, None, None
 
 
 def block_recurrence(projected: torch.Tensor, weight_s: torch.Tensor, h: int, activation: str):
-    """``y [B, T, n_y]`` of the recurrence (see the module docstring); ``activation`` relu or tanh."""
+    """``y [(K,) B, T, n_y]`` of the recurrence (see the module docstring); ``activation`` relu or tanh."""
     return BlockRecurrence.apply(projected, weight_s, h, activation)
