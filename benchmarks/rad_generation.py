@@ -9,13 +9,17 @@ MNIST files the ``mnist`` rows read IDX files of MNIST's sizes filled with rando
 to a temporary folder: the speed depends on the pool sizes, not on the pixels. Also times the
 cache: writing and loading the default ``rad`` task. ``seq per CPU-s`` divides by the CPU time
 this process used (all its threads), a figure that other processes on a busy machine disturb far
-less than the wall-clock rate; the load average is printed for the same reason.
+less than the wall-clock rate; the load average is printed for the same reason, and so is the
+machine's parallel capacity: how much more work ``--workers`` processes of a plain torch loop get
+done than one (2.0 on two free, full cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -75,6 +79,24 @@ def batched(pool: sources.Pool, count: int, spec: rad.RadSpec, workers: int) -> 
     return count / (time.perf_counter() - start), count / (time.process_time() - cpu)
 
 
+def parallel_capacity(processes: int) -> float:
+    """How many times one process's work ``processes`` processes get done together: each runs the
+    same single-threaded torch loop (64x64 matmuls); 2.0 on two free cores, less when they are
+    shared with other jobs or are not full cores."""
+    code = ("import time, torch; torch.set_num_threads(1); a = torch.rand(64, 64); t = time.perf_counter(); "
+            "[a @ a for _ in range(20000)]; print(time.perf_counter() - t)")
+
+    def run(n: int) -> float:
+        start = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL) for _ in range(n)]
+        for proc in procs:
+            proc.wait()
+        return time.perf_counter() - start
+
+    run(1)  # warm the interpreter and torch import caches
+    return processes * run(1) / run(processes)
+
+
 def mnist_root(given: str | None, tmp: str) -> tuple[Path, str]:
     if given:
         return Path(given), "mnist"
@@ -110,6 +132,7 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
     load_before = os.getloadavg()
+    capacity_before = parallel_capacity(args.workers)
     title = f"RAD generation, {args.workers} worker threads, {rad.default_workers()} usable cores"
     table = Table(title=f"{title}, torch {torch.__version__}", title_justify="left")
     for col in ("source", "side", "pool", "batched seq/s", "vs target 3,000", "seq per CPU-s",
@@ -137,6 +160,10 @@ def main() -> None:
         f"cache, default rad task ({total:,} sequences, side 50): generate + write {built:.1f} s, "
         f"load as a Task {loaded:.1f} s, file {size:.0f} MB (uint8 safetensors)", highlight=False,
     )
+    capacity = parallel_capacity(args.workers)
+    console.print(f"parallel capacity: {args.workers} processes of a single-threaded torch loop get "
+                  f"{capacity_before:.2f}x (before) and {capacity:.2f}x (after) the work of one done in the "
+                  "same time", highlight=False)
     load_after = os.getloadavg()
     console.print(f"load average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f} "
                   f"on {os.cpu_count()} CPUs", highlight=False)
