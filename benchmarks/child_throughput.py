@@ -36,7 +36,7 @@ from sbrnn.child import space as sampling
 from sbrnn.child import sparse_ops
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import SparseBlockRNN, build_model
-from sbrnn.child.population import PopulationAdam, SparseBlockPopulation, population_losses
+from sbrnn.child.population import PopulationAdam, SparseBlockPopulation, population_jobs, population_losses
 
 N_X, N_Y, BATCH, BUDGET = 2500, 10, 128, 100_000
 
@@ -230,13 +230,16 @@ def measure(benches: list, repeats: int, min_seconds: float) -> tuple[dict[str, 
 
 
 def population_models(steps: int) -> list[SparseBlockRNN]:
-    """Eight children of the paper's sweep space at the budget (the sweep's own draws)."""
-    models = []
-    for i in range(8):
+    """Eight children as ``child sweep --population 8`` groups them: 64 draws of the paper's
+    sweep space at the budget, cut by :func:`~sbrnn.child.population.population_jobs` (sorted
+    by hidden size), and the middle job of the eight."""
+    configs = []
+    for i in range(64):
         hp = sampling.draw(sampling.run_rng(0, "rad", float(BUDGET), i), "paper")
-        config = RunConfig(budget=BUDGET, densities=hp.densities, means=hp.means, stds=hp.stds, lr=hp.lr)
-        models.append(build_model(config, N_X, N_Y)[0])
-    return models
+        configs.append(RunConfig(budget=BUDGET, densities=hp.densities, means=hp.means, stds=hp.stds,
+                                 lr=hp.lr))
+    job = population_jobs(configs, 8)[4]
+    return [build_model(config, N_X, N_Y)[0] for config in job]
 
 
 class Original(nn.Module):
