@@ -170,7 +170,7 @@ class SparseBlockRNN(nn.Module):
         weight = self.weight_x
         if self.x_path == "dense" or weight.dtype != torch.float32 or weight.device.type != "cpu":
             return False
-        if x is not None and (x.requires_grad or x.device.type != "cpu"):
+        if x is not None and (x.requires_grad or x.device.type != "cpu" or x.dtype != torch.float32):
             return False
         if self.x_path == "sparse":
             wanted = self.x_density < 1.0
