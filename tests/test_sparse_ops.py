@@ -136,3 +136,27 @@ def test_product_refuses_inputs_that_need_a_gradient():
     pattern = sparse_ops.SparsePattern.from_mask(torch.ones(2, 3))
     with pytest.raises(ValueError, match="no gradient for its input"):
         sparse_ops.sparse_x_product(torch.zeros(4, 3, requires_grad=True), torch.zeros(6), pattern)
+
+
+def test_a_training_run_on_the_sparse_path_equals_the_masked_dense_run(tmp_path, monkeypatch):
+    from sbrnn.child.checkpoint import load_model
+    from sbrnn.child.config import RunConfig
+    from sbrnn.child.train import train_run
+
+    options = {"n_in": 600, "n_train": 128, "n_val": 64, "n_test": 64}
+    config = RunConfig(task="toy-anomaly", task_options=options, hidden=120, budget=None,
+                       densities=((0.05, 1, 1), (1, 1, 1)), epochs=2, batch_size=32, lr=1e-2)
+    model = SparseBlockRNN(SparseBlockSpec(n_x=600, n_y=6, h=120, densities=config.densities))
+    assert model.sparse_x()  # 75,600 entries at column density 0.095
+    calls = []
+    product = sparse_ops.sparse_x_product
+    monkeypatch.setattr(sparse_ops, "sparse_x_product", lambda *a: calls.append(1) or product(*a))
+    sparse = train_run(config, save=tmp_path / "model")
+    assert len(calls) >= 8  # 4 training batches a epoch, and evaluation
+    monkeypatch.setattr(model_module, "SPARSE_X_MAX_DENSITY", 0.0)
+    dense = train_run(config)
+    assert sparse.status == dense.status == "ok"
+    for a, b in zip(sparse.val_loss + [sparse.test_loss], dense.val_loss + [dense.test_loss]):
+        assert abs(a - b) < 1e-4 * max(1.0, abs(b))
+    loaded, _ = load_model(tmp_path / "model")
+    assert torch.all(loaded.weight_x[loaded.mask_x == 0] == 0)
