@@ -36,10 +36,12 @@ MEAN, STD = 0.1307, 0.3081
 N_CLASSES = 10
 CHUNK = 256
 """Sequences generated per batch; fixed so the random stream does not depend on the machine."""
-DEFAULT_SIZES = {"mnist": (30_000, 1_000, 1_000), "digits": (2_000, 300, 300)}
-"""Train/val/test sequences. mnist: the paper's. digits: small, so that the default ``child train``
-(batch 16, 25 epochs, 50,000 training sequence passes) stays short; the pools of its 1,797 images
-hold about 126 / 27 / 27 images per class, each drawn into many sequences under fresh transforms."""
+DEFAULT_SIZES = {"mnist": (30_000, 1_000, 1_000), "digits": (6_000, 500, 500)}
+"""Train/val/test sequences. mnist: the paper's. digits: sized so that the default ``child train``
+(batch 16, 25 epochs, 150,000 training sequence passes) ends in under 2 minutes on 2 cores (82 s
+measured, test accuracy 0.80; at 2,000 training sequences it overfits by epoch 4 to 0.62, at 8,000
+it reaches 0.81 in 108 s); the pools of its 1,797 images hold about 126 / 27 / 27 images per class,
+each drawn into many sequences under fresh transforms."""
 SIDE_RANGE = (16, 256)
 N_RANGE = (2, 100)
 MAX_SEQUENCES = 1_000_000
