@@ -122,9 +122,10 @@ void sbrnn_spmm(const int64_t* restrict indptr, const int32_t* restrict cols, co
   }
 }
 
-/* grad[pos[j]] = sum_n g[n, rows[j]] * x[n, c] for the kept entries j of each column c, from the tiles
-   of g ([R] per tile) and x ([C] per tile). Threads take tiles; partial holds nt * nnz zeros. */
-void sbrnn_sddmm(const int64_t* restrict colptr, const int32_t* restrict rows, const int64_t* restrict pos,
+/* grad[dst[j]] = sum_n g[n, rows[j]] * x[n, c] for the kept entries j of each column c, from the tiles
+   of g ([R] per tile) and x ([C] per tile); dst[j] is the entry's position in the dense [R, C] gradient,
+   whose other entries the caller zeroes. Threads take tiles; partial holds nt * nnz zeros. */
+void sbrnn_sddmm(const int64_t* restrict colptr, const int32_t* restrict rows, const int64_t* restrict dst,
                  int64_t C, const float* restrict gt, int64_t R, const float* restrict xt, int64_t N,
                  int64_t nnz, float* restrict grad, float* restrict partial, int nt) {
   const int64_t tiles = (N + TILE - 1) / TILE;
@@ -169,12 +170,11 @@ void sbrnn_sddmm(const int64_t* restrict colptr, const int32_t* restrict rows, c
       }
     }
   }
-  /* j runs in column order here; pos maps it to the CSR order of the values */
   #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t j = 0; j < nnz; ++j) {
     float s = 0.f;
     for (int i = 0; i < nt; ++i) s += partial[(int64_t)i * nnz + j];
-    grad[pos[j]] = s;
+    grad[dst[j]] = s;
   }
 }
 """
@@ -256,7 +256,8 @@ class SparsePattern:
             gathering the kept values of a dense ``[R, C]`` weight.
         indptr: ``[R + 1]`` int64 row pointers; cols: ``[nnz]`` int32 column of each entry.
         colptr: ``[C + 1]`` int64 column pointers; rows: ``[nnz]`` int32 row of each entry in
-            column order; pos: ``[nnz]`` int64 CSR position of each entry in column order.
+            column order; colflat: ``[nnz]`` int64 position ``r * C + c`` of each entry in column
+            order (where the weight gradient lands).
     """
 
     shape: tuple[int, int]
@@ -265,7 +266,7 @@ class SparsePattern:
     cols: torch.Tensor
     colptr: torch.Tensor
     rows: torch.Tensor
-    pos: torch.Tensor
+    colflat: torch.Tensor
 
     @classmethod
     def from_mask(cls, mask: torch.Tensor) -> SparsePattern:
@@ -281,7 +282,7 @@ class SparsePattern:
         colptr[1:] = torch.bincount(col, minlength=n_cols).cumsum(0)
         return cls(
             shape=(n_rows, n_cols), flat=flat, indptr=indptr, cols=col.to(torch.int32),
-            colptr=colptr, rows=row[pos].to(torch.int32).contiguous(), pos=pos.contiguous(),
+            colptr=colptr, rows=row[pos].to(torch.int32).contiguous(), colflat=flat[pos].contiguous(),
         )
 
     @property
@@ -309,17 +310,17 @@ def _tiles(a: torch.Tensor) -> torch.Tensor:
 
 
 class SparseXProduct(torch.autograd.Function):
-    """``values [nnz], x [N, C] -> x W^T [N, R]`` for ``W`` holding ``values`` at ``pattern``.
+    """``weight [R, C], x [N, C] -> x W^T [N, R]`` over the kept entries of ``pattern`` only.
 
-    Gradient for ``values`` only (``x`` must not require one).
+    The gradient of ``weight`` is dense ``[R, C]`` with zeros off the pattern; ``x`` gets none.
     """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
-    def forward(ctx, values: torch.Tensor, x: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
+    def forward(ctx, weight: torch.Tensor, x: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
         n, n_cols = x.shape
         n_rows = pattern.shape[0]
-        values = values.contiguous()
+        values = weight.detach().reshape(-1)[pattern.flat]  # kept entries in CSR order
         x_tiles = _tiles(x)
         out = x.new_empty(n, n_rows)
         kernels().sbrnn_spmm(
@@ -339,24 +340,24 @@ class SparseXProduct(torch.autograd.Function):
         n, (n_rows, n_cols) = ctx.n, pattern.shape
         threads = torch.get_num_threads()
         g_tiles = _tiles(grad_out.float())
-        grad = grad_out.new_empty(pattern.nnz, dtype=torch.float32)
+        grad = grad_out.new_zeros(n_rows, n_cols, dtype=torch.float32)
         partial = grad.new_zeros(threads, pattern.nnz)
         kernels().sbrnn_sddmm(
-            pattern.colptr.data_ptr(), pattern.rows.data_ptr(), pattern.pos.data_ptr(), n_cols,
+            pattern.colptr.data_ptr(), pattern.rows.data_ptr(), pattern.colflat.data_ptr(), n_cols,
             g_tiles.data_ptr(), n_rows, x_tiles.data_ptr(), n, pattern.nnz, grad.data_ptr(),
             partial.data_ptr(), threads,
         )
         return grad, None, None
 
 
-def sparse_x_product(x: torch.Tensor, values: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
-    """``x [..., C]`` (fp32, CPU, no gradient) times ``W^T`` -> ``[..., R]``.
+def sparse_x_product(x: torch.Tensor, weight: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
+    """``x [..., C]`` (fp32, CPU, no gradient) times ``W^T`` over ``pattern``'s entries -> ``[..., R]``.
 
-    ``values [nnz]`` are the kept entries of ``W [R, C]`` in ``pattern``'s CSR order (for a dense
-    weight: ``weight.reshape(-1)[pattern.flat]``, whose gradient then lands at kept entries only).
+    ``weight [R, C]`` is read at the kept entries only (entries off the pattern count as 0); its
+    gradient is written at kept entries, zero elsewhere.
     """
     if x.requires_grad:
         raise ValueError("the sparse x path gives no gradient for its input; use the masked-dense form")
     lead = x.shape[:-1]
-    out = SparseXProduct.apply(values, x.reshape(-1, x.shape[-1]).contiguous(), pattern)
+    out = SparseXProduct.apply(weight, x.reshape(-1, x.shape[-1]).contiguous(), pattern)
     return out.reshape(*lead, pattern.shape[0])
