@@ -3,23 +3,15 @@
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from sbrnn.cli import app
 from sbrnn.records import read_records
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 runner = CliRunner()
 SMALL = ["--task", "toy-anomaly", "--budget", "2000", "--epochs", "3", "--lr", "1e-2", "--batch-size", "32"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread (``--threads`` is process-wide, so restore it after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def invoke(*args):

@@ -10,21 +10,14 @@ from sbrnn.child.model import LSTMBaseline, SparseBlockRNN, build_model, resolve
 from sbrnn.child.spec import BLOCKS, SparseBlockSpec, grid_blocks, lstm_weights
 from sbrnn.errors import SbrnnError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SPEC = SparseBlockSpec(
     n_x=5, n_y=3, h=7,
     densities=((0.5, 0.7, 1.0), (0.3, 0.6, 0.8)),
     means=((0.01, -0.02, 0.0), (0.03, 0.0, -0.01)),
     stds=((0.4, 0.3, 0.2), (0.3, 0.25, 0.2)),
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is faster, and immune to a busy machine's oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def reference(blocks: dict, b_h, b_y, x, act):

@@ -17,16 +17,10 @@ from sbrnn.child.population import (
 )
 from sbrnn.child.train import train_run
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SMALL = {"n_train": 192, "n_val": 64, "n_test": 64}
 COMMON = dict(task="toy-anomaly", task_options=SMALL, batch_size=32, seed=4)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def close(a, b, tol=2e-4):

@@ -8,7 +8,10 @@ from sbrnn.child import sparse_ops
 from sbrnn.child.model import SparseBlockRNN
 from sbrnn.child.spec import SparseBlockSpec
 
-pytestmark = pytest.mark.skipif(sparse_ops.kernels() is None, reason=str(sparse_ops.kernel_error()))
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.skipif(sparse_ops.kernels() is None, reason=str(sparse_ops.kernel_error())),
+]
 
 SPEC = SparseBlockSpec(
     n_x=70, n_y=3, h=11,
@@ -16,15 +19,6 @@ SPEC = SparseBlockSpec(
     means=((0.01, 0.0, 0.0), (0.0, -0.01, 0.0)),
     stds=((0.3, 0.2, 0.2), (0.3, 0.2, 0.2)),
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small shapes: one thread is faster and immune to a busy machine's oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def pair(spec=SPEC, seed=3):

@@ -13,8 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
 from sbrnn.child import sweep as sweeps
 from sbrnn.child.space import Pins
@@ -30,14 +28,6 @@ def _cli(*args: str, **kwargs) -> subprocess.Popen:
         [sys.executable, "-m", "sbrnn.cli", *args], env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,
     )
-
-
-@pytest.fixture
-def one_thread():
-    """In-process runs set torch's threads process-wide; give the suite its setting back."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 def test_six_run_sweep_records_every_run_once_and_resumes(tmp_path, one_thread):

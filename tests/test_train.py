@@ -14,16 +14,9 @@ from sbrnn.child.train import evaluate_split, train_run
 from sbrnn.datasets.registry import build_task
 from sbrnn.records import read_records, write_record
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FAST = dict(task="toy-anomaly", budget=2000, epochs=8, batch_size=32, lr=1e-2)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is faster, and immune to a busy machine's oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def initial_val_loss(config):
