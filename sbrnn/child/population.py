@@ -28,7 +28,6 @@ import time
 import traceback
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -370,22 +369,13 @@ def _fit(population: SparseBlockPopulation, children: list[_Child], task: Task, 
 def _end_epoch(child: _Child, population: SparseBlockPopulation, slot: int, epoch: int,
                train_loss: float, val_loss: float, val_acc: float | None) -> bool:
     """Record one child's epoch as ``train_run`` does; True if it trains on."""
-    record, config = child.record, child.config
     child.epochs_run = epoch
-    if not (np.isfinite(train_loss) and np.isfinite(val_loss)):
-        record.status = "diverged"
-        record.error = f"non-finite loss in epoch {epoch} (train {train_loss}, validation {val_loss})"
+    outcome = trainer.record_epoch(child.record, epoch, train_loss, val_loss, val_acc)
+    if outcome == "diverged":
         return False
-    record.train_loss.append(train_loss)
-    record.val_loss.append(val_loss)
-    if val_acc is not None:
-        record.val_acc.append(val_acc)
-    if record.min_val_loss is None or val_loss < record.min_val_loss:
-        record.min_val_loss, record.best_epoch = val_loss, epoch
+    if outcome == "best":
         child.best_state = population.child_state(slot)
-    if config.patience is not None and epoch - record.best_epoch >= config.patience:
-        return False
-    return epoch < config.epochs
+    return not trainer.patience_spent(child.config, child.record, epoch) and epoch < child.config.epochs
 
 
 def _test(children: list[_Child], task: Task, device: torch.device) -> None:

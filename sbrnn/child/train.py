@@ -238,19 +238,36 @@ def _fit(
             total += loss.detach().double() * index.numel()
         train_loss = float(total) / n
         val_loss, val_acc = evaluate_split(model, task.val, task.loss, device, config.precision)
-        if not (np.isfinite(train_loss) and np.isfinite(val_loss)):
-            record.status = "diverged"
-            record.error = f"non-finite loss in epoch {epoch} (train {train_loss}, validation {val_loss})"
+        outcome = record_epoch(record, epoch, train_loss, val_loss, val_acc)
+        if outcome == "diverged":
             return best_state
-        record.train_loss.append(train_loss)
-        record.val_loss.append(val_loss)
-        if val_acc is not None:
-            record.val_acc.append(val_acc)
-        if record.min_val_loss is None or val_loss < record.min_val_loss:
-            record.min_val_loss, record.best_epoch = val_loss, epoch
+        if outcome == "best":
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if progress is not None:
             progress(epoch, {"train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc})
-        if config.patience is not None and epoch - record.best_epoch >= config.patience:
+        if patience_spent(config, record, epoch):
             break
     return best_state
+
+
+def record_epoch(record: RunRecord, epoch: int, train_loss: float, val_loss: float,
+                 val_acc: float | None) -> str:
+    """Add epoch ``epoch``'s figures to ``record``: ``"diverged"`` (a non-finite loss: status set,
+    the curve kept as it was), ``"best"`` (a new minimum validation loss) or ``"worse"``."""
+    if not (np.isfinite(train_loss) and np.isfinite(val_loss)):
+        record.status = "diverged"
+        record.error = f"non-finite loss in epoch {epoch} (train {train_loss}, validation {val_loss})"
+        return "diverged"
+    record.train_loss.append(train_loss)
+    record.val_loss.append(val_loss)
+    if val_acc is not None:
+        record.val_acc.append(val_acc)
+    if record.min_val_loss is None or val_loss < record.min_val_loss:
+        record.min_val_loss, record.best_epoch = val_loss, epoch
+        return "best"
+    return "worse"
+
+
+def patience_spent(config: RunConfig, record: RunRecord, epoch: int) -> bool:
+    """Early stopping: ``config.patience`` epochs have passed since the best one."""
+    return config.patience is not None and epoch - record.best_epoch >= config.patience
