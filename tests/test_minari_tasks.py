@@ -12,18 +12,10 @@ from sbrnn.datasets import minari_tasks as mt
 from sbrnn.datasets.registry import build_task, get_info, task_names
 from sbrnn.errors import SbrnnError
 
+pytestmark = pytest.mark.usefixtures("offline_minari")
+
 HAMMER = "local/hammer/random-v0"
 EPISODES, STEPS = 5, 12
-
-
-@pytest.fixture(scope="module", autouse=True)
-def offline_paths(tmp_path_factory):
-    """A private Minari path and sbrnn cache, and no Hugging Face network, for the whole module."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
-        mp.setenv("SBRNN_CACHE", str(tmp_path_factory.mktemp("cache")))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        yield
 
 
 @pytest.fixture(scope="module")

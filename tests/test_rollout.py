@@ -16,17 +16,10 @@ from sbrnn.cli import app
 from sbrnn.datasets import minari_tasks as mt
 from sbrnn.errors import SbrnnError
 
+pytestmark = pytest.mark.usefixtures("offline_minari")
+
 HAMMER = "local/hammer/random-v0"
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def offline_paths(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
-        mp.setenv("SBRNN_CACHE", str(tmp_path_factory.mktemp("cache")))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        yield
 
 
 @pytest.fixture(scope="module")

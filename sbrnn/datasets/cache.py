@@ -55,9 +55,11 @@ def path_for(kind: str, params: dict) -> Path:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created with its folder) across processes;
+    without ``fcntl`` (not POSIX) no lock is taken."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as handle:
+    with open(path, "w") as handle:
         if fcntl is not None:
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -90,7 +92,7 @@ def load_or_build(
     path = cache_root() / kind / f"{key}.safetensors"
     if path.is_file():
         return load_file(path), Entry(kind, key, path, hit=True)
-    with _locked(path):
+    with file_lock(path.with_suffix(".lock")):
         if path.is_file():  # another process built it while we waited
             return load_file(path), Entry(kind, key, path, hit=True)
         tensors = build()

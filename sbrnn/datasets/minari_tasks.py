@@ -49,14 +49,9 @@ import numpy as np
 import torch
 
 from sbrnn import __version__
-from sbrnn.datasets.cache import load_or_build, progress_bar
+from sbrnn.datasets.cache import file_lock, load_or_build, progress_bar
 from sbrnn.datasets.task import Split, Task
 from sbrnn.errors import SbrnnError
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on POSIX: no cross-process lock
-    fcntl = None
 
 DEFAULT_DATASET = "D4RL/hammer/expert-v2"
 HOLDOUT_FRACTION = 0.05
@@ -341,16 +336,8 @@ def _episode_lengths(dataset) -> np.ndarray:
 def _collection_lock(dataset_id: str) -> Iterator[None]:
     """Held while one process collects ``dataset_id``; others asking for it wait, then read it."""
     name = hashlib.sha256(dataset_id.encode()).hexdigest()[:20]
-    path = dataset_path() / ".sbrnn-locks" / f"{name}.lock"  # hidden: Minari's listing skips it
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(dataset_path() / ".sbrnn-locks" / f"{name}.lock"):  # hidden: Minari's listing skips it
+        yield
 
 
 def _write_dataset(dataset_id: str, env, episodes: list[Episode], policy: str, collection: dict) -> None:

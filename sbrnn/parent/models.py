@@ -94,20 +94,8 @@ def _mlp_regressor(params: dict, seed: int) -> TransformedTargetRegressor:
     return TransformedTargetRegressor(make_pipeline(StandardScaler(), mlp), transformer=StandardScaler())
 
 
-class CurveRegressor(RegressorMixin, BaseEstimator):
-    """Multi-output regressor of log curves with an uncertainty estimate.
-
-    Parameters:
-        kind: ``rf``, ``xgb`` or ``mlp``.
-        n_estimators: trees (rf) or boosting rounds (xgb); None = default; unused by mlp.
-        max_depth: tree depth (rf, xgb); None = default.
-        n_members: ensemble size for xgb and mlp (rf's spread comes from its trees).
-        seed: every random choice (bootstrap rows, tree and network seeds) flows from it.
-        n_jobs: threads for rf and xgb (1 by default: a busy machine slows threaded boosting a
-            lot; -1 uses every core). The small MLPs always run on one BLAS thread.
-
-    Fitted attributes: ``members_`` (list of fitted estimators), ``n_outputs_``.
-    """
+class _ParentEstimator(BaseEstimator):
+    """The parameters shared by the parent's regressor and its convergence classifier."""
 
     def __init__(
         self, kind: str = "rf", n_estimators: int | None = None, max_depth: int | None = None,
@@ -123,6 +111,22 @@ class CurveRegressor(RegressorMixin, BaseEstimator):
     def params(self) -> dict:
         """The resolved parameters (defaults filled in)."""
         return _resolved(self.kind, self.n_estimators, self.max_depth, self.n_members)
+
+
+class CurveRegressor(RegressorMixin, _ParentEstimator):
+    """Multi-output regressor of log curves with an uncertainty estimate.
+
+    Parameters:
+        kind: ``rf``, ``xgb`` or ``mlp``.
+        n_estimators: trees (rf) or boosting rounds (xgb); None = default; unused by mlp.
+        max_depth: tree depth (rf, xgb); None = default.
+        n_members: ensemble size for xgb and mlp (rf's spread comes from its trees).
+        seed: every random choice (bootstrap rows, tree and network seeds) flows from it.
+        n_jobs: threads for rf and xgb (1 by default: a busy machine slows threaded boosting a
+            lot; -1 uses every core). The small MLPs always run on one BLAS thread.
+
+    Fitted attributes: ``members_`` (list of fitted estimators), ``n_outputs_``.
+    """
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> CurveRegressor:
         """``X [N, F]``, ``Y [N, K]`` -> self."""
@@ -173,23 +177,12 @@ class CurveRegressor(RegressorMixin, BaseEstimator):
         return (mean, std) if return_std else mean
 
 
-class ConvergenceClassifier(ClassifierMixin, BaseEstimator):
+class ConvergenceClassifier(ClassifierMixin, _ParentEstimator):
     """The probability that a configuration converges (status ``ok`` with a finite curve).
 
     Same parameters as :class:`CurveRegressor`; one estimator (no ensemble). Fitted attributes:
     ``estimator_`` (None when the label had one class) and ``constant_`` (the training rate).
     """
-
-    def __init__(
-        self, kind: str = "rf", n_estimators: int | None = None, max_depth: int | None = None,
-        n_members: int | None = None, seed: int = 0, n_jobs: int = 1,
-    ):
-        self.kind = kind
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
-        self.n_members = n_members
-        self.seed = seed
-        self.n_jobs = n_jobs
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> ConvergenceClassifier:
         """``X [N, F]``, ``y [N]`` bool -> self."""
