@@ -248,7 +248,6 @@ class _Child:
     def __init__(self, config: RunConfig, record: RunRecord, spec) -> None:
         self.config, self.record, self.spec = config, record, spec
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.train_total = 0.0
         self.epochs_run = 0
 
 

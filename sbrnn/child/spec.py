@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from sbrnn.errors import SbrnnError
 
@@ -156,9 +156,6 @@ class SparseBlockSpec:
         """Density of one block, named as in :data:`BLOCKS`."""
         i, j = _index(block)
         return self.densities[i][j]
-
-    def with_hidden(self, h: int) -> SparseBlockSpec:
-        return replace(self, h=h)
 
     @property
     def block_shapes(self) -> tuple[tuple[tuple[int, int], ...], ...]:

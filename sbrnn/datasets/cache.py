@@ -51,6 +51,7 @@ class Entry:
 
 
 def path_for(kind: str, params: dict) -> Path:
+    """Where the tensors for ``(kind, params)`` are stored."""
     return cache_root() / kind / f"{cache_key(kind, params)}.safetensors"
 
 
@@ -89,7 +90,7 @@ def load_or_build(
     ``build`` is called at most once per key, across processes sharing the cache directory.
     """
     key = cache_key(kind, params)
-    path = cache_root() / kind / f"{key}.safetensors"
+    path = path_for(kind, params)
     if path.is_file():
         return load_file(path), Entry(kind, key, path, hit=True)
     with file_lock(path.with_suffix(".lock")):
