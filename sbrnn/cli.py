@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
@@ -609,7 +610,8 @@ def _metrics_tables(report: dict, title: str) -> list[Table]:
             continue
         table = Table(title=f"{title}: {name}", title_justify="left")
         for col in ("model", "scope", "n", "R^2 log min", "rho min", "RMSE log curve", "top 10%"):
-            table.add_column(col, justify="left" if col in ("model", "scope") else "right")
+            text = col in ("model", "scope")  # fold task names; numbers never wrap
+            table.add_column(col, justify="left" if text else "right", no_wrap=not text, overflow="fold")
         for r in chosen:
             table.add_row(_MODEL_NAMES.get(r["model"], r["model"]), r["scope"], str(r["n"]),
                           _fmt(r["r2_min"], ".3f"), _fmt(r["spearman_min"], ".3f"),
@@ -760,10 +762,13 @@ def parent_evaluate(
 def _ranked_table(result: dict) -> Table:
     table = Table(title=f"Top {len(result['top'])} configurations for {result['n_in']} in / "
                         f"{result['n_out']} out at budget {result['budget']:,.0f}, ranked by the "
-                        f"{result['model']} parent", title_justify="left")
-    for col in ("#", "h", "densities", "hidden prop.", "lr", "min", "band", "P(conv.)", "from"):
+                        f"{result['model']} parent", title_justify="left", box=box.SIMPLE_HEAD,
+                  show_edge=False, pad_edge=False, collapse_padding=True)
+    for col in ("#", "h", "densities", "hp", "lr", "min", "band", "P(ok)", "from"):
+        # numbers never wrap or truncate; within 80 columns the densities fold instead
+        grid = col == "densities"
         table.add_column(col, justify="left" if col in ("densities", "from") else "right",
-                         no_wrap=col == "densities")
+                         no_wrap=not grid, overflow="fold", min_width=15 if grid else None)
     for r in result["top"]:
         table.add_row(str(r["rank"]), str(r["h"]), weight_space.format_grid(r["densities"]),
                       f"{r['hidden_proportion']:.3f}", f"{r['lr']:.1e}", f"{r['predicted_min']:.3g}",
@@ -773,8 +778,9 @@ def _ranked_table(result: dict) -> Table:
 
 def _ranked_notes(result: dict) -> str:
     scored = ", ".join(f"{n} {src}" for src, n in result["candidates"].items())
-    notes = (f"T = {result['steps']}, {result['loss_kind']}; candidates scored: {scored}; ranked by "
-             "P(conv.) * min + (1 - P(conv.)) * the worst candidate's min")
+    notes = (f"T = {result['steps']}, {result['loss_kind']}; candidates scored: {scored}; hp: hidden "
+             "proportion; min and band: predicted minimum validation loss and its spread; P(ok): "
+             "probability of converging; ranked by P(ok) * min + (1 - P(ok)) * the worst candidate's min")
     if not result["seen_task"]:
         notes += "\nthese dims are not among the parent's training tasks: the ranking extrapolates"
     if result.get("training_counts"):

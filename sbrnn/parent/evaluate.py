@@ -286,9 +286,11 @@ def evaluate_parent(
     seen = np.isin(data.run_id.astype(str), np.array(parent.training_runs, dtype=str))
     data = data.subset(~seen)
     if not data.converged.any():
+        counts = data.counts()
+        excluded = "".join(f", {n} {why}" for why, n in counts["excluded"].items())
         raise SbrnnError(
-            f"the records hold no converged runs the parent did not see ({int(seen.sum())} were in its "
-            f"training set; counts: {data.counts()})"
+            f"the records hold no converged runs the parent did not see: {int(seen.sum())} were in its "
+            f"training set; of the other {counts['runs']}: {counts['not_converged']} not converged{excluded}"
         )
     pred = parent.predict(data.X, kind)
     Y_pred = np.column_stack([pred.log_curve, pred.log_min])
