@@ -145,10 +145,10 @@ def test_a_training_run_on_the_sparse_path_equals_the_masked_dense_run(tmp_path,
     calls = []
     product = sparse_ops.sparse_x_product
     monkeypatch.setattr(sparse_ops, "sparse_x_product", lambda *a: calls.append(1) or product(*a))
-    sparse = train_run(config, save=tmp_path / "model")
+    sparse = train_run(config, device="cpu", save=tmp_path / "model")  # the sparse path is CPU-only
     assert len(calls) >= 8  # 4 training batches a epoch, and evaluation
     monkeypatch.setattr(model_module, "SPARSE_X_MAX_DENSITY", 0.0)
-    dense = train_run(config)
+    dense = train_run(config, device="cpu")
     assert sparse.status == dense.status == "ok"
     for a, b in zip(sparse.val_loss + [sparse.test_loss], dense.val_loss + [dense.test_loss]):
         assert abs(a - b) < 1e-4 * max(1.0, abs(b))
