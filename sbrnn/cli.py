@@ -56,6 +56,14 @@ class _OneLineErrors(TyperGroup):
             sys.exit(code)
         return code
 
+    def invoke(self, ctx):
+        """Ctrl-C in a command that does not report it itself: one line, exit status 130."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
 
 app = typer.Typer(
     cls=_OneLineErrors,
@@ -258,6 +266,7 @@ class _EpochBar:
             TextColumn("{task.fields[metrics]}"), console=err_console,
         )
         self.task = self.progress.add_task("train", total=epochs, metrics="")
+        self.done = 0
 
     def __enter__(self) -> _EpochBar:
         self.progress.__enter__()
@@ -271,6 +280,7 @@ class _EpochBar:
         if metrics["val_acc"] is not None:
             text += f"  acc {metrics['val_acc']:.3f}"
         self.progress.update(self.task, completed=epoch, metrics=text)
+        self.done = epoch
 
 
 TaskOptionOpt = Annotated[
@@ -342,8 +352,13 @@ def child_train(
     resolve_device(device)
     built = _build_task(task, seed, config.task_options)
     resolve(config, built.n_in, built.n_out)  # a budget too small, bad densities: fail before training
-    with _EpochBar(epochs) as bar:
-        record = train_run(config, built, device=device, threads=threads, progress=bar, save=save)
+    try:
+        with _EpochBar(epochs) as bar:
+            record = train_run(config, built, device=device, threads=threads, progress=bar, save=save)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted after {bar.done} of {epochs} epochs: nothing written (--records and "
+                          "--save take finished runs only); the same command trains the run again")
+        raise typer.Exit(130) from None
     extra = {}
     if records is not None:
         extra["record"] = str(write_record(record, records))

@@ -81,3 +81,14 @@ def test_bad_input_one_line_exit_2(args, needle):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert needle in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_ctrl_c_in_any_command_is_one_line_exit_130(monkeypatch):
+    from sbrnn.child import spec
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(spec.SparseBlockSpec, "plan", interrupted)
+    result = invoke("child", "plan", "--in", "20", "--out", "3", "--hidden", "8")
+    assert result.exit_code == 130 and result.output.strip() == "interrupted"

@@ -108,3 +108,23 @@ def test_evaluate_bad_input(tmp_path):
     assert invoke("child", "train", *SMALL, "--epochs", "1", "--save", str(tmp_path / "m")).exit_code == 0
     result = invoke("child", "evaluate", "--model", str(tmp_path / "m"), "--task", "toy-regression")
     assert result.exit_code == 2 and "3 inputs and 2 outputs" in result.stderr
+
+
+def test_ctrl_c_stops_with_a_line_and_writes_nothing(tmp_path, monkeypatch):
+    from sbrnn.child import train as train_module
+
+    real_fit = train_module._fit
+
+    def interrupted_after_one_epoch(model, task, config, device, record, progress):
+        def stop(epoch, metrics):  # Ctrl-C right after the first epoch's figures are shown
+            progress(epoch, metrics)
+            raise KeyboardInterrupt
+
+        return real_fit(model, task, config, device, record, stop)
+
+    monkeypatch.setattr(train_module, "_fit", interrupted_after_one_epoch)
+    runs, model = tmp_path / "runs", tmp_path / "model"
+    result = invoke("child", "train", *SMALL, "--records", str(runs), "--save", str(model))
+    assert result.exit_code == 130, result.output
+    assert "interrupted after 1 of 3 epochs: nothing written" in result.output
+    assert not runs.exists() and not model.exists()
