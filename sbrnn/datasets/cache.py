@@ -89,8 +89,8 @@ def load_or_build(
 
     ``build`` is called at most once per key, across processes sharing the cache directory.
     """
-    key = cache_key(kind, params)
     path = path_for(kind, params)
+    key = path.stem  # the cache key, hashed once
     if path.is_file():
         return load_file(path), Entry(kind, key, path, hit=True)
     with file_lock(path.with_suffix(".lock")):
