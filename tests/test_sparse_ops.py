@@ -62,11 +62,16 @@ def test_sparse_path_equals_masked_dense_in_float64_and_fp32(batch, steps, threa
     assert torch.all(grads_s["weight_x"][sparse.mask_x == 0] == 0)
 
 
-def test_a_dense_block_inside_the_sparse_column_is_exact_too():
-    spec = SparseBlockSpec(n_x=70, n_y=3, h=11, densities=((0.05, 1, 1), (1, 1, 1)))
+@pytest.mark.parametrize("h,n_y,d_hx,threads", [(11, 3, 0.05, 1), (40, 5, 0.3, 2), (40, 4, 0.3, 1)])
+def test_a_dense_block_inside_the_sparse_column_is_exact_too(h, n_y, d_hx, threads):
+    # dense rows go in pairs (an odd one alone); the gradient takes a column's entries 8 and 4 at a
+    # time: h = 40 at 0.3 with 4-5 dense rows gives about 17 entries per column
+    torch.set_num_threads(threads)
+    spec = SparseBlockSpec(n_x=70, n_y=n_y, h=h, densities=((d_hx, 1, 1), (1, 1, 1)))
     sparse, dense = pair(spec)
+    assert sparse.sparse_x()
     g = torch.Generator().manual_seed(8)
-    x, weights = torch.randn(9, 4, 70, generator=g), torch.randn(9, 4, 3, generator=g)
+    x, weights = torch.randn(37, 4, 70, generator=g), torch.randn(37, 4, n_y, generator=g)
     out_s, grads_s = run(sparse, x, weights)
     out_d, grads_d = run(dense, x, weights)
     assert rel(out_s, out_d) < 1e-5 and rel(grads_s["weight_x"], grads_d["weight_x"]) < 1e-5

@@ -190,7 +190,7 @@ class SparseBlockRNN(nn.Module):
         if not self.sparse_x(x):
             return F.linear(x, self.weight_x * self.mask_x, self.bias)  # one matmul for all steps
         pattern = self._pattern()
-        return sparse_ops.sparse_x_product(x, self.weight_x, pattern) + self.bias
+        return sparse_ops.sparse_x_product(x, self.weight_x, pattern, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, n_x] -> y [B, T, n_y]``."""
