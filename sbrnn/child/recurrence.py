@@ -16,31 +16,32 @@ from __future__ import annotations
 import torch
 
 
-def _product(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``bias + a @ b`` for one map (2-D) or a stack of maps (3-D), in one call."""
-    return torch.addmm(bias, a, b) if a.dim() == 2 else torch.baddbmm(bias, a, b)
+def _product(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out = bias + a @ b`` for one map (2-D) or a stack of maps (3-D), in one call."""
+    return torch.addmm(bias, a, b, out=out) if a.dim() == 2 else torch.baddbmm(bias, a, b, out=out)
 
 
 class BlockRecurrence(torch.autograd.Function):
     """``projected [(K,) B, T, R], weight_s [(K,) R, R] -> y [(K,) B, T, n_y]`` (``R = h + n_y``).
 
-    With the leading ``K``, K independent maps (a population) run side by side.
+    With the leading ``K``, K independent maps (a population) run side by side. Per step the
+    forward is two calls (the product into the state, the activation in place) and the backward
+    two (``da_t = ds_t * act'(a_t) + dy_t`` in place, then ``ds_{t-1} = da_t W_s``).
     """
 
     @staticmethod
     def forward(ctx, projected: torch.Tensor, weight_s: torch.Tensor, h: int, activation: str):
         steps = projected.shape[-2]
         lead = projected.shape[:-2]  # (B,) or (K, B)
-        states = projected.new_zeros(steps + 1, *lead, projected.shape[-1])  # states[t + 1] = s_t
+        states = projected.new_empty(steps + 1, *lead, projected.shape[-1])  # states[t + 1] = s_t
+        states[0].zero_()
         weight_t = weight_s.transpose(-1, -2)
         for t in range(steps):
-            a = _product(projected.select(-2, t), states[t], weight_t)
-            nxt = states[t + 1]
+            nxt = _product(projected.select(-2, t), states[t], weight_t, out=states[t + 1])
             if activation == "relu":
-                torch.clamp_min(a[..., :h], 0.0, out=nxt[..., :h])
+                nxt[..., :h].clamp_min_(0.0)
             else:
-                torch.tanh(a[..., :h], out=nxt[..., :h])
-            nxt[..., h:] = a[..., h:]
+                nxt[..., :h].tanh_()
         ctx.save_for_backward(states, weight_s)
         ctx.h, ctx.activation = h, activation
         return torch.movedim(states[1:, ..., h:], 0, -2)
@@ -49,18 +50,21 @@ class BlockRecurrence(torch.autograd.Function):
     def backward(ctx, grad_y: torch.Tensor):
         states, weight_s = ctx.saved_tensors
         h, steps, size = ctx.h, states.shape[0] - 1, states.shape[-1]
-        grad_a = torch.empty_like(states[1:])
-        grad_s = torch.zeros_like(states[0])  # gradient reaching s_t from step t + 1
+        # act'(a_t) for all steps at once (1 on the y part, which has no activation)
+        slope = torch.ones_like(states[1:])
+        if ctx.activation == "relu":
+            slope[..., :h] = states[1:, ..., :h] > 0
+        else:
+            torch.addcmul(slope[..., :h], states[1:, ..., :h], states[1:, ..., :h], value=-1.0,
+                          out=slope[..., :h])
+        grad_a = torch.zeros_like(states[1:])  # starts as dy_t on the y part, then += ds_t * act'
+        grad_a[..., h:] = torch.movedim(grad_y, -2, 0)
+        grad_s = torch.empty_like(states[0])  # gradient reaching s_t from step t + 1
         for t in range(steps - 1, -1, -1):
-            s = states[t + 1]
-            g = grad_a[t]
-            if ctx.activation == "relu":
-                torch.mul(grad_s[..., :h], s[..., :h] > 0, out=g[..., :h])
-            else:
-                torch.mul(grad_s[..., :h], 1 - s[..., :h] * s[..., :h], out=g[..., :h])
-            torch.add(grad_s[..., h:], grad_y.select(-2, t), out=g[..., h:])
+            if t < steps - 1:
+                grad_a[t].addcmul_(grad_s, slope[t])
             if t:
-                grad_s = torch.matmul(g, weight_s)
+                torch.matmul(grad_a[t], weight_s, out=grad_s)
         if weight_s.dim() == 2:
             grad_w = grad_a.reshape(-1, size).t() @ states[:-1].reshape(-1, size)
         else:  # per map k: sum over steps and batch of da^T s
