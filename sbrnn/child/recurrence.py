@@ -52,8 +52,8 @@ class BlockRecurrence(torch.autograd.Function):
         h, steps, size = ctx.h, states.shape[0] - 1, states.shape[-1]
         # act'(a_t) for all steps at once (1 on the y part, which has no activation)
         slope = torch.ones_like(states[1:])
-        if ctx.activation == "relu":
-            slope[..., :h] = states[1:, ..., :h] > 0
+        if ctx.activation == "relu":  # s >= 0 after relu: its sign is 1 where a_t > 0, else 0
+            torch.sign(states[1:, ..., :h], out=slope[..., :h])
         else:
             torch.addcmul(slope[..., :h], states[1:, ..., :h], states[1:, ..., :h], value=-1.0,
                           out=slope[..., :h])
