@@ -156,14 +156,14 @@ class PopulationBench:
 
     def step(self) -> None:
         if self.mode == "population":
-            x, y = self.data[self.order].float(), self.labels[self.order]
+            x, y = self.data.index_select(0, self.order).float(), self.labels[self.order]
             losses = population_losses(self.population(x), y, "cross_entropy")
             self.optimizer.zero_grad()
             losses.sum().backward()
             self.optimizer.step()
             return
         for model, optimizer in zip(self.models, self.optimizers):
-            x, y = self.data[self.order].float(), self.labels[self.order]
+            x, y = self.data.index_select(0, self.order).float(), self.labels[self.order]
             loss = F.cross_entropy(model(x)[:, -1], y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -281,7 +281,7 @@ def profile_phases(model: nn.Module, steps: int, repeats: int, fused: bool) -> d
     phases: dict[str, list[float]] = {k: [] for k in ("data", "input projection", "recurrence", "optimizer")}
     for r in range(repeats + 1):
         t0 = time.perf_counter()
-        x = data[index].float()
+        x = data.index_select(0, index).float()
         t1 = time.perf_counter()
         model.project(x).backward(grad)
         t2 = time.perf_counter()

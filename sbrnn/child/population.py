@@ -343,7 +343,7 @@ def _fit(population: SparseBlockPopulation, children: list[_Child], task: Task, 
         totals = torch.zeros(len(active), device=device, dtype=torch.float64)
         for start in range(0, n, first.batch_size):
             index = order[start:start + first.batch_size]
-            x, y = train_x[index].float(), train_y[index]
+            x, y = train_x.index_select(0, index).float(), train_y.index_select(0, index)
             with trainer.autocast(device, first.precision):
                 output = population(x)
             losses = population_losses(output, y, task.loss)

@@ -228,7 +228,7 @@ def _fit(
         total = torch.zeros((), device=device, dtype=torch.float64)
         for start in range(0, n, config.batch_size):
             index = order[start:start + config.batch_size]
-            x, y = train_x[index].float(), train_y[index]
+            x, y = train_x.index_select(0, index).float(), train_y.index_select(0, index)
             with autocast(device, config.precision):
                 output = model(x)
             loss = batch_loss(output, y, task.loss)
