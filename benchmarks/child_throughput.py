@@ -47,7 +47,7 @@ CONFIGS = {  # name -> densities (rows h, y; columns x, h, y); None = the balanc
     "eq7": ((1, 0.2, 0.2), (1, 1, 0.2)),
     "eq8": ((0.2, 1, 1), (0.2, 0.2, 1)),
 }
-CROSSOVER = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
+CROSSOVER = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
 """W_hx densities (other blocks dense, h from the budget) for the sparse/masked crossover; the
 rows give the x column's density, which decides the ``auto`` path."""
 

@@ -18,13 +18,13 @@ def loop(projected, weight_s, h, activation):
     return torch.stack(outputs, dim=1)
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_gradcheck_and_equality_with_autograd(activation):
+@pytest.mark.parametrize("activation,steps", [("relu", 4), ("tanh", 4), ("relu", 1)])
+def test_gradcheck_and_equality_with_autograd(activation, steps):
     g = torch.Generator().manual_seed(0)
-    projected = torch.randn(3, 4, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    projected = torch.randn(3, steps, 7, generator=g, dtype=torch.float64, requires_grad=True)
     weight_s = (0.5 * torch.randn(7, 7, generator=g, dtype=torch.float64)).requires_grad_()
     assert torch.autograd.gradcheck(lambda p, w: block_recurrence(p, w, 5, activation), (projected, weight_s))
-    weights = torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
+    weights = torch.randn(3, steps, 2, generator=g, dtype=torch.float64)
     grads = torch.autograd.grad((block_recurrence(projected, weight_s, 5, activation) * weights).sum(),
                                 (projected, weight_s))
     expected = torch.autograd.grad((loop(projected, weight_s, 5, activation) * weights).sum(),

@@ -37,7 +37,10 @@ class BlockRecurrence(torch.autograd.Function):
         states[0].zero_()
         weight_t = weight_s.transpose(-1, -2)
         for t in range(steps):
-            nxt = _product(projected.select(-2, t), states[t], weight_t, out=states[t + 1])
+            if t:
+                nxt = _product(projected.select(-2, t), states[t], weight_t, out=states[t + 1])
+            else:  # s_{-1} = 0: a_0 = p_0
+                nxt = states[1].copy_(projected.select(-2, 0))
             if activation == "relu":
                 nxt[..., :h].clamp_min_(0.0)
             else:
@@ -65,12 +68,13 @@ class BlockRecurrence(torch.autograd.Function):
                 grad_a[t].addcmul_(grad_s, slope[t])
             if t:
                 torch.matmul(grad_a[t], weight_s, out=grad_s)
+        # dW_s = sum_t da_t^T s_{t-1}, from t = 1 (s_{-1} = 0)
         if weight_s.dim() == 2:
-            grad_w = grad_a.reshape(-1, size).t() @ states[:-1].reshape(-1, size)
+            grad_w = grad_a[1:].reshape(-1, size).t() @ states[1:-1].reshape(-1, size)
         else:  # per map k: sum over steps and batch of da^T s
             k = weight_s.shape[0]
-            ga = grad_a.transpose(0, 1).reshape(k, -1, size)
-            sa = states[:-1].transpose(0, 1).reshape(k, -1, size)
+            ga = grad_a[1:].transpose(0, 1).reshape(k, -1, size)
+            sa = states[1:-1].transpose(0, 1).reshape(k, -1, size)
             grad_w = torch.bmm(ga.transpose(1, 2), sa)
         grad_projected = torch.movedim(grad_a, 0, -2) if ctx.needs_input_grad[0] else None
         return grad_projected, grad_w, None, None
