@@ -52,7 +52,7 @@ from sbrnn.errors import SbrnnError
 _ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
 X_PATHS = ("auto", "dense", "sparse")
 
-SPARSE_X_MAX_DENSITY = 0.25
+SPARSE_X_MAX_DENSITY = 0.4
 SPARSE_X_MIN_ENTRIES = 65_536
 """``auto`` projects the x column sparsely when its expected density is at most
 :data:`SPARSE_X_MAX_DENSITY` and it has at least :data:`SPARSE_X_MIN_ENTRIES` entries

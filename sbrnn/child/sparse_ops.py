@@ -11,8 +11,11 @@ entries (CSR by row for the forward product, CSC by column for the gradient) and
   needs no gradient, so the ``g W`` product of a dense layer is never formed.
 
 Both read the input in a tile-major layout (32 inputs of every column contiguous, one tile a few
-hundred kB: cache- and TLB-friendly gathers of kept columns) and run in a small C kernel
-(AVX2/FMA where the CPU has them, plain loops elsewhere, OpenMP over torch's thread count),
+hundred kB: cache-friendly gathers of kept columns). The forward transposes each tile and uses it
+while it is still in cache (keeping the tiles for the gradient) and adds the bias; rows that keep
+every column (a dense ``W_yx``) go two at a time, each loaded column serving both; the gradient
+reduces a column's entries eight at a time. They run in a small C kernel (AVX2/FMA where the CPU
+has them, plain loops elsewhere, OpenMP over torch's thread count),
 compiled on first use with the system's C compiler into ``$SBRNN_CACHE/kernels`` and loaded with
 :mod:`ctypes`. Where no compiler is found or the build fails, :func:`kernels` returns None and
 callers use the masked-dense form; the reason is in :func:`kernel_error`. fp32 only: under bf16
