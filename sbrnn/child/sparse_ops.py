@@ -232,8 +232,9 @@ void sbrnn_spmm(const int64_t* restrict indptr, const int32_t* restrict cols, co
 
 /* grad[dst[j]] = sum_n g[n, rows[j]] * x[n, c] for the kept entries j of each column c, from the tiles
    of g ([R] per tile) and x ([C] per tile); dst[j] is the entry's position in the dense [R, C] gradient,
-   whose other entries the caller zeroes. Threads take tiles; partial holds nt * nnz zeros. A column's
-   entries go 8 (then 4) at a time, their dot products reduced together. */
+   whose other entries the caller zeroes. Threads take tiles, each summing into its nnz floats of
+   partial (nt * nnz, zeroed here). A column's entries go 8 (then 4) at a time, their dot products
+   reduced together. */
 void sbrnn_sddmm(const int64_t* restrict colptr, const int32_t* restrict rows, const int64_t* restrict dst,
                  int64_t C, const float* restrict gt, int64_t R, const float* restrict xt, int64_t N,
                  int64_t nnz, float* restrict grad, float* restrict partial, int nt) {
@@ -248,6 +249,7 @@ void sbrnn_sddmm(const int64_t* restrict colptr, const int32_t* restrict rows, c
     const int me = 0;
 #endif
     float* restrict mine = partial + (int64_t)me * nnz;
+    for (int64_t j = 0; j < nnz; ++j) mine[j] = 0.f;
     #pragma omp for schedule(static)
     for (int64_t t = 0; t < tiles; ++t) {
       const float* restrict gb = gt + t * R * TILE;
@@ -466,7 +468,7 @@ class SparseXProduct(torch.autograd.Function):
         grad_out = grad_out.float()
         g_tiles = _tiles(grad_out)
         grad = grad_out.new_zeros(n_rows, n_cols)
-        partial = grad.new_zeros(threads, pattern.nnz)
+        partial = grad.new_empty(threads, pattern.nnz)
         kernels().sbrnn_sddmm(
             pattern.colptr.data_ptr(), pattern.rows.data_ptr(), pattern.colflat.data_ptr(), n_cols,
             g_tiles.data_ptr(), n_rows, x_tiles.data_ptr(), n, pattern.nnz, grad.data_ptr(),
