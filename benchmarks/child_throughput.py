@@ -6,8 +6,8 @@ All variants run in this one process, interleaved (variant A, B, C, ..., then ag
 row is the median over repeats of sequences per second.
 
 Rows: sbrnn at the balanced, dense, uniform-0.2, eq. 7 and eq. 8 configurations at a 100k
-budget (``x_path=auto``); the same with the masked-dense x path (``_masked``) where ``auto``
-chooses the sparse one, and a sweep of W_hx densities for the sparse/masked crossover; the
+budget (``path=auto``); the same with masked-dense products (``_masked``) where ``auto``
+chooses a sparse one, and a sweep of W_hx densities for the sparse/masked crossover; the
 authors' square-map form (one ``(n_x + h + n_y)^2`` masked map per step, written here as the
 reference peer); ``torch.nn.RNN`` and ``torch.nn.LSTM`` (with a linear readout) at the same
 budget; fp32 and bf16 autocast; K = 8 children of the paper's sweep space in one population
@@ -52,10 +52,10 @@ CROSSOVER = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
 rows give the x column's density, which decides the ``auto`` path."""
 
 
-def sbrnn_model(densities, x_path: str = "auto", seed: int = 0) -> SparseBlockRNN:
+def sbrnn_model(densities, path: str = "auto", seed: int = 0) -> SparseBlockRNN:
     arch = "dense" if densities == CONFIGS["dense"] else "sbrnn"
     config = RunConfig(arch=arch, budget=BUDGET, densities=None if arch == "dense" else densities, seed=seed)
-    return build_model(config, N_X, N_Y, x_path=x_path)[0]
+    return build_model(config, N_X, N_Y, path=path)[0]
 
 
 class AuthorsSquare(nn.Module):
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, densities in configs.items():
                 model = sbrnn_model(densities)
                 benches.append(Bench(f"sbrnn_{name}_{precision}{tag}", model, steps, precision))
-                if model.sparse_x():
+                if model.sparse_x() or model.sparse_s():
                     benches.append(Bench(f"sbrnn_{name}_masked_{precision}{tag}",
                                          sbrnn_model(densities, "dense"), steps, precision))
         # the reference peer in fp32 (bf16 matmuls are emulated on CPUs without bf16 units: minutes)
@@ -335,9 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     crossover = CROSSOVER if not args.quick else (0.05, 0.1, 0.2)
     for d in crossover:
         densities = ((d, 1, 1), (1, 1, 1))
-        for x_path in ("sparse", "dense"):
-            benches.append(Bench(f"hx{d:g}_{'sparse' if x_path == 'sparse' else 'masked'}_fp32",
-                                 sbrnn_model(densities, x_path), 9))
+        for path in ("sparse", "dense"):
+            benches.append(Bench(f"hx{d:g}_{'sparse' if path == 'sparse' else 'masked'}_fp32",
+                                 sbrnn_model(densities, path), 9))
     uniform_low = ((0.1,) * 3, (0.1,) * 3)
     benches.append(Bench("sbrnn_uniform0.1_fp32", sbrnn_model(uniform_low, "sparse"), 9))
     benches.append(Bench("sbrnn_uniform0.1_masked_fp32", sbrnn_model(uniform_low, "dense"), 9))
@@ -361,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
             row["pct_of_ceiling"] = round(100 * flops / 1e9 / ceiling[b.steps], 1)
             row["h"] = model.hidden
             row["x_path"] = "sparse" if model.sparse_x() else "masked"
+            row["s_path"] = "sparse" if model.sparse_s() else "masked"
+            row["s_density"] = round(model.s_density, 3)
             row["x_density"] = round(model.x_density, 3)
         rows.append(row)
 
@@ -407,10 +409,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"child training throughput: batch {BATCH}, n_x {N_X}, n_y {N_Y}, budget {BUDGET:,}, "
           f"{args.threads} threads, torch {torch.__version__}; lstm h={lstm_h}, rnn h={rnn_h}")
     print(f"{'variant':36s} {'T':>3s} {'seq/s':>10s} {'seq/CPU-s':>10s} {'h':>4s} {'x path':>7s} "
-          f"{'x dens':>6s} {'dense-eq GFLOP/s':>17s} {'% ceil':>7s} {'kept GFLOP/s':>13s}")
+          f"{'x dens':>6s} {'s path':>7s} {'s dens':>6s} {'dense-eq GFLOP/s':>17s} {'% ceil':>7s} "
+          f"{'kept GFLOP/s':>13s}")
     for r in rows:
         print(f"{r['name']:36s} {r['T']:3d} {r['seq_per_s']:10,.0f} {r['seq_per_cpu_s']:10,.0f} "
               f"{r.get('h', ''):>4} {r.get('x_path', ''):>7s} {r.get('x_density', ''):>6} "
+              f"{r.get('s_path', ''):>7s} {r.get('s_density', ''):>6} "
               f"{r.get('dense_equiv_gflops', ''):>17} {r.get('pct_of_ceiling', ''):>7} "
               f"{r.get('kept_gflops', ''):>13}")
     print("matmul ceiling (GFLOP/s, dense-equivalent products of a balanced step):",

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from sbrnn.child.recurrence import block_recurrence
+from sbrnn.child import sparse_ops
+from sbrnn.child.recurrence import block_recurrence, sparse_block_recurrence
+from sbrnn.child.sparse_ops import SparsePattern
 
 
 def loop(projected, weight_s, h, activation):
@@ -41,3 +43,29 @@ def test_a_stack_of_maps_runs_each_map_alone():
     out = block_recurrence(projected, weight_s, 4, "tanh")
     for k in range(3):
         torch.testing.assert_close(out[k], block_recurrence(projected[k], weight_s[k], 4, "tanh"))
+
+
+@pytest.mark.skipif(sparse_ops.kernels() is None, reason=str(sparse_ops.kernel_error()))
+@pytest.mark.parametrize("activation,steps,threads", [("relu", 6, 1), ("tanh", 3, 2), ("relu", 1, 1)])
+def test_the_sparse_recurrence_equals_the_masked_dense_one(activation, steps, threads):
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(2)
+    size, h = 45, 40  # batch 37: a partial tile of the kernels' 32 rows
+    mask = (torch.rand(size, size, generator=g) < 0.2).float()
+    weight = 0.3 * torch.randn(size, size, generator=g) * mask
+    projected = torch.randn(37, steps, size, generator=g)
+    weights = torch.randn(37, steps, size - h, generator=g)
+
+    def grads(fn, dtype):
+        p = projected.to(dtype).detach().requires_grad_()
+        w = weight.to(dtype).detach().requires_grad_()
+        out = fn(p, w)
+        (out * weights.to(dtype)).sum().backward()
+        return out.detach().double(), p.grad.double(), w.grad.double()
+
+    patterns = SparsePattern.from_mask(mask), SparsePattern.from_mask(mask.t())
+    sparse = grads(lambda p, w: sparse_block_recurrence(p, w, *patterns, h, activation), torch.float32)
+    exact = grads(lambda p, w: block_recurrence(p, w * mask.double(), h, activation), torch.float64)
+    for a, b in zip(sparse, exact):
+        assert float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) < 1e-5
+    assert torch.all(sparse[2][mask == 0] == 0)  # no gradient off the pattern

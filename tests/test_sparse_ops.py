@@ -23,8 +23,8 @@ SPEC = SparseBlockSpec(
 
 def pair(spec=SPEC, seed=3):
     """The same model (same masks and weights) with the sparse and the masked-dense x path."""
-    sparse = SparseBlockRNN(spec, generator=torch.Generator().manual_seed(seed), x_path="sparse")
-    dense = SparseBlockRNN(spec, generator=torch.Generator().manual_seed(seed), x_path="dense")
+    sparse = SparseBlockRNN(spec, generator=torch.Generator().manual_seed(seed), path="sparse")
+    dense = SparseBlockRNN(spec, generator=torch.Generator().manual_seed(seed), path="dense")
     with torch.no_grad():
         for m in (sparse, dense):
             m.bias.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(seed + 1))
@@ -46,7 +46,7 @@ def rel(a, b):
 def test_sparse_path_equals_masked_dense_in_float64_and_fp32(batch, steps, threads):
     torch.set_num_threads(threads)  # two threads: tiles split, gradient partials summed across threads
     sparse, dense = pair()
-    assert sparse.sparse_x() and not dense.sparse_x()
+    assert sparse.sparse_x() and sparse.sparse_s() and not (dense.sparse_x() or dense.sparse_s())
     g = torch.Generator().manual_seed(7)
     x = torch.randn(batch, steps, SPEC.n_x, generator=g)
     weights = torch.randn(batch, steps, SPEC.n_y, generator=g)
@@ -105,10 +105,21 @@ def test_auto_rule_by_density_size_dtype_and_input_gradient(monkeypatch):
     monkeypatch.setattr(model_module, "SPARSE_X_MAX_DENSITY", 0.7)
     assert high.sparse_x()
     assert not SparseBlockRNN(low.spec).double().sparse_x()
-    assert not SparseBlockRNN(low.spec, x_path="dense").sparse_x()
+    assert not SparseBlockRNN(low.spec, path="dense").sparse_x()
     rad = SparseBlockRNN(SparseBlockSpec(n_x=2500, n_y=10, h=185, densities=((0.08, 1, 1), (1, 1, 1))))
     monkeypatch.undo()
     assert rad.sparse_x() and abs(rad.x_density - (185 * 0.08 + 10) / 195) < 1e-12  # balanced RAD
+
+
+def test_auto_rule_for_the_state_map_by_density_and_size():
+    low_s = ((1, 0.1, 0.1), (1, 0.1, 0.1))
+    dense_s = SparseBlockRNN(SparseBlockSpec(n_x=30, n_y=10, h=190, densities=((0.05, 1, 1), (1, 1, 1))))
+    sparse_s = SparseBlockRNN(SparseBlockSpec(n_x=30, n_y=10, h=190, densities=low_s))
+    small = SparseBlockRNN(SparseBlockSpec(n_x=30, n_y=10, h=100, densities=low_s))
+    assert not dense_s.sparse_s() and sparse_s.sparse_s() and abs(sparse_s.s_density - 0.1) < 1e-12
+    assert not small.sparse_s()  # 110^2 = 12,100 entries: below SPARSE_S_MIN_ENTRIES
+    assert SparseBlockRNN(small.spec, path="sparse").sparse_s()
+    assert not SparseBlockRNN(sparse_s.spec, path="dense").sparse_s()
 
 
 def test_patterns_follow_masks_loaded_from_a_state_dict():

@@ -18,12 +18,15 @@ draw), so realised counts scatter binomially around the expected ``rows * cols *
 dropped entry contributes nothing and its gradient is exactly 0; it starts at 0.0 and Adam
 (whose update is 0 where every gradient so far was 0) leaves it at 0.0 for good.
 
-The sparse x path (:mod:`sbrnn.child.sparse_ops`): when the x column ``[W_hx; W_yx]`` keeps at
-most :data:`SPARSE_X_MAX_DENSITY` of its entries (and has at least :data:`SPARSE_X_MIN_ENTRIES`),
-the input projection runs over its kept entries only (a sparse forward product and a weight
-gradient at kept entries), on the CPU in fp32 when the input needs no gradient. ``x_path``
-chooses: ``auto`` (that rule), ``dense`` (never) or ``sparse`` (whenever the column has dropped
-entries). Parameters, buffers and results are the same either way, within fp32 rounding.
+Sparse products (:mod:`sbrnn.child.sparse_ops`, :mod:`sbrnn.child.recurrence`): when the x
+column ``[W_hx; W_yx]`` keeps at most :data:`SPARSE_X_MAX_DENSITY` of its entries (and has at least
+:data:`SPARSE_X_MIN_ENTRIES`), the input projection runs over its kept entries only (a sparse
+forward product and a weight gradient at kept entries), on the CPU in fp32 when the input needs no
+gradient; likewise the state map ``W_s`` (``[h + n_y, h + n_y]``) at most
+:data:`SPARSE_S_MAX_DENSITY` dense with at least :data:`SPARSE_S_MIN_ENTRIES` entries runs the
+recurrence over its kept entries. ``path`` chooses: ``auto`` (those rules), ``dense`` (masked-dense
+products always) or ``sparse`` (sparse wherever a map drops entries). Parameters, buffers and
+results are the same either way, within fp32 rounding.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from torch import nn
 
 from sbrnn.child import sparse_ops
 from sbrnn.child.config import RunConfig
-from sbrnn.child.recurrence import block_recurrence
+from sbrnn.child.recurrence import block_recurrence, sparse_block_recurrence
 from sbrnn.child.spec import (
     BLOCKS,
     SparseBlockSpec,
@@ -50,7 +53,7 @@ from sbrnn.child.spec import (
 from sbrnn.errors import SbrnnError
 
 _ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
-X_PATHS = ("auto", "dense", "sparse")
+PATHS = ("auto", "dense", "sparse")
 
 SPARSE_X_MAX_DENSITY = 0.4
 SPARSE_X_MIN_ENTRIES = 65_536
@@ -58,6 +61,12 @@ SPARSE_X_MIN_ENTRIES = 65_536
 :data:`SPARSE_X_MAX_DENSITY` and it has at least :data:`SPARSE_X_MIN_ENTRIES` entries
 (``(h + n_y) n_x``): above the one or below the other the masked-dense step measured as fast or
 faster (the crossover in docs/benchmarks.md, made with ``benchmarks/child_throughput.py``)."""
+
+SPARSE_S_MAX_DENSITY = 0.25
+SPARSE_S_MIN_ENTRIES = 16_384
+"""``auto`` runs the recurrence over the kept entries of ``W_s`` when its expected density is at
+most :data:`SPARSE_S_MAX_DENSITY` and it has at least :data:`SPARSE_S_MIN_ENTRIES` entries
+(``(h + n_y)^2``), by the crossover in docs/benchmarks.md."""
 
 
 class SparseBlockRNN(nn.Module):
@@ -71,20 +80,20 @@ class SparseBlockRNN(nn.Module):
         activation: ``relu`` (the authors' code) or ``tanh``, applied to ``h``.
         generator: draws the masks and the initial weights (in the order of
             :data:`~sbrnn.child.spec.BLOCKS`, mask then values per block); None = seed 0.
-        x_path: ``auto``, ``dense`` or ``sparse``: how the x-column blocks are projected.
+        path: ``auto``, ``dense`` or ``sparse``: how the x column and the state map are multiplied.
     """
 
     def __init__(
         self, spec: SparseBlockSpec, activation: str = "relu", generator: torch.Generator | None = None,
-        x_path: str = "auto",
+        path: str = "auto",
     ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise SbrnnError(f"activation {activation!r} is unknown; allowed: {', '.join(_ACTIVATIONS)}")
-        if x_path not in X_PATHS:
-            raise SbrnnError(f"x path {x_path!r} is unknown; allowed: {', '.join(X_PATHS)}")
-        self.x_path = x_path
-        self._patterns: tuple[tuple, sparse_ops.SparsePattern] | None = None
+        if path not in PATHS:
+            raise SbrnnError(f"path {path!r} is unknown; allowed: {', '.join(PATHS)}")
+        self.path = path
+        self._patterns: dict[str, tuple[tuple, sparse_ops.SparsePattern]] = {}
         self.spec = spec
         self.activation = activation
         self._act = _ACTIVATIONS[activation]
@@ -165,32 +174,48 @@ class SparseBlockRNN(nn.Module):
         h, n_y = self.spec.h, self.spec.n_y
         return (h * self.spec.density("hx") + n_y * self.spec.density("yx")) / (h + n_y)
 
-    def sparse_x(self, x: torch.Tensor | None = None) -> bool:
-        """Whether the x column is projected sparsely (for input ``x``, when given): see ``x_path``."""
-        weight = self.weight_x
-        if self.x_path == "dense" or weight.dtype != torch.float32 or weight.device.type != "cpu":
+    @property
+    def s_density(self) -> float:
+        """Expected kept fraction of the state map ``W_s`` (``[h + n_y, h + n_y]``)."""
+        h, n_y, d = self.spec.h, self.spec.n_y, self.spec.density
+        return (h * h * d("hh") + h * n_y * (d("hy") + d("yh")) + n_y * n_y * d("yy")) / (h + n_y) ** 2
+
+    def _sparse_allowed(self, density: float, weight: torch.Tensor, max_density: float,
+                        min_entries: int) -> bool:
+        if self.path == "dense" or weight.dtype != torch.float32 or weight.device.type != "cpu":
             return False
-        if x is not None and (x.requires_grad or x.device.type != "cpu" or x.dtype != torch.float32):
-            return False
-        if self.x_path == "sparse":
-            wanted = self.x_density < 1.0
+        if self.path == "sparse":
+            wanted = density < 1.0
         else:
-            wanted = self.x_density <= SPARSE_X_MAX_DENSITY and weight.numel() >= SPARSE_X_MIN_ENTRIES
+            wanted = density <= max_density and weight.numel() >= min_entries
         return wanted and sparse_ops.kernels() is not None
 
-    def _pattern(self) -> sparse_ops.SparsePattern:
-        """The kept entries of ``weight_x`` (cached until the mask changes)."""
-        key = (self.mask_x.data_ptr(), self.mask_x._version)
-        if self._patterns is None or self._patterns[0] != key:
-            self._patterns = (key, sparse_ops.SparsePattern.from_mask(self.mask_x))
-        return self._patterns[1]
+    def sparse_x(self, x: torch.Tensor | None = None) -> bool:
+        """Whether the x column is projected sparsely (for input ``x``, when given): see ``path``."""
+        if x is not None and (x.requires_grad or x.device.type != "cpu" or x.dtype != torch.float32):
+            return False
+        return self._sparse_allowed(self.x_density, self.weight_x, SPARSE_X_MAX_DENSITY, SPARSE_X_MIN_ENTRIES)
+
+    def sparse_s(self) -> bool:
+        """Whether the recurrence runs over the kept entries of ``W_s`` (outside autocast): see ``path``."""
+        return self._sparse_allowed(self.s_density, self.weight_s, SPARSE_S_MAX_DENSITY, SPARSE_S_MIN_ENTRIES)
+
+    def _pattern(self, name: str) -> sparse_ops.SparsePattern:
+        """The kept entries of buffer ``name`` (``mask_x``, ``mask_s``, or ``mask_s.t`` for its
+        transpose), cached until the mask changes."""
+        mask = getattr(self, name.removesuffix(".t"))
+        key = (mask.data_ptr(), mask._version)
+        cached = self._patterns.get(name)
+        if cached is None or cached[0] != key:
+            cached = (key, sparse_ops.SparsePattern.from_mask(mask.t() if name.endswith(".t") else mask))
+            self._patterns[name] = cached
+        return cached[1]
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """The input projection of all steps, ``x [B, T, n_x] -> [B, T, h + n_y]`` (biases added)."""
         if not self.sparse_x(x):
             return F.linear(x, self.weight_x * self.mask_x, self.bias)  # one matmul for all steps
-        pattern = self._pattern()
-        return sparse_ops.sparse_x_product(x, self.weight_x, pattern, self.bias)
+        return sparse_ops.sparse_x_product(x, self.weight_x, self._pattern("mask_x"), self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, n_x] -> y [B, T, n_y]``."""
@@ -198,6 +223,9 @@ class SparseBlockRNN(nn.Module):
         h = self.spec.h
         projected = self.project(x)  # [B, T, h + n_y]
         if not torch.is_autocast_enabled(x.device.type):  # one autograd node for the whole loop
+            if self.sparse_s():
+                return sparse_block_recurrence(projected, self.weight_s, self._pattern("mask_s"),
+                                               self._pattern("mask_s.t"), h, self.activation)
             return block_recurrence(projected, self.weight_s * self.mask_s, h, self.activation)
         weight_s_t = (self.weight_s * self.mask_s).t()
         state = self.init_state(batch)
@@ -337,15 +365,15 @@ def resolve(config: RunConfig, n_in: int, n_out: int) -> tuple[SparseBlockSpec |
 
 
 def build_model(
-    config: RunConfig, n_in: int, n_out: int, x_path: str = "auto"
+    config: RunConfig, n_in: int, n_out: int, path: str = "auto"
 ) -> tuple[nn.Module, SparseBlockSpec | None]:
     """The module a config asks for, its masks and weights drawn from ``config.seed``.
 
-    Returns ``(module, spec)``; ``spec`` is None for the LSTM baseline. ``x_path`` goes to
+    Returns ``(module, spec)``; ``spec`` is None for the LSTM baseline. ``path`` goes to
     :class:`SparseBlockRNN`.
     """
     spec, hidden = resolve(config, n_in, n_out)
     generator = torch.Generator().manual_seed(config.seed)
     if spec is None:
         return LSTMBaseline(n_in, n_out, hidden, generator=generator), None
-    return SparseBlockRNN(spec, activation=config.activation, generator=generator, x_path=x_path), spec
+    return SparseBlockRNN(spec, activation=config.activation, generator=generator, path=path), spec

@@ -109,7 +109,8 @@ static inline void dense_rows2(const float* restrict v0, const float* restrict v
 #endif
 
 /* Tile t of the tile-major layout: block[c*TILE + k] = x[(t*TILE + k)*ld + c], zero past row N. */
-static void tile_of(const float* restrict x, int64_t N, int64_t C, int64_t ld, int64_t t, float* restrict block) {
+static void tile_of(const float* restrict x, int64_t N, int64_t C, int64_t ld, int64_t t,
+                    float* restrict block) {
   const int64_t nb = N - t * TILE < TILE ? N - t * TILE : TILE;
   int64_t c0 = 0;
 #ifdef SBRNN_AVX2
@@ -139,9 +140,9 @@ void sbrnn_tiles(const float* restrict x, int64_t N, int64_t C, int64_t ld, floa
 
 /* o[k*ldo + r] = bias[r] + sum_{j in row r} vals[j] * xb[cols[j], k] for the nb rows k of one tile xb.
    Rows that keep every column are taken two at a time, each loaded column serving both. */
-static void tile_product(const int64_t* restrict indptr, const int32_t* restrict cols, const float* restrict vals,
-                         const float* restrict bias, int64_t R, const float* restrict xb, int64_t nb, int64_t C,
-                         float* restrict o, int64_t ldo) {
+static void tile_product(const int64_t* restrict indptr, const int32_t* restrict cols,
+                         const float* restrict vals, const float* restrict bias, int64_t R,
+                         const float* restrict xb, int64_t nb, int64_t C, float* restrict o, int64_t ldo) {
 #ifdef SBRNN_AVX2
   int64_t waiting = -1; /* a row keeping every column, waiting for a second one */
 #endif
@@ -163,10 +164,11 @@ static void tile_product(const int64_t* restrict indptr, const int32_t* restrict
       const int64_t last = indptr[R] - 1;
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
       for (; j + 1 < e; j += 2) {
-        const char* ahead = (const char*)(xb + (int64_t)cols[j + PREFETCH < last ? j + PREFETCH : last] * TILE);
+        const int64_t j0 = j + PREFETCH < last ? j + PREFETCH : last, j1 = j0 + 1 < last ? j0 + 1 : last;
+        const char* ahead = (const char*)(xb + (int64_t)cols[j0] * TILE);
         _mm_prefetch(ahead, _MM_HINT_T0);
         _mm_prefetch(ahead + 64, _MM_HINT_T0);
-        ahead = (const char*)(xb + (int64_t)cols[j + 1 + PREFETCH < last ? j + 1 + PREFETCH : last] * TILE);
+        ahead = (const char*)(xb + (int64_t)cols[j1] * TILE);
         _mm_prefetch(ahead, _MM_HINT_T0);
         _mm_prefetch(ahead + 64, _MM_HINT_T0);
         const float* p = xb + (int64_t)cols[j] * TILE;
@@ -218,8 +220,8 @@ static void tile_product(const int64_t* restrict indptr, const int32_t* restrict
 /* out[n*ldo + r] = bias[r] + sum_{j in row r} vals[j] * x[n, cols[j]] for x [N, C] (row stride ld);
    writes the tiles of x into xt on the way (each tile is transposed, then used while in cache). */
 void sbrnn_spmm(const int64_t* restrict indptr, const int32_t* restrict cols, const float* restrict vals,
-                const float* restrict bias, int64_t R, const float* restrict x, int64_t N, int64_t C, int64_t ld,
-                float* restrict xt, float* restrict out, int64_t ldo, int nt) {
+                const float* restrict bias, int64_t R, const float* restrict x, int64_t N, int64_t C,
+                int64_t ld, float* restrict xt, float* restrict out, int64_t ldo, int nt) {
   const int64_t tiles = (N + TILE - 1) / TILE;
   #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t t = 0; t < tiles; ++t) {
@@ -423,7 +425,7 @@ TILE = 32
 """Inputs per tile of the kernels' tile-major layout (must match the C source)."""
 
 
-def _tiles(a: torch.Tensor) -> torch.Tensor:
+def tiles(a: torch.Tensor) -> torch.Tensor:
     """``a [N, C]`` (unit column stride) -> tile-major ``[ceil(N / 32), C, 32]``, zero-padded."""
     if a.stride(1) != 1:
         a = a.contiguous()
@@ -466,7 +468,7 @@ class SparseXProduct(torch.autograd.Function):
         n, (n_rows, n_cols) = ctx.n, pattern.shape
         threads = torch.get_num_threads()
         grad_out = grad_out.float()
-        g_tiles = _tiles(grad_out)
+        g_tiles = tiles(grad_out)
         grad = grad_out.new_zeros(n_rows, n_cols)
         partial = grad.new_empty(threads, pattern.nnz)
         kernels().sbrnn_sddmm(
