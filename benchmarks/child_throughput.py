@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         result["profile_ms"] = {
             "before": profile_phases(Original(sbrnn_model(None, "dense")), 9, repeats, fused=False),
-            "after, masked x path": profile_phases(sbrnn_model(None, "dense"), 9, repeats, fused=True),
+            "after, masked-dense": profile_phases(sbrnn_model(None, "dense"), 9, repeats, fused=True),
             "after": profile_phases(sbrnn_model(None), 9, repeats, fused=True),
         }
     if args.json:
