@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sbrnn.child import kernels
 from sbrnn.child import space as sampling
-from sbrnn.child import sparse_ops
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import SparseBlockRNN, build_model
 from sbrnn.child.population import PopulationAdam, SparseBlockPopulation, population_jobs, population_losses
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows, "ratios": ratios,
         "matmul_ceiling_gflops": {str(k): round(v, 1) for k, v in ceiling.items()},
         "machine": {"threads": args.threads, "torch": torch.__version__, "batch": BATCH,
-                    "sparse_kernels": sparse_ops.kernels() is not None},
+                    "compiled_kernels": kernels.library() is not None},
         "seconds": round(time.perf_counter() - started, 1),
     }
     if args.profile:

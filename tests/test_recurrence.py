@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sbrnn.child import sparse_ops
+from sbrnn.child import kernels
 from sbrnn.child.recurrence import block_recurrence, sparse_block_recurrence
 from sbrnn.child.sparse_ops import SparsePattern
 
@@ -45,7 +45,7 @@ def test_a_stack_of_maps_runs_each_map_alone():
         torch.testing.assert_close(out[k], block_recurrence(projected[k], weight_s[k], 4, "tanh"))
 
 
-@pytest.mark.skipif(sparse_ops.kernels() is None, reason=str(sparse_ops.kernel_error()))
+@pytest.mark.skipif(kernels.library() is None, reason=str(kernels.library_error()))
 @pytest.mark.parametrize("activation,steps,threads", [("relu", 6, 1), ("tanh", 3, 2), ("relu", 1, 1)])
 def test_the_sparse_recurrence_equals_the_masked_dense_one(activation, steps, threads):
     torch.set_num_threads(threads)
@@ -69,3 +69,27 @@ def test_the_sparse_recurrence_equals_the_masked_dense_one(activation, steps, th
     for a, b in zip(sparse, exact):
         assert float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) < 1e-5
     assert torch.all(sparse[2][mask == 0] == 0)  # no gradient off the pattern
+
+
+@pytest.mark.skipif(kernels.library() is None, reason=str(kernels.library_error()))
+@pytest.mark.parametrize("activation,batch,steps,size,threads", [
+    ("relu", 37, 5, 30, 2), ("tanh", 6, 3, 49, 1), ("relu", 1, 1, 7, 1), ("relu", 16, 11, 203, 2),
+])
+def test_the_compiled_recurrence_equals_autograd_in_float64(activation, batch, steps, size, threads):
+    # fp32 on the CPU takes the compiled loops: batch rows in blocks of 4, columns in blocks of 24
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(3)
+    h = size - 3
+    projected = torch.randn(batch, steps, size, generator=g)
+    weight_s = torch.randn(size, size, generator=g) / size**0.5
+    weights = torch.randn(batch, steps, size - h, generator=g)
+
+    def run(fn, dtype):
+        p = projected.to(dtype).detach().requires_grad_()
+        w = weight_s.to(dtype).detach().requires_grad_()
+        out = fn(p, w, h, activation)
+        (out * weights.to(dtype)).sum().backward()
+        return out.detach().double(), p.grad.double(), w.grad.double()
+
+    for a, b in zip(run(block_recurrence, torch.float32), run(loop, torch.float64)):
+        assert float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) < 1e-5

@@ -3,14 +3,14 @@
 import pytest
 import torch
 
+from sbrnn.child import kernels, sparse_ops
 from sbrnn.child import model as model_module
-from sbrnn.child import sparse_ops
 from sbrnn.child.model import SparseBlockRNN
 from sbrnn.child.spec import SparseBlockSpec
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
-    pytest.mark.skipif(sparse_ops.kernels() is None, reason=str(sparse_ops.kernel_error())),
+    pytest.mark.skipif(kernels.library() is None, reason=str(kernels.library_error())),
 ]
 
 SPEC = SparseBlockSpec(

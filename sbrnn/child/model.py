@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sbrnn.child import sparse_ops
+from sbrnn.child import kernels, sparse_ops
 from sbrnn.child.config import RunConfig
 from sbrnn.child.recurrence import block_recurrence, sparse_block_recurrence
 from sbrnn.child.spec import (
@@ -188,7 +188,7 @@ class SparseBlockRNN(nn.Module):
             wanted = density < 1.0
         else:
             wanted = density <= max_density and weight.numel() >= min_entries
-        return wanted and sparse_ops.kernels() is not None
+        return wanted and kernels.library() is not None
 
     def sparse_x(self, x: torch.Tensor | None = None) -> bool:
         """Whether the x column is projected sparsely (for input ``x``, when given): see ``path``."""

@@ -10,9 +10,9 @@ states and the backward runs the loop in reverse by hand (per step one product w
 and the activation's derivative), then forms the gradient of ``W_s`` over all steps at once:
 ``dW_s = sum_{t >= 1} da_t^T s_{t-1}``. Same results as autograd, within fp32 rounding.
 
-Two forms share those loops: :class:`BlockRecurrence` multiplies the masked ``W_s`` densely (any
-device, a stack of maps too); :class:`SparseBlockRecurrence` multiplies over its kept entries
-only, with the sparse x path's CPU kernels (:mod:`sbrnn.child.sparse_ops`).
+Two forms: :class:`BlockRecurrence` multiplies the masked ``W_s`` densely (any device, a stack of
+maps too; one fp32 map on the CPU in compiled loops); :class:`SparseBlockRecurrence` multiplies
+over its kept entries only, with the sparse x path's CPU kernels (:mod:`sbrnn.child.sparse_ops`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from collections.abc import Callable
 import torch
 
 from sbrnn.child import sparse_ops
+from sbrnn.child.kernels import library
+
+_ACT = {"relu": 0, "tanh": 1}
+"""The activation codes of kernels.c."""
 
 Product = Callable[[int, torch.Tensor, torch.Tensor], None]
 """``product(t, s, out)``: writes ``p_t + s W_s^T`` (forward) or ``s W_s`` (backward, ``p``
@@ -68,31 +72,76 @@ def _backward_loop(states: torch.Tensor, grad_y: torch.Tensor, h: int, activatio
     return grad_a
 
 
+_BLOCK_COLUMNS = 24
+"""Columns of a product block in kernels.c (``NR``): the compiled loops read ``W_s`` padded to a
+multiple of it."""
+
+
+def _compiled(projected: torch.Tensor, weight_s: torch.Tensor):
+    """The compiled kernels when they apply (one map, CPU, fp32), else None."""
+    if weight_s.dim() != 2 or projected.device.type != "cpu":
+        return None
+    if projected.dtype != torch.float32 or weight_s.dtype != torch.float32:
+        return None
+    return library()
+
+
+def _padded(weight: torch.Tensor) -> torch.Tensor:
+    """``weight [R, R]`` with zero columns up to a multiple of :data:`_BLOCK_COLUMNS`, contiguous."""
+    size = weight.shape[0]
+    out = weight.new_zeros(size, -(-size // _BLOCK_COLUMNS) * _BLOCK_COLUMNS)
+    out[:, :size] = weight
+    return out
+
+
 class BlockRecurrence(torch.autograd.Function):
     """``projected [(K,) B, T, R], weight_s [(K,) R, R] -> y [(K,) B, T, n_y]`` (``R = h + n_y``).
 
-    With the leading ``K``, K independent maps (a population) run side by side.
+    With the leading ``K``, K independent maps (a population) run side by side. One map in fp32 on
+    the CPU runs in the compiled kernels (:mod:`sbrnn.child.kernels`: all steps in one call, the
+    activation and its derivative fused into the products); elsewhere in torch ops, two calls a
+    step each way.
     """
 
     @staticmethod
     def forward(ctx, projected: torch.Tensor, weight_s: torch.Tensor, h: int, activation: str):
-        weight_t = weight_s.transpose(-1, -2)
-        batched = torch.addmm if weight_s.dim() == 2 else torch.baddbmm
+        lib = _compiled(projected, weight_s)
+        if lib is not None:
+            projected = projected.contiguous()
+            batch, steps, size = projected.shape
+            states = projected.new_empty(steps + 1, batch, size)
+            weight_t = _padded(weight_s.detach().t())
+            lib.sbrnn_recurrence_forward(
+                projected.data_ptr(), weight_t.data_ptr(), weight_t.shape[1], batch, steps, size, h,
+                _ACT[activation], states.data_ptr(), torch.get_num_threads(),
+            )
+        else:
+            weight_t = weight_s.transpose(-1, -2)
+            batched = torch.addmm if weight_s.dim() == 2 else torch.baddbmm
 
-        def product(t, s, out):
-            batched(projected.select(-2, t), s, weight_t, out=out)
+            def product(t, s, out):
+                batched(projected.select(-2, t), s, weight_t, out=out)
 
-        states = _forward_loop(projected, h, activation, product)
+            states = _forward_loop(projected, h, activation, product)
         ctx.save_for_backward(states, weight_s)
-        ctx.h, ctx.activation = h, activation
+        ctx.h, ctx.activation, ctx.compiled = h, activation, lib is not None
         return torch.movedim(states[1:, ..., h:], 0, -2)
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
         states, weight_s = ctx.saved_tensors
         size = states.shape[-1]
-        grad_a = _backward_loop(states, grad_y, ctx.h, ctx.activation,
-                                lambda t, g, out: torch.matmul(g, weight_s, out=out))
+        if ctx.compiled:
+            steps, batch = states.shape[0] - 1, states.shape[1]
+            grad_a = states.new_empty(steps, batch, size)
+            weight = _padded(weight_s.detach())
+            library().sbrnn_recurrence_backward(
+                states.data_ptr(), grad_y.float().contiguous().data_ptr(), weight.data_ptr(), weight.shape[1],
+                batch, steps, size, ctx.h, _ACT[ctx.activation], grad_a.data_ptr(), torch.get_num_threads(),
+            )
+        else:
+            grad_a = _backward_loop(states, grad_y, ctx.h, ctx.activation,
+                                    lambda t, g, out: torch.matmul(g, weight_s, out=out))
         if weight_s.dim() == 2:
             grad_w = grad_a[1:].reshape(-1, size).t() @ states[1:-1].reshape(-1, size)
         else:  # per map k: sum over steps and batch of da^T s
@@ -113,7 +162,7 @@ def _sparse_product(pattern: sparse_ops.SparsePattern, values: torch.Tensor, bat
     """``out = s M^T`` over the kept entries of the ``[R, R]`` map ``M`` (``pattern``, ``values``
     in its CSR order) for ``s [B, R]``, with the x path's product kernel (a scratch tile buffer)."""
     size = pattern.shape[0]
-    lib, threads = sparse_ops.kernels(), torch.get_num_threads()
+    lib, threads = library(), torch.get_num_threads()
     no_bias = values.new_zeros(size)
     tiles = values.new_empty(-(-batch // sparse_ops.TILE), size, sparse_ops.TILE)
 
@@ -166,7 +215,7 @@ class SparseBlockRecurrence(torch.autograd.Function):
             g_tiles = sparse_ops.tiles(grad_a[1:].reshape(n, size))
             s_tiles = sparse_ops.tiles(states[1:-1].reshape(n, size))
             partial = states.new_empty(threads, pattern.nnz)
-            sparse_ops.kernels().sbrnn_sddmm(
+            library().sbrnn_sddmm(
                 pattern.colptr.data_ptr(), pattern.rows.data_ptr(), pattern.colflat.data_ptr(), size,
                 g_tiles.data_ptr(), size, s_tiles.data_ptr(), n, pattern.nnz, grad_w.data_ptr(),
                 partial.data_ptr(), threads,
