@@ -93,3 +93,21 @@ def test_the_compiled_recurrence_equals_autograd_in_float64(activation, batch, s
 
     for a, b in zip(run(block_recurrence, torch.float32), run(loop, torch.float64)):
         assert float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) < 1e-5
+
+
+@pytest.mark.skipif(kernels.library() is None, reason=str(kernels.library_error()))
+def test_the_compiled_recurrence_runs_a_stack_of_maps_like_float64():
+    g = torch.Generator().manual_seed(4)
+    projected = torch.randn(3, 5, 4, 27, generator=g)  # K = 3 maps, batch 5, 4 steps, R = 27
+    weight_s = torch.randn(3, 27, 27, generator=g) / 27**0.5
+    weights = torch.randn(3, 5, 4, 2, generator=g)
+
+    def run(dtype):
+        p = projected.to(dtype).detach().requires_grad_()
+        w = weight_s.to(dtype).detach().requires_grad_()
+        out = block_recurrence(p, w, 25, "relu")
+        (out * weights.to(dtype)).sum().backward()
+        return out.detach().double(), p.grad.double(), w.grad.double()
+
+    for a, b in zip(run(torch.float32), run(torch.float64)):  # compiled loops against torch's, in float64
+        assert float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) < 1e-5

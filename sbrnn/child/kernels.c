@@ -312,31 +312,41 @@ static inline void block_product(const float* restrict a, int64_t lda, int64_t r
 #endif
 }
 
-/* Forward: states[t + 1] = act_h(p[:, t] + states[t] W^T) for t < T, states [T + 1, B, R] with
-   states[0] = 0 written here; p [B, T, R]; wt = W^T [R, ldw] (ldw >= R rounded up to NR, zero columns
-   past R); act 0 = relu, 1 = tanh on the first h columns. */
-void sbrnn_recurrence_forward(const float* restrict p, const float* restrict wt, int64_t ldw, int64_t B,
-                              int64_t T, int64_t R, int64_t h, int act, float* restrict states, int nt) {
-  for (int64_t i = 0; i < B * R; ++i) states[i] = 0.f;
+/* The block blk of K maps x (B / MR) row blocks x (R / NR) column blocks: map k, rows m0.., columns
+   n0.. (rows fastest within a map, so one column panel of its W stays in L1). */
+static inline void block_of(int64_t blk, int64_t mb, int64_t nb, int64_t* k, int64_t* m0, int64_t* n0) {
+  *k = blk / (mb * nb);
+  const int64_t rest = blk % (mb * nb);
+  *m0 = (rest % mb) * MR;
+  *n0 = (rest / mb) * NR;
+}
+
+/* Forward of K independent maps: states[t + 1, k] = act_h(p[k, :, t] + states[t, k] W_k^T) for
+   t < T; states [T + 1, K, B, R] with states[0] = 0 written here; p [K, B, T, R]; wt = W_k^T
+   stacked [K, R, ldw] (ldw >= R rounded up to NR, zero columns past R); act 0 = relu, 1 = tanh on
+   the first h columns. */
+void sbrnn_recurrence_forward(const float* restrict p, const float* restrict wt, int64_t ldw, int64_t K,
+                              int64_t B, int64_t T, int64_t R, int64_t h, int act, float* restrict states,
+                              int nt) {
+  for (int64_t i = 0; i < K * B * R; ++i) states[i] = 0.f;
   const int64_t mb = (B + MR - 1) / MR, nb = (R + NR - 1) / NR;
   #pragma omp parallel num_threads(nt)
   for (int64_t t = 0; t < T; ++t) {
-    const float* restrict s = states + t * B * R;
-    float* restrict next = states + (t + 1) * B * R;
     #pragma omp for schedule(static)
-    for (int64_t blk = 0; blk < mb * nb; ++blk) {
-      const int64_t m0 = (blk % mb) * MR, n0 = (blk / mb) * NR; /* m fastest: a panel of w stays in L1 */
+    for (int64_t blk = 0; blk < K * mb * nb; ++blk) {
+      int64_t k, m0, n0;
+      block_of(blk, mb, nb, &k, &m0, &n0);
       const int64_t rows = B - m0 < MR ? B - m0 : MR, cols = R - n0 < NR ? R - n0 : NR;
       float acc[MR][NR];
       if (t == 0) { /* s_{-1} = 0 */
         for (int i = 0; i < MR; ++i)
           for (int n = 0; n < NR; ++n) acc[i][n] = 0.f;
       } else {
-        block_product(s + m0 * R, R, rows, wt + n0, ldw, R, acc);
+        block_product(states + ((t * K + k) * B + m0) * R, R, rows, wt + k * R * ldw + n0, ldw, R, acc);
       }
       for (int64_t i = 0; i < rows; ++i) {
-        const float* restrict pi = p + ((m0 + i) * T + t) * R + n0;
-        float* restrict out = next + (m0 + i) * R + n0;
+        const float* restrict pi = p + ((k * B + m0 + i) * T + t) * R + n0;
+        float* restrict out = states + (((t + 1) * K + k) * B + m0 + i) * R + n0;
         int64_t n = 0;
 #ifdef SBRNN_AVX2
         if (act == 0) {  /* relu on columns < h, 8 at a time */
@@ -358,33 +368,33 @@ void sbrnn_recurrence_forward(const float* restrict p, const float* restrict wt,
   }
 }
 
-/* Backward: grad_a[t] = ds_t * act'(a_t) on the first h columns, ds_t + dy_t on the others, where
-   ds_t = grad_a[t + 1] W (0 for the last step); states as the forward wrote them (act' from s_t:
-   relu 1 where s_t > 0, tanh 1 - s_t^2); gy [B, T, R - h]; w = W [R, ldw] (zero columns past R);
-   grad_a [T, B, R]. */
-void sbrnn_recurrence_backward(const float* restrict states, const float* restrict gy, const float* restrict w,
-                               int64_t ldw, int64_t B, int64_t T, int64_t R, int64_t h, int act,
-                               float* restrict grad_a, int nt) {
+/* Backward of K maps: grad_a[t, k] = ds_t * act'(a_t) on the first h columns, ds_t + dy_t on the
+   others, where ds_t = grad_a[t + 1, k] W_k (0 for the last step); states as the forward wrote
+   them (act' from s_t: relu 1 where s_t > 0, tanh 1 - s_t^2); gy [K, B, T, R - h]; w = W_k stacked
+   [K, R, ldw] (zero columns past R); grad_a [T, K, B, R]. */
+void sbrnn_recurrence_backward(const float* restrict states, const float* restrict gy,
+                               const float* restrict w, int64_t ldw, int64_t K, int64_t B, int64_t T,
+                               int64_t R, int64_t h, int act, float* restrict grad_a, int nt) {
   const int64_t mb = (B + MR - 1) / MR, nb = (R + NR - 1) / NR, ny = R - h;
   #pragma omp parallel num_threads(nt)
   for (int64_t t = T - 1; t >= 0; --t) {
-    const float* restrict s = states + (t + 1) * B * R;
-    float* restrict ga = grad_a + t * B * R;
     #pragma omp for schedule(static)
-    for (int64_t blk = 0; blk < mb * nb; ++blk) {
-      const int64_t m0 = (blk % mb) * MR, n0 = (blk / mb) * NR; /* m fastest: a panel of w stays in L1 */
+    for (int64_t blk = 0; blk < K * mb * nb; ++blk) {
+      int64_t k, m0, n0;
+      block_of(blk, mb, nb, &k, &m0, &n0);
       const int64_t rows = B - m0 < MR ? B - m0 : MR, cols = R - n0 < NR ? R - n0 : NR;
       float acc[MR][NR];
       if (t == T - 1) {
         for (int i = 0; i < MR; ++i)
           for (int n = 0; n < NR; ++n) acc[i][n] = 0.f;
       } else {
-        block_product(grad_a + (t + 1) * B * R + m0 * R, R, rows, w + n0, ldw, R, acc);
+        block_product(grad_a + (((t + 1) * K + k) * B + m0) * R, R, rows, w + k * R * ldw + n0, ldw, R,
+                      acc);
       }
       for (int64_t i = 0; i < rows; ++i) {
-        const float* restrict si = s + (m0 + i) * R;
-        const float* restrict gi = gy + ((m0 + i) * T + t) * ny;
-        float* restrict out = ga + (m0 + i) * R;
+        const float* restrict si = states + (((t + 1) * K + k) * B + m0 + i) * R;
+        const float* restrict gi = gy + ((k * B + m0 + i) * T + t) * ny;
+        float* restrict out = grad_a + ((t * K + k) * B + m0 + i) * R;
         int64_t n = n0;
 #ifdef SBRNN_AVX2
         if (act == 0) {  /* columns < h: d where s > 0, else 0 */

@@ -73,8 +73,8 @@ _SIGNATURES = {  # name -> argument types (p pointer, i 64-bit integer, n int)
     "sbrnn_tiles": "piiipn",
     "sbrnn_spmm": "ppppipiiippin",
     "sbrnn_sddmm": "pppipipiippn",
-    "sbrnn_recurrence_forward": "ppiiiiinpn",
-    "sbrnn_recurrence_backward": "pppiiiiinpn",
+    "sbrnn_recurrence_forward": "ppiiiiiinpn",
+    "sbrnn_recurrence_backward": "pppiiiiiinpn",
 }
 _TYPES = {"p": ctypes.c_void_p, "i": ctypes.c_int64, "n": ctypes.c_int}
 

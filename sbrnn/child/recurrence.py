@@ -78,8 +78,8 @@ multiple of it."""
 
 
 def _compiled(projected: torch.Tensor, weight_s: torch.Tensor):
-    """The compiled kernels when they apply (one map, CPU, fp32), else None."""
-    if weight_s.dim() != 2 or projected.device.type != "cpu":
+    """The compiled kernels when they apply (CPU, fp32), else None."""
+    if projected.device.type != "cpu":
         return None
     if projected.dtype != torch.float32 or weight_s.dtype != torch.float32:
         return None
@@ -87,18 +87,18 @@ def _compiled(projected: torch.Tensor, weight_s: torch.Tensor):
 
 
 def _padded(weight: torch.Tensor) -> torch.Tensor:
-    """``weight [R, R]`` with zero columns up to a multiple of :data:`_BLOCK_COLUMNS`, contiguous."""
-    size = weight.shape[0]
-    out = weight.new_zeros(size, -(-size // _BLOCK_COLUMNS) * _BLOCK_COLUMNS)
-    out[:, :size] = weight
+    """``weight [K, R, R]`` with zero columns up to a multiple of :data:`_BLOCK_COLUMNS`, contiguous."""
+    size = weight.shape[-1]
+    out = weight.new_zeros(*weight.shape[:-1], -(-size // _BLOCK_COLUMNS) * _BLOCK_COLUMNS)
+    out[..., :size] = weight
     return out
 
 
 class BlockRecurrence(torch.autograd.Function):
     """``projected [(K,) B, T, R], weight_s [(K,) R, R] -> y [(K,) B, T, n_y]`` (``R = h + n_y``).
 
-    With the leading ``K``, K independent maps (a population) run side by side. One map in fp32 on
-    the CPU runs in the compiled kernels (:mod:`sbrnn.child.kernels`: all steps in one call, the
+    With the leading ``K``, K independent maps (a population) run side by side. In fp32 on the CPU
+    the loops run in the compiled kernels (:mod:`sbrnn.child.kernels`: all steps in one call, the
     activation and its derivative fused into the products); elsewhere in torch ops, two calls a
     step each way.
     """
@@ -107,12 +107,12 @@ class BlockRecurrence(torch.autograd.Function):
     def forward(ctx, projected: torch.Tensor, weight_s: torch.Tensor, h: int, activation: str):
         lib = _compiled(projected, weight_s)
         if lib is not None:
-            projected = projected.contiguous()
-            batch, steps, size = projected.shape
-            states = projected.new_empty(steps + 1, batch, size)
-            weight_t = _padded(weight_s.detach().t())
+            stack = projected.contiguous().reshape(-1, *projected.shape[-3:])  # [K, B, T, R]
+            maps, batch, steps, size = stack.shape
+            states = projected.new_empty(steps + 1, *projected.shape[:-2], size)
+            weight_t = _padded(weight_s.detach().transpose(-1, -2))
             lib.sbrnn_recurrence_forward(
-                projected.data_ptr(), weight_t.data_ptr(), weight_t.shape[1], batch, steps, size, h,
+                stack.data_ptr(), weight_t.data_ptr(), weight_t.shape[-1], maps, batch, steps, size, h,
                 _ACT[activation], states.data_ptr(), torch.get_num_threads(),
             )
         else:
@@ -132,12 +132,14 @@ class BlockRecurrence(torch.autograd.Function):
         states, weight_s = ctx.saved_tensors
         size = states.shape[-1]
         if ctx.compiled:
-            steps, batch = states.shape[0] - 1, states.shape[1]
-            grad_a = states.new_empty(steps, batch, size)
+            steps, batch = states.shape[0] - 1, states.shape[-2]
+            maps = weight_s.shape[0] if weight_s.dim() == 3 else 1
+            grad_a = torch.empty_like(states[1:])
             weight = _padded(weight_s.detach())
+            grad_y = grad_y.float().contiguous()
             library().sbrnn_recurrence_backward(
-                states.data_ptr(), grad_y.float().contiguous().data_ptr(), weight.data_ptr(), weight.shape[1],
-                batch, steps, size, ctx.h, _ACT[ctx.activation], grad_a.data_ptr(), torch.get_num_threads(),
+                states.data_ptr(), grad_y.data_ptr(), weight.data_ptr(), weight.shape[-1], maps, batch, steps,
+                size, ctx.h, _ACT[ctx.activation], grad_a.data_ptr(), torch.get_num_threads(),
             )
         else:
             grad_a = _backward_loop(states, grad_y, ctx.h, ctx.activation,
