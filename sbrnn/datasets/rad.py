@@ -38,8 +38,8 @@ CHUNK = 256
 """Sequences generated per batch; fixed so the random stream does not depend on the machine."""
 DEFAULT_SIZES = {"mnist": (30_000, 1_000, 1_000), "digits": (6_000, 500, 500)}
 """Train/val/test sequences. mnist: the paper's. digits: sized so that the default ``child train``
-(batch 16, 25 epochs, 150,000 training sequence passes) ends in about a minute on 2 cores (54 s
-measured, test accuracy 0.81; at 2,000 training sequences it overfits by epoch 4 to 0.62; 8,000
+(batch 16, 25 epochs, 150,000 training sequence passes) ends in under a minute on 2 cores (38 s
+measured, test accuracy 0.80; at 2,000 training sequences it overfits by epoch 4 to 0.62; 8,000
 reached 0.81, no better, at 1.3x the time); the pools of its 1,797 images hold about 126 / 27 / 27
 images per class, each drawn into many sequences under fresh transforms."""
 SIDE_RANGE = (16, 256)
