@@ -182,6 +182,7 @@ class SparseBlockRNN(nn.Module):
 
     def _sparse_allowed(self, density: float, weight: torch.Tensor, max_density: float,
                         min_entries: int) -> bool:
+        """Whether a map of expected ``density`` runs sparse under ``path`` (CPU, fp32, kernels built)."""
         if self.path == "dense" or weight.dtype != torch.float32 or weight.device.type != "cpu":
             return False
         if self.path == "sparse":
