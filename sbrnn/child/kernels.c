@@ -6,6 +6,7 @@
    its derivative fused, all steps in one call. AVX2/FMA where the compiler targets them, plain
    loops elsewhere; OpenMP over the caller's thread count. */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -321,6 +322,23 @@ static inline void block_of(int64_t blk, int64_t mb, int64_t nb, int64_t* k, int
   *n0 = (rest / mb) * NR;
 }
 
+/* Product block blk of one step of K maps: acc = a_k[m0 .., :] w_k[:, n0 ..] for a [K, B, R] (all
+   zero when a is NULL: the step with no predecessor) and w stacked [K, R, ldw]; sets the block's
+   map k, first row m0 and column n0, and its row and column counts (short at the edges). */
+static inline void step_block(int64_t blk, int64_t B, int64_t R, const float* a, const float* w, int64_t ldw,
+                              float acc[MR][NR], int64_t* k, int64_t* m0, int64_t* n0, int64_t* rows,
+                              int64_t* cols) {
+  block_of(blk, (B + MR - 1) / MR, (R + NR - 1) / NR, k, m0, n0);
+  *rows = B - *m0 < MR ? B - *m0 : MR;
+  *cols = R - *n0 < NR ? R - *n0 : NR;
+  if (a == NULL) {
+    for (int i = 0; i < MR; ++i)
+      for (int n = 0; n < NR; ++n) acc[i][n] = 0.f;
+  } else {
+    block_product(a + (*k * B + *m0) * R, R, *rows, w + *k * R * ldw + *n0, ldw, R, acc);
+  }
+}
+
 /* Forward of K independent maps: states[t + 1, k] = act_h(p[k, :, t] + states[t, k] W_k^T) for
    t < T; states [T + 1, K, B, R] with states[0] = 0 written here; p [K, B, T, R]; wt = W_k^T
    stacked [K, R, ldw] (ldw >= R rounded up to NR, zero columns past R); act 0 = relu, 1 = tanh on
@@ -334,16 +352,9 @@ void sbrnn_recurrence_forward(const float* restrict p, const float* restrict wt,
   for (int64_t t = 0; t < T; ++t) {
     #pragma omp for schedule(static)
     for (int64_t blk = 0; blk < K * mb * nb; ++blk) {
-      int64_t k, m0, n0;
-      block_of(blk, mb, nb, &k, &m0, &n0);
-      const int64_t rows = B - m0 < MR ? B - m0 : MR, cols = R - n0 < NR ? R - n0 : NR;
+      int64_t k, m0, n0, rows, cols;
       float acc[MR][NR];
-      if (t == 0) { /* s_{-1} = 0 */
-        for (int i = 0; i < MR; ++i)
-          for (int n = 0; n < NR; ++n) acc[i][n] = 0.f;
-      } else {
-        block_product(states + ((t * K + k) * B + m0) * R, R, rows, wt + k * R * ldw + n0, ldw, R, acc);
-      }
+      step_block(blk, B, R, t ? states + t * K * B * R : NULL, wt, ldw, acc, &k, &m0, &n0, &rows, &cols);
       for (int64_t i = 0; i < rows; ++i) {
         const float* restrict pi = p + ((k * B + m0 + i) * T + t) * R + n0;
         float* restrict out = states + (((t + 1) * K + k) * B + m0 + i) * R + n0;
@@ -380,17 +391,10 @@ void sbrnn_recurrence_backward(const float* restrict states, const float* restri
   for (int64_t t = T - 1; t >= 0; --t) {
     #pragma omp for schedule(static)
     for (int64_t blk = 0; blk < K * mb * nb; ++blk) {
-      int64_t k, m0, n0;
-      block_of(blk, mb, nb, &k, &m0, &n0);
-      const int64_t rows = B - m0 < MR ? B - m0 : MR, cols = R - n0 < NR ? R - n0 : NR;
+      int64_t k, m0, n0, rows, cols;
       float acc[MR][NR];
-      if (t == T - 1) {
-        for (int i = 0; i < MR; ++i)
-          for (int n = 0; n < NR; ++n) acc[i][n] = 0.f;
-      } else {
-        block_product(grad_a + (((t + 1) * K + k) * B + m0) * R, R, rows, w + k * R * ldw + n0, ldw, R,
-                      acc);
-      }
+      const float* next = t < T - 1 ? grad_a + (t + 1) * K * B * R : NULL; /* ds_t = da_{t+1} W */
+      step_block(blk, B, R, next, w, ldw, acc, &k, &m0, &n0, &rows, &cols);
       for (int64_t i = 0; i < rows; ++i) {
         const float* restrict si = states + (((t + 1) * K + k) * B + m0 + i) * R;
         const float* restrict gi = gy + ((k * B + m0 + i) * T + t) * ny;
