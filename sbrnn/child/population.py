@@ -33,9 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.adam import adam
 
+from sbrnn.child import kernels, sparse_ops
 from sbrnn.child import train as trainer
 from sbrnn.child.config import RunConfig
-from sbrnn.child.model import SparseBlockRNN, build_model, resolve
+from sbrnn.child.model import SPARSE_X_MAX_DENSITY, SPARSE_X_MIN_ENTRIES, SparseBlockRNN, build_model, resolve
 from sbrnn.child.recurrence import block_recurrence
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.datasets.task import Task
@@ -94,6 +95,7 @@ class SparseBlockPopulation(nn.Module):
             self.register_parameter(name, nn.Parameter(stacks[name]))
         for name in ("mask_x", "mask_s", "mask_b"):
             self.register_buffer(name, stacks[name])
+        self._pattern: tuple[tuple, sparse_ops.SparsePattern] | None = None
 
     @property
     def rows(self) -> int:
@@ -105,13 +107,32 @@ class SparseBlockPopulation(nn.Module):
         """Children in the stack, ``K``."""
         return self.weight_x.shape[0]
 
+    def x_pattern(self) -> sparse_ops.SparsePattern | None:
+        """The kept entries of the stacked x columns ``[K (H + n_y), n_x]`` when the sparse x path
+        applies to them (CPU, fp32, kernels built, :data:`~sbrnn.child.model.SPARSE_X_MAX_DENSITY`
+        or less of at least :data:`~sbrnn.child.model.SPARSE_X_MIN_ENTRIES` entries, padding
+        included), else None; cached until the masks change."""
+        weight = self.weight_x
+        if weight.device.type != "cpu" or weight.dtype != torch.float32 or kernels.library() is None:
+            return None
+        key = (self.mask_x.data_ptr(), self.mask_x._version)
+        if self._pattern is None or self._pattern[0] != key:
+            stacked = self.mask_x.reshape(-1, self.n_x)
+            dense = stacked.numel() < SPARSE_X_MIN_ENTRIES or float(stacked.mean()) > SPARSE_X_MAX_DENSITY
+            self._pattern = (key, None if dense else sparse_ops.SparsePattern.from_mask(stacked))
+        return self._pattern[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, n_x] -> y [K, B, T, n_y]``."""
         batch, steps, _ = x.shape
         k, size, rows = self.size, self.weight_x.shape[1], self.rows
-        weight_x = (self.weight_x * self.mask_x).reshape(k * size, self.n_x)
         bias = (self.bias * self.mask_b).reshape(k * size)
-        projected = F.linear(x, weight_x, bias)  # [B, T, K (H + n_y)]: all children, all steps, one matmul
+        pattern = self.x_pattern() if not x.requires_grad and x.dtype == torch.float32 else None
+        if pattern is not None:  # all children's kept x entries, one sparse product
+            weight_x = self.weight_x.reshape(k * size, self.n_x)
+            projected = sparse_ops.sparse_x_product(x, weight_x, pattern, bias)
+        else:  # [B, T, K (H + n_y)]: all children, all steps, one matmul
+            projected = F.linear(x, (self.weight_x * self.mask_x).reshape(k * size, self.n_x), bias)
         projected = projected.view(batch, steps, k, size).permute(2, 0, 1, 3)  # [K, B, T, H + n_y]
         if not torch.is_autocast_enabled(x.device.type):  # the K recurrences as one autograd node
             return block_recurrence(projected, self.weight_s * self.mask_s, rows, self.activation)
@@ -157,6 +178,7 @@ class SparseBlockPopulation(nn.Module):
                 for name in list(state):
                     state[name] = cut(name, state[name])
         self.hidden = [self.hidden[i] for i in kept]
+        self._pattern = None
 
 
 class PopulationAdam:
