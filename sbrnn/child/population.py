@@ -416,10 +416,16 @@ def _test(children: list[_Child], task: Task, device: torch.device) -> None:
             child.record.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
+MAX_PADDING = 1.25
+"""A job's largest hidden size is at most this times its smallest: every child of a population
+is padded to the largest ``h``, and its recurrence costs grow with the square of that."""
+
+
 def population_jobs(configs: Sequence[RunConfig], size: int) -> list[tuple[RunConfig, ...]]:
     """Configs cut into jobs of at most ``size`` that can share a population.
 
-    Configs with one :func:`population_key` go together, sorted by hidden size so that each
+    Configs with one :func:`population_key` go together, sorted by hidden size and cut where the
+    job is full or the next ``h`` exceeds :data:`MAX_PADDING` times the job's first, so that each
     population pads little; a config that trains alone (the LSTM) is a job of its own. Groups keep
     the order in which their first config appears.
     """
@@ -429,10 +435,15 @@ def population_jobs(configs: Sequence[RunConfig], size: int) -> list[tuple[RunCo
     for i, config in enumerate(configs):
         key = population_key(config)
         groups.setdefault(key if key is not None else f"alone {i}", []).append(config)
-    jobs = []
+    jobs: list[tuple[RunConfig, ...]] = []
     for group in groups.values():
-        group = sorted(group, key=_hidden_size)
-        jobs.extend(tuple(group[i:i + size]) for i in range(0, len(group), size))
+        job: list[tuple[int, RunConfig]] = []
+        for h, config in sorted(((_hidden_size(c), c) for c in group), key=lambda pair: pair[0]):
+            if job and (len(job) == size or h > MAX_PADDING * job[0][0]):
+                jobs.append(tuple(c for _, c in job))
+                job = []
+            job.append((h, config))
+        jobs.append(tuple(c for _, c in job))
     return jobs
 
 
