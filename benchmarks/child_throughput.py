@@ -232,7 +232,8 @@ def measure(benches: list, repeats: int, min_seconds: float) -> tuple[dict[str, 
 def population_models(steps: int) -> list[SparseBlockRNN]:
     """Eight children as ``child sweep --population 8`` groups them: 64 draws of the paper's
     sweep space at the budget, cut by :func:`~sbrnn.child.population.population_jobs` (sorted
-    by hidden size), and the middle job of the eight."""
+    by hidden size, at most 1.25x apart), and the fifth of its eleven jobs (h 61-70), a middle
+    one with eight children."""
     configs = []
     for i in range(64):
         hp = sampling.draw(sampling.run_rng(0, "rad", float(BUDGET), i), "paper")
