@@ -57,15 +57,16 @@ def test_a_diverging_child_leaves_without_touching_the_others():
     assert together[0].status == "ok" and close(together[0].val_loss, train_run(good).val_loss)
 
 
-def test_population_adam_is_torch_adam_per_child():
-    task_dims, configs = (6, 4), [RunConfig(budget=300, seed=s, lr=lr) for s, lr in ((0, 1e-2), (1, 3e-3))]
-    models = [build_model(c, *task_dims)[0] for c in configs]
+def train_side_by_side(models, configs, batch, steps, seed):
+    """Four Adam steps of a population of ``models`` and of each model alone on the same batches;
+    asserts the children's weights agree and returns the population."""
     population = SparseBlockPopulation(models)
     optimizer = PopulationAdam(population, [c.lr for c in configs])
     singles = [torch.optim.Adam(m.parameters(), lr=c.lr, fused=True) for m, c in zip(models, configs)]
-    g = torch.Generator().manual_seed(0)
+    n_x, n_y = models[0].n_x, models[0].n_y
+    g = torch.Generator().manual_seed(seed)
     for _ in range(4):
-        x, y = torch.randn(8, 5, 6, generator=g), torch.randint(0, 4, (8,), generator=g)
+        x, y = torch.randn(batch, steps, n_x, generator=g), torch.randint(0, n_y, (batch,), generator=g)
         optimizer.zero_grad()
         population_losses(population(x), y, "cross_entropy").sum().backward()
         optimizer.step()
@@ -79,34 +80,22 @@ def test_population_adam_is_torch_adam_per_child():
             torch.testing.assert_close(state[name], getattr(model, name).detach(), rtol=1e-5, atol=1e-6)
         assert torch.all(state["weight_x"][state["mask_x"] == 0] == 0)
     assert torch.all(population.weight_s[population.mask_s == 0] == 0)
+    return population
+
+
+def test_population_adam_is_torch_adam_per_child():
+    configs = [RunConfig(budget=300, seed=s, lr=lr) for s, lr in ((0, 1e-2), (1, 3e-3))]
+    train_side_by_side([build_model(c, 6, 4)[0] for c in configs], configs, batch=8, steps=5, seed=0)
 
 
 @pytest.mark.skipif(kernels.library() is None, reason=str(kernels.library_error()))
 def test_a_sparse_population_projects_over_kept_entries_and_equals_one_by_one(monkeypatch):
     monkeypatch.setattr(population_module, "SPARSE_X_MIN_ENTRIES", 0)  # small sizes, same rule
-    dims = (40, 3)
     configs = [RunConfig(budget=2000, densities=((0.1, 1, 1), (0.2, 1, 1)), seed=0, lr=1e-2),
                RunConfig(budget=1200, densities=((0.05, 0.5, 1), (0.3, 1, 1)), seed=1, lr=3e-3)]
-    models = [build_model(c, *dims, path="sparse")[0] for c in configs]
-    population = SparseBlockPopulation(models)
-    assert population.x_pattern() is not None  # low-density stacked x columns, padding included
-    optimizer = PopulationAdam(population, [c.lr for c in configs])
-    singles = [torch.optim.Adam(m.parameters(), lr=c.lr, fused=True) for m, c in zip(models, configs)]
-    g = torch.Generator().manual_seed(1)
-    for _ in range(4):
-        x, y = torch.randn(37, 5, 40, generator=g), torch.randint(0, 3, (37,), generator=g)
-        optimizer.zero_grad()
-        population_losses(population(x), y, "cross_entropy").sum().backward()
-        optimizer.step()
-        for model, opt in zip(models, singles):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x)[:, -1], y).backward()
-            opt.step()
-    for i, model in enumerate(models):
-        state = population.child_state(i)
-        for name in ("weight_x", "weight_s", "bias"):
-            torch.testing.assert_close(state[name], getattr(model, name).detach(), rtol=1e-5, atol=1e-6)
-    assert torch.all(population.weight_x[population.mask_x == 0] == 0)
+    models = [build_model(c, 40, 3, path="sparse")[0] for c in configs]
+    assert SparseBlockPopulation(models).x_pattern() is not None  # low-density stacked x columns
+    population = train_side_by_side(models, configs, batch=37, steps=5, seed=1)
     population.keep([1])  # a child leaves: the pattern follows the shrunk stack
     assert population.x_pattern().shape == (population.mask_x.shape[1], 40)
     monkeypatch.setattr(population_module, "SPARSE_X_MAX_DENSITY", 0.01)
