@@ -5,8 +5,9 @@ Trained one after another, each step pays the batch gather, the op dispatch of a
 recurrence and a thin input matmul K times. Here K :class:`SparseBlockRNN` children are stacked
 into one :class:`SparseBlockPopulation`, padded to the largest ``h`` with zero masks (a padded
 hidden unit has no weights and no bias, so it stays 0 under ReLU or tanh), and trained on a
-shared batch: the input projection of all K is one matmul ``[B*T, n_x] x [n_x, K (H + n_y)]``,
-each recurrence step one batched matmul. The loss is the sum of the K per-child mean losses, so
+shared batch: the input projection of all K is one matmul ``[B*T, n_x] x [n_x, K (H + n_y)]``
+(or one sparse product over the stack's kept entries, by the rule of one child's sparse x path),
+the recurrence one call for all K maps. The loss is the sum of the K per-child mean losses, so
 each child's gradient is exactly its own. :class:`PopulationAdam` is torch's (fused) Adam update
 per child: its own learning rate, moments and bias corrections, on its slices of the stack.
 
