@@ -164,15 +164,11 @@ def _sparse_product(pattern: sparse_ops.SparsePattern, values: torch.Tensor, bat
     """``out = s M^T`` over the kept entries of the ``[R, R]`` map ``M`` (``pattern``, ``values``
     in its CSR order) for ``s [B, R]``, with the x path's product kernel (a scratch tile buffer)."""
     size = pattern.shape[0]
-    lib, threads = library(), torch.get_num_threads()
     no_bias = values.new_zeros(size)
     tiles = values.new_empty(-(-batch // sparse_ops.TILE), size, sparse_ops.TILE)
 
     def product(t, s, out):
-        lib.sbrnn_spmm(
-            pattern.indptr.data_ptr(), pattern.cols.data_ptr(), values.data_ptr(), no_bias.data_ptr(), size,
-            s.data_ptr(), batch, size, size, tiles.data_ptr(), out.data_ptr(), size, threads,
-        )
+        sparse_ops.product_into(s, values, pattern, no_bias, tiles, out)
 
     return product
 
@@ -211,17 +207,11 @@ class SparseBlockRecurrence(torch.autograd.Function):
                                 _sparse_product(pattern_t, values_t, batch))
         # dW_s[r, c] = sum over t >= 1 and the batch of da_t[n, r] s_{t-1}[n, c], at kept entries
         n = (states.shape[0] - 2) * batch  # T - 1 steps
-        grad_w = states.new_zeros(size, size)
         if n:
-            threads = torch.get_num_threads()
-            g_tiles = sparse_ops.tiles(grad_a[1:].reshape(n, size))
             s_tiles = sparse_ops.tiles(states[1:-1].reshape(n, size))
-            partial = states.new_empty(threads, pattern.nnz)
-            library().sbrnn_sddmm(
-                pattern.colptr.data_ptr(), pattern.rows.data_ptr(), pattern.colflat.data_ptr(), size,
-                g_tiles.data_ptr(), size, s_tiles.data_ptr(), n, pattern.nnz, grad_w.data_ptr(),
-                partial.data_ptr(), threads,
-            )
+            grad_w = sparse_ops.kept_gradient(grad_a[1:].reshape(n, size), s_tiles, n, pattern)
+        else:
+            grad_w = states.new_zeros(size, size)
         grad_projected = torch.movedim(grad_a, 0, 1) if ctx.needs_input_grad[0] else None
         return grad_projected, grad_w, None, None, None, None
 

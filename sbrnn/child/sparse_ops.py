@@ -92,6 +92,37 @@ def tiles(a: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def product_into(x: torch.Tensor, values: torch.Tensor, pattern: SparsePattern, bias: torch.Tensor,
+                 x_tiles: torch.Tensor, out: torch.Tensor) -> None:
+    """``out [N, R] = x W^T + bias`` over the kept entries of ``pattern`` (``values`` in its CSR
+    order) for ``x [N, C]`` (unit column stride); writes the tiles of ``x`` into ``x_tiles``
+    (``[ceil(N / 32), C, 32]``) on the way. ``out`` and ``bias [R]`` contiguous fp32."""
+    n, n_cols = x.shape
+    n_rows = pattern.shape[0]
+    library().sbrnn_spmm(
+        pattern.indptr.data_ptr(), pattern.cols.data_ptr(), values.data_ptr(), bias.data_ptr(), n_rows,
+        x.data_ptr(), n, n_cols, x.stride(0), x_tiles.data_ptr(), out.data_ptr(), n_rows,
+        torch.get_num_threads(),
+    )
+
+
+def kept_gradient(grad_out: torch.Tensor, x_tiles: torch.Tensor, n: int,
+                  pattern: SparsePattern) -> torch.Tensor:
+    """``dW [R, C] = grad_out^T x`` at the kept entries of ``pattern`` only (zeros elsewhere), for
+    ``grad_out [n, R]`` and ``x`` given by its tiles (:func:`tiles`)."""
+    n_rows, n_cols = pattern.shape
+    threads = torch.get_num_threads()
+    g_tiles = tiles(grad_out.float())
+    grad = g_tiles.new_zeros(n_rows, n_cols)
+    partial = grad.new_empty(threads, pattern.nnz)
+    library().sbrnn_sddmm(
+        pattern.colptr.data_ptr(), pattern.rows.data_ptr(), pattern.colflat.data_ptr(), n_cols,
+        g_tiles.data_ptr(), n_rows, x_tiles.data_ptr(), n, pattern.nnz, grad.data_ptr(),
+        partial.data_ptr(), threads,
+    )
+    return grad
+
+
 class SparseXProduct(torch.autograd.Function):
     """``weight [R, C], bias [R], x [N, C] -> x W^T + b [N, R]`` over the kept entries of ``pattern`` only.
 
@@ -102,16 +133,10 @@ class SparseXProduct(torch.autograd.Function):
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, pattern: SparsePattern):
         n, n_cols = x.shape
-        n_rows = pattern.shape[0]
         values = weight.detach().reshape(-1).index_select(0, pattern.flat)  # kept entries in CSR order
-        bias = bias.detach().contiguous()
         x_tiles = x.new_empty(-(-n // TILE), n_cols, TILE)
-        out = x.new_empty(n, n_rows)
-        library().sbrnn_spmm(
-            pattern.indptr.data_ptr(), pattern.cols.data_ptr(), values.data_ptr(), bias.data_ptr(), n_rows,
-            x.data_ptr(), n, n_cols, x.stride(0), x_tiles.data_ptr(), out.data_ptr(), n_rows,
-            torch.get_num_threads(),
-        )
+        out = x.new_empty(n, pattern.shape[0])
+        product_into(x, values, pattern, bias.detach().contiguous(), x_tiles, out)
         ctx.pattern = pattern
         ctx.save_for_backward(x_tiles)
         ctx.n = n
@@ -121,19 +146,8 @@ class SparseXProduct(torch.autograd.Function):
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad_out: torch.Tensor):
         (x_tiles,) = ctx.saved_tensors
-        pattern: SparsePattern = ctx.pattern
-        n, (n_rows, n_cols) = ctx.n, pattern.shape
-        threads = torch.get_num_threads()
-        grad_out = grad_out.float()
-        g_tiles = tiles(grad_out)
-        grad = grad_out.new_zeros(n_rows, n_cols)
-        partial = grad.new_empty(threads, pattern.nnz)
-        library().sbrnn_sddmm(
-            pattern.colptr.data_ptr(), pattern.rows.data_ptr(), pattern.colflat.data_ptr(), n_cols,
-            g_tiles.data_ptr(), n_rows, x_tiles.data_ptr(), n, pattern.nnz, grad.data_ptr(),
-            partial.data_ptr(), threads,
-        )
-        grad_bias = grad_out.sum(0) if ctx.needs_input_grad[1] else None
+        grad = kept_gradient(grad_out, x_tiles, ctx.n, ctx.pattern)
+        grad_bias = grad_out.float().sum(0) if ctx.needs_input_grad[1] else None
         return grad, grad_bias, None, None
 
 
