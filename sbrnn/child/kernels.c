@@ -202,7 +202,8 @@ void sbrnn_spmm(const int64_t* restrict indptr, const int32_t* restrict cols, co
 /* grad[dst[j]] = sum_n g[n, rows[j]] * x[n, c] for the kept entries j of each column c, from the tiles
    of g ([R] per tile) and x ([C] per tile); dst[j] is the entry's position in the dense [R, C] gradient,
    whose other entries the caller zeroes. Threads take tiles, each summing into its nnz floats of
-   partial (nt * nnz, zeroed here). A column's entries go 8 (then 4) at a time, their dot products
+   partial (nt * nnz; each thread that runs zeroes its own slice, and only the
+   slices of the threads OpenMP granted are summed). A column's entries go 8 (then 4) at a time, their dot products
    reduced together. */
 void sbrnn_sddmm(const int64_t* restrict colptr, const int32_t* restrict rows, const int64_t* restrict dst,
                  int64_t C, const float* restrict gt, int64_t R, const float* restrict xt, int64_t N,
@@ -210,10 +211,13 @@ void sbrnn_sddmm(const int64_t* restrict colptr, const int32_t* restrict rows, c
   const int64_t tiles = (N + TILE - 1) / TILE;
   if (nt > tiles) nt = (int)tiles;
   if (nt < 1) nt = 1;
+  int ran = 1; /* threads OpenMP granted (OMP_THREAD_LIMIT, OMP_DYNAMIC, nesting may give fewer than nt) */
   #pragma omp parallel num_threads(nt)
   {
 #ifdef _OPENMP
     const int me = omp_get_thread_num();
+    #pragma omp single
+    ran = omp_get_num_threads();
 #else
     const int me = 0;
 #endif
@@ -266,7 +270,7 @@ void sbrnn_sddmm(const int64_t* restrict colptr, const int32_t* restrict rows, c
   #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t j = 0; j < nnz; ++j) {
     float s = 0.f;
-    for (int i = 0; i < nt; ++i) s += partial[(int64_t)i * nnz + j];
+    for (int i = 0; i < ran; ++i) s += partial[(int64_t)i * nnz + j];  /* only the slices that ran */
     grad[dst[j]] = s;
   }
 }
