@@ -7,6 +7,7 @@ from sbrnn.child import kernels, sparse_ops
 from sbrnn.child import model as model_module
 from sbrnn.child.model import SparseBlockRNN
 from sbrnn.child.spec import SparseBlockSpec
+from sbrnn.errors import SbrnnError
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
@@ -170,3 +171,24 @@ def test_a_training_run_on_the_sparse_path_equals_the_masked_dense_run(tmp_path,
         assert abs(a - b) < 1e-4 * max(1.0, abs(b))
     loaded, _ = load_model(tmp_path / "model")
     assert torch.all(loaded.weight_x[loaded.mask_x == 0] == 0)
+
+
+def test_patterns_follow_masks_changed_through_set_masks_and_in_place_ops():
+    """The pattern cache is keyed on each mask's storage and version counter: ``set_masks``,
+    in-place ops and ``load_state_dict`` advance it (a write through ``.data`` would not: the
+    documented contract of :meth:`SparseBlockRNN.set_masks`)."""
+    sparse, dense = pair()
+    x = torch.randn(4, 3, SPEC.n_x)
+    sparse(x)  # caches the patterns of the first masks
+    g = torch.Generator().manual_seed(12)
+    new_x = (torch.rand(sparse.mask_x.shape, generator=g) < 0.1).float()
+    new_s = (torch.rand(sparse.mask_s.shape, generator=g) < 0.3).float()
+    for model in (sparse, dense):
+        model.set_masks(new_x, new_s)
+    assert torch.all(sparse.weight_x[new_x == 0] == 0)
+    assert rel(sparse(x).detach(), dense(x).detach()) < 1e-5
+    for model in (sparse, dense):
+        model.mask_x[:, :5].zero_()  # an in-place op on the buffer itself
+    assert rel(sparse(x).detach(), dense(x).detach()) < 1e-5
+    with pytest.raises(SbrnnError, match="does not fit"):
+        sparse.set_masks(new_x[:, :3], new_s)

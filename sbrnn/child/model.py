@@ -201,9 +201,41 @@ class SparseBlockRNN(nn.Module):
         """Whether the recurrence runs over the kept entries of ``W_s`` (outside autocast): see ``path``."""
         return self._sparse_allowed(self.s_density, self.weight_s, SPARSE_S_MAX_DENSITY, SPARSE_S_MIN_ENTRIES)
 
+    def kernel_path(self, device: torch.device | str = "cpu", precision: str = "fp32") -> str:
+        """The products a training step of this model runs on ``device`` at ``precision``, as run
+        records name them: ``<x>+<recurrence>`` with ``x`` one of ``sparse-x`` (kept entries, compiled
+        kernels) or ``dense-x`` (masked-dense matmul), and the recurrence one of
+        ``sparse-recurrence``, ``compiled-recurrence`` (all steps in one compiled call) or
+        ``torch-recurrence`` (torch ops per step: another device, bf16, or no kernels); `` [portable]``
+        when the kernels are the portable build."""
+        cpu_fp32 = torch.device(device).type == "cpu" and precision == "fp32"
+        x = "sparse-x" if cpu_fp32 and self.sparse_x() else "dense-x"
+        if not cpu_fp32 or kernels.library() is None:
+            recurrence = "torch-recurrence"
+        else:
+            recurrence = "sparse-recurrence" if self.sparse_s() else "compiled-recurrence"
+        portable = cpu_fp32 and kernels.library() is not None and kernels.variant() == "portable"
+        return f"{x}+{recurrence}" + (" [portable]" if portable else "")
+
+    def set_masks(self, mask_x: torch.Tensor, mask_s: torch.Tensor) -> None:
+        """Replace both masks (0/1, shaped like ``mask_x`` and ``mask_s``) and zero the weights they
+        drop. The way to change masks: the sparse paths cache each mask's kept entries, keyed by
+        its storage and version counter, which in-place torch ops, ``load_state_dict`` and this
+        method advance but a write through ``mask.data`` does not (it would leave a stale pattern)."""
+        with torch.no_grad():
+            for name, new in (("mask_x", mask_x), ("mask_s", mask_s)):
+                current = getattr(self, name)
+                if tuple(new.shape) != tuple(current.shape):
+                    raise SbrnnError(
+                        f"{name} of shape {tuple(new.shape)} does not fit; allowed: {tuple(current.shape)}"
+                    )
+                current.copy_((new != 0).to(current.dtype))
+            self.weight_x.mul_(self.mask_x)
+            self.weight_s.mul_(self.mask_s)
+
     def _pattern(self, name: str) -> sparse_ops.SparsePattern:
         """The kept entries of buffer ``name`` (``mask_x``, ``mask_s``, or ``mask_s.t`` for its
-        transpose), cached until the mask changes."""
+        transpose), cached until the mask changes (see :meth:`set_masks` for what counts as a change)."""
         mask = getattr(self, name.removesuffix(".t"))
         key = (mask.data_ptr(), mask._version)
         cached = self._patterns.get(name)
@@ -288,6 +320,10 @@ class LSTMBaseline(nn.Module):
         }
         for name, shape in shapes.items():
             self.register_parameter(name, nn.Parameter(torch.rand(shape, generator=g) * 2 * bound - bound))
+
+    def kernel_path(self, device: torch.device | str = "cpu", precision: str = "fp32") -> str:
+        """``torch``: the LSTM runs in torch ops everywhere."""
+        return "torch"
 
     def trainable_counts(self) -> dict[str, int]:
         """No block grid: empty."""
