@@ -359,6 +359,7 @@ def child_train(
         err_console.print(f"interrupted after {bar.done} of {epochs} epochs: nothing written (--records and "
                           "--save take finished runs only); the same command trains the run again")
         raise typer.Exit(130) from None
+    record.origin = "train"
     extra = {}
     if records is not None:
         extra["record"] = str(write_record(record, records))

@@ -1,17 +1,23 @@
 """The run record: one row per training run, the one schema every writer and reader uses.
 
-A records directory holds Parquet shards (``<name>.parquet``), each written atomically (a
-temporary file in the same directory, then ``os.replace``), so a reader never sees half a file
-from us. The directory reads with ``polars.read_parquet(dir + "/*.parquet")`` or pandas; our own
-reader, :func:`read_records`, also skips foreign or corrupt files with a warning naming them.
+A records directory holds Parquet files (``<name>.parquet``), each written atomically (a
+temporary file in the same directory, fsync, then ``os.replace``), so a reader never sees half a
+file from us: one-run *shards* (``<run_id>.parquet``, what a sweep writes as runs finish) and
+*compacted* files of many runs (``<task>.parquet``, what :func:`compact` merges shards into).
+The directory reads with ``polars.read_parquet(dir + "/*.parquet", missing_columns="insert")``
+or pandas; our own reader, :func:`read_table`, reads every file in one multi-file polars scan,
+skips foreign or corrupt files with a warning naming them, reads schema-1 files (the columns
+schema 2 added come back null), and keeps one row per run id (the newest, where a crash between
+a compaction's write and its cleanup left a run twice).
 
-Per-epoch curves hold only the epochs that ran: early stopping and divergence leave later
-epochs missing, never invented.
+Per-epoch curves hold only the epochs that ran: early stopping, pruning and divergence leave
+later epochs missing, never invented.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,9 +31,19 @@ import pyarrow.parquet as pq
 from sbrnn.child.config import ARCHS
 from sbrnn.child.spec import BLOCKS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added the task's family, traits and options, the kernel path, the thread count, and where a
+run came from (``origin``, ``label``, ``study``, ``trial``); schema-1 files read with those null."""
+READABLE_VERSIONS = (1, 2)
 
-STATUSES = ("ok", "diverged", "failed")
+STATUSES = ("ok", "diverged", "failed", "pruned")
+"""``pruned``: stopped by a tuner's pruner after the epochs its curve holds (not a failure)."""
+
+TRAITS = (
+    "n_train", "input_std", "input_zero_frac", "input_autocorr", "target_std", "target_autocorr",
+    "class_entropy", "baseline_loss",
+)
+"""Task traits written into every record as ``trait_<name>`` (:mod:`sbrnn.datasets.traits`)."""
 
 
 @dataclass
@@ -38,6 +54,14 @@ class RunRecord:
     ``sigma_hx`` init std, ``trainable_hx`` realised trainable count); they are null for the
     LSTM baseline, which has no block grid. ``hidden_proportion`` and ``model_density`` come
     from the realised mask counts. ``best_epoch`` is 1-based (the first epoch is 1).
+
+    Schema 2: ``task_family`` and ``trait_<name>`` (:data:`TRAITS`) describe the task,
+    ``task_options`` its builder options as JSON; ``kernel_path`` names the products the run
+    used (e.g. ``sparse-x+compiled-recurrence``, ``dense-x+torch-recurrence``, ``torch`` for the
+    LSTM) and ``threads`` the torch thread count (results are reproducible for the same seed and
+    thread count); ``origin`` says what made the run (``sweep``, ``train``, ``config``,
+    ``tune``), ``label`` its place in a sweep (``random 3``, ``balanced``, ``dense``), and
+    ``study`` / ``trial`` the Optuna study and trial number of a tuned run.
     """
 
     run_id: str
@@ -98,6 +122,22 @@ class RunRecord:
     torch_version: str = ""
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     schema_version: int = SCHEMA_VERSION
+    task_family: str | None = None
+    task_options: str | None = None
+    trait_n_train: float | None = None
+    trait_input_std: float | None = None
+    trait_input_zero_frac: float | None = None
+    trait_input_autocorr: float | None = None
+    trait_target_std: float | None = None
+    trait_target_autocorr: float | None = None
+    trait_class_entropy: float | None = None
+    trait_baseline_loss: float | None = None
+    kernel_path: str | None = None
+    threads: int | None = None
+    origin: str | None = None
+    label: str | None = None
+    study: str | None = None
+    trial: int | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -168,37 +208,156 @@ def write_record(record: RunRecord, directory: str | os.PathLike) -> Path:
 
 
 def record_files(directory: str | os.PathLike) -> list[Path]:
-    """The Parquet shards of a records directory, sorted by name (temporary files excluded)."""
+    """The Parquet files of a records directory, sorted by name (temporary files excluded)."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
 
 
-def read_table(directory: str | os.PathLike, columns: Sequence[str] | None = None) -> pa.Table:
-    """All readable shards of ``directory`` as one table with :data:`SCHEMA`.
+def _polars_schema(names: Sequence[str]):
+    import polars as pl
 
-    ``columns`` reads only those columns (e.g. ``["run_id", "status"]``, which a sweep reads to
-    resume: several times faster per shard than whole records). A shard that cannot be read
-    (truncated, corrupt, or written under another schema) is skipped with a
-    :class:`RuntimeWarning` naming it; it never stops the read.
+    return pl.from_arrow(pa.schema([SCHEMA.field(n) for n in names]).empty_table()).schema
+
+
+def _scan(paths: Sequence[Path], names: Sequence[str]) -> pa.Table:
+    """``paths`` read as one table of ``names`` (+ ``run_id``, ``schema_version``, ``created_at``,
+    and ``__file``, the path of each row's file) in one multi-file polars scan; columns a file
+    lacks come back null."""
+    import polars as pl
+
+    wanted = list(dict.fromkeys([*names, "run_id", "schema_version", "created_at"]))
+    frame = pl.scan_parquet(
+        [str(p) for p in paths], schema=_polars_schema(wanted), missing_columns="insert",
+        extra_columns="ignore", include_file_paths="__file",
+    ).collect()
+    return frame.to_arrow()
+
+
+def _check_versions(table: pa.Table) -> set[str]:
+    """The files of ``table`` (column ``__file``) whose rows are not all of a readable version."""
+    import pyarrow.compute as pc
+
+    bad = pc.invert(pc.fill_null(pc.is_in(table["schema_version"], pa.array(READABLE_VERSIONS)), False))
+    return set(pc.unique(pc.filter(table["__file"], bad)).to_pylist())
+
+
+def _read(paths: Sequence[Path], names: Sequence[str]) -> pa.Table:
+    """The rows of every readable file among ``paths`` (columns ``names`` plus ``schema_version``,
+    ``created_at`` and ``__file``); unreadable files and files of an unknown schema version are
+    skipped with a warning naming them."""
+    try:
+        table = _scan(paths, names)
+    except Exception:  # noqa: BLE001 - find the unreadable files one by one, then read the rest together
+        good = []
+        for path in paths:
+            try:
+                _scan([path], names)
+                good.append(path)
+            except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped, by design
+                _warn_skipped(path, exc)
+        if not good:
+            return pa.schema([]).empty_table()
+        table = _scan(good, names)
+    bad = _check_versions(table)
+    for path in sorted(bad):
+        _warn_skipped(path, "not an sbrnn records file of a readable schema version")
+    if bad:
+        import pyarrow.compute as pc
+
+        table = table.filter(pc.invert(pc.is_in(table["__file"], pa.array(sorted(bad)))))
+    return table
+
+
+def read_table(directory: str | os.PathLike, columns: Sequence[str] | None = None) -> pa.Table:
+    """All readable runs of ``directory`` (shards and compacted files) as one table with
+    :data:`SCHEMA` (or its ``columns``, e.g. ``["run_id", "status"]``, which a sweep reads to
+    resume), one row per run id.
+
+    Files are read in one multi-file scan. A file that cannot be read (truncated, corrupt,
+    foreign, or of an unknown schema version) is skipped with a :class:`RuntimeWarning` naming
+    it; it never stops the read. Schema-1 files read with the columns schema 2 added null. A run
+    id found twice (a compaction interrupted between writing its file and removing the shards it
+    merged) keeps its newest row (``created_at``).
     """
     names = list(SCHEMA.names if columns is None else columns)
     schema = pa.schema([SCHEMA.field(name) for name in names])
-    wanted = list(dict.fromkeys([*names, "schema_version"]))  # a shard without it is foreign
-    tables = []
-    for path in record_files(directory):
-        try:
-            with pq.ParquetFile(path) as shard:
-                table = shard.read(columns=wanted, use_threads=False)
-            tables.append(table.select(names).cast(schema))
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped, by design
-            warnings.warn(f"skipping unreadable records file {path}: {exc}", RuntimeWarning, stacklevel=2)
-    if not tables:
+    paths = record_files(directory)
+    table = _read(paths, names) if paths else None
+    if table is None or table.num_rows == 0:
         return schema.empty_table()
-    return pa.concat_tables(tables)
+    return _newest_per_run(table).select(names).cast(schema)
+
+
+def _warn_skipped(path, why) -> None:
+    warnings.warn(f"skipping unreadable records file {path}: {why}", RuntimeWarning, stacklevel=3)
+
+
+def _newest_per_run(table: pa.Table) -> pa.Table:
+    """One row per ``run_id``: the newest by ``created_at`` (ties: the later file)."""
+    import polars as pl
+
+    frame = pl.from_arrow(table).with_row_index("__row")
+    if frame["run_id"].n_unique() == frame.height:
+        return table
+    keep = (
+        frame.sort(["created_at", "__row"]).group_by("run_id", maintain_order=True).last()
+        .sort("__row")["__row"]
+    )
+    return table.take(pa.array(keep.to_list()))
 
 
 def read_records(directory: str | os.PathLike) -> list[RunRecord]:
     """All readable records of ``directory`` (see :func:`read_table`)."""
     return [RunRecord.from_dict(row) for row in read_table(directory).to_pylist()]
+
+
+def compacted_name(task: str) -> str:
+    """The file name of a task's compacted runs: the task name made safe for a file name
+    (``minari:D4RL/hammer/expert-v2`` -> ``minari-D4RL-hammer-expert-v2.parquet``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", task).strip("-.") + ".parquet"
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What :func:`compact` did: files read and removed, the compacted files written, runs kept."""
+
+    files_read: int
+    files_removed: int
+    written: tuple[str, ...]
+    runs: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def compact(directory: str | os.PathLike) -> Compaction:
+    """Merge every file of ``directory`` into one compacted file per task (:func:`compacted_name`).
+
+    Each task's runs (from its old compacted file and every shard; one row per run id, the
+    newest) are written atomically to a new compacted file first; only then are the files that
+    were merged into it removed. A crash at any point loses nothing: at worst a run is found in
+    two files, and readers keep one. Unreadable files are left where they are (with a warning).
+    Shards that appear while this runs are not touched.
+    """
+    import polars as pl
+
+    directory = Path(directory)
+    paths = record_files(directory)
+    table = _read(paths, SCHEMA.names) if paths else None
+    if table is None or table.num_rows == 0:
+        return Compaction(len(paths), 0, (), 0)
+    merged = set(table["__file"].to_pylist())
+    frame = pl.from_arrow(_newest_per_run(table).select(SCHEMA.names))
+    written = []
+    for (task,), part in frame.group_by("task", maintain_order=True):
+        target = directory / compacted_name(task)
+        write_atomic(part.sort("created_at", "run_id").to_arrow().cast(SCHEMA), target)
+        written.append(str(target))
+    removed = 0
+    for path in paths:
+        if str(path) in merged and str(path) not in written:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return Compaction(len(paths), removed, tuple(Path(p).name for p in written), frame.height)

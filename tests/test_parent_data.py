@@ -158,7 +158,7 @@ def test_mixed_lengths_and_non_converged_runs():
     np.testing.assert_allclose(np.exp(short[:6]), [3.0, 2.0, 2.2, 2.4, 2.0, 2.0])
     assert short[-1] == pytest.approx(math.log(2.0)) and np.isnan(data.Y[2:]).all()
     counts = data.counts()
-    assert counts["status"] == {"ok": 3, "diverged": 1, "failed": 1}
+    assert counts["status"] == {"ok": 3, "diverged": 1, "failed": 1, "pruned": 0}
     assert counts["converged"] == 2 and counts["not_converged"] == 3 and counts["curves_padded"] == 1
     assert counts["excluded"] == {"lstm (no block grid)": 1} and counts["runs"] == 6
 

@@ -57,8 +57,8 @@ def test_summary_counts_and_paper_bins(records):
     out = json.loads(_invoke("records", "summary", str(records), "--json").stdout)
     assert out["runs"] == 9
     assert out["counts"] == [
-        {"task": "toy-anomaly", "ok": 5, "diverged": 1, "failed": 1, "total": 7},
-        {"task": "toy-regression", "ok": 2, "diverged": 0, "failed": 0, "total": 2},
+        {"task": "toy-anomaly", "ok": 5, "diverged": 1, "failed": 1, "pruned": 0, "total": 7},
+        {"task": "toy-regression", "ok": 2, "diverged": 0, "failed": 0, "pruned": 0, "total": 2},
     ]
     hp = {r["bin"]: r for r in out["tasks"]["toy-anomaly"]["hidden_proportion"]}
     assert hp["<.2"] == {"bin": "<.2", "runs": 2, "mean_min_val_loss": 1.5, "diverged": 1}

@@ -123,6 +123,17 @@ class SparseBlockPopulation(nn.Module):
             self._pattern = (key, None if dense else sparse_ops.SparsePattern.from_mask(stacked))
         return self._pattern[1]
 
+    def kernel_path(self, device: torch.device | str = "cpu", precision: str = "fp32") -> str:
+        """As :meth:`SparseBlockRNN.kernel_path`, prefixed ``population:``; a stack's recurrence is
+        the compiled call of K maps (no sparse recurrence)."""
+        cpu_fp32 = torch.device(device).type == "cpu" and precision == "fp32"
+        x = "sparse-x" if cpu_fp32 and self.x_pattern() is not None else "dense-x"
+        compiled = cpu_fp32 and kernels.library() is not None
+        portable = compiled and kernels.variant() == "portable"
+        return f"population:{x}+{'compiled' if compiled else 'torch'}-recurrence" + (
+            " [portable]" if portable else ""
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, n_x] -> y [K, B, T, n_y]``."""
         batch, steps, _ = x.shape
@@ -336,11 +347,14 @@ def _train_group(configs: list[RunConfig], task: Task, device: str | None) -> li
         except Exception:  # noqa: BLE001 - e.g. a budget too small: train_run records it as it would alone
             alone[i] = trainer.train_run(config, task, device=device)
             continue
-        trainer._describe_model(record, model, spec)
+        trainer._describe_model(record, model, spec, torch_device)
         children.append(_Child(config, record, spec))
         models.append(model)
     if children:
         population = SparseBlockPopulation(models).to(torch_device)
+        path = population.kernel_path(torch_device, configs[0].precision)
+        for child in children:
+            child.record.kernel_path = path
         _fit(population, children, task, torch_device)
         _test(children, task, torch_device)
     elapsed = time.perf_counter() - started

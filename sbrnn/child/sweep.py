@@ -479,6 +479,7 @@ def run_sweep(
     start = time.perf_counter()
     try:
         configs = [p.config for p in todo]
+        labels = {p.run_id: p.label for p in todo}
         jobs = population_jobs(configs, population) if population > 1 else [(c,) for c in configs]
         for job, outcome in executor.run(jobs):
             if isinstance(outcome, BaseException):
@@ -487,6 +488,7 @@ def run_sweep(
             for config, record in zip(job, outcome):
                 if record.run_id != config.run_id():
                     raise RuntimeError(f"worker returned record {record.run_id} for run {config.run_id()}")
+                record.origin, record.label = "sweep", labels[record.run_id]
                 write_record(record, records)
                 report.finished += 1
                 report.statuses[record.status] = report.statuses.get(record.status, 0) + 1

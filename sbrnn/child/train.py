@@ -23,6 +23,7 @@ status ``failed`` with the error text (a sweep keeps every run).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 import traceback
@@ -135,11 +136,14 @@ def _blank_record(config: RunConfig) -> RunRecord:
         h=0, lr=config.lr, batch_size=config.batch_size, epochs=config.epochs, seed=config.seed,
         budget=config.budget, activation=config.activation, precision=config.precision,
         sbrnn_version=__version__, torch_version=torch.__version__,
+        task_options=json.dumps(config.task_options, sort_keys=True), threads=torch.get_num_threads(),
     )
 
 
-def _describe_model(record: RunRecord, model: nn.Module, spec) -> None:
-    """Fill the record's architecture fields from the built model (realised mask counts)."""
+def _describe_model(record: RunRecord, model: nn.Module, spec, device: torch.device) -> None:
+    """Fill the record's architecture fields from the built model (realised mask counts) and the
+    products it runs on ``device``."""
+    record.kernel_path = model.kernel_path(device, record.precision)
     record.trainable_total = int(model.trainable_total)
     record.bias_count = int(model.bias_count)
     if spec is None:
@@ -186,13 +190,14 @@ def train_run(
             if threads < 1:
                 raise SbrnnError(f"threads = {threads} is out of range; allowed: integers >= 1")
             torch.set_num_threads(threads)
+            record.threads = threads
         if task is None:
             task = build_task(config.task, seed=config.seed, **config.task_options)
         elif task.name != config.task:
             raise SbrnnError(f"task {task.name!r} was given for a config of task {config.task!r}")
         record.n_x, record.n_y, record.steps, record.loss_kind = task.n_in, task.n_out, task.steps, task.loss
         model, spec = build_model(config, task.n_in, task.n_out)
-        _describe_model(record, model, spec)
+        _describe_model(record, model, spec, torch_device)
         model.to(torch_device)
         best_state = _fit(model, task, config, torch_device, record, progress)
         if record.status == "ok":
