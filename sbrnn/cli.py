@@ -476,12 +476,19 @@ def _evaluate_in_env(model: Path, env: str, episodes: int, seed: int, max_steps:
 
 @child_app.command("sweep")
 def child_sweep(
-    task: Annotated[list[str], typer.Option("--task", help="Registered task name; repeat for several.")],
-    runs: Annotated[int, typer.Option(help="Random draws per task and budget.")],
-    budget: Annotated[
-        list[float], typer.Option("--budget", help="Trainable-weight budget; repeat for several.")
-    ],
     records: Annotated[Path, typer.Option(help="Records directory (one Parquet shard per run).")],
+    task: Annotated[
+        list[str] | None, typer.Option("--task", help="Registered task name; repeat for several.")
+    ] = None,
+    runs: Annotated[int | None, typer.Option(help="Random draws per task and budget.")] = None,
+    budget: Annotated[
+        list[float] | None, typer.Option("--budget", help="Trainable-weight budget; repeat for several.")
+    ] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option("--plan", help="A plan file (TOML: tasks, options, budgets, draws, epochs) instead of "
+                     "--task/--budget/--runs; see sweeps/zoo-v1.toml."),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Epochs per run.")] = 25,
     seed: Annotated[int, typer.Option(help="Sweep seed: plans the draws and seeds every run.")] = 0,
     space: Annotated[str, typer.Option(help="Sampling space: paper (method.md §6) or uniform.")] = "paper",
@@ -525,23 +532,36 @@ def child_sweep(
             raise SbrnnError(f"{flag} {value} is out of range; allowed: integers >= 1")
     if sum([workers != 1, scheduler is not None, local_cluster is not None]) > 1:
         raise SbrnnError("give only one of --workers, --scheduler and --local-cluster")
-    pins = sampling.Pins(
-        densities=weight_space.parse_grid(densities, "densities") if densities else None,
-        means=weight_space.parse_grid(means, "means") if means else None,
-        stds=weight_space.parse_grid(stds, "stds") if stds else None,
-        lr=lr,
-    )
-    plan = sweeps.plan_sweep(
-        task, budget, runs, epochs=epochs, seed=seed, space=space, pins=pins,
-        include_baselines=include_baselines, balanced=balanced, batch_size=batch_size,
-        task_options=_parse_task_options(task_option),
-    )
+    if plan is not None:
+        given = [flag for flag, value in (("--task", task), ("--budget", budget), ("--runs", runs),
+                                          ("--task-option", task_option)) if value]
+        if given:
+            raise SbrnnError(f"give either --plan or {given[0]} (a plan file holds tasks, budgets, runs)")
+        from sbrnn.child.plan_file import load_plan
+
+        planned = load_plan(plan).planned_runs()
+    else:
+        if not task or not budget or runs is None:
+            raise SbrnnError("give --task, --budget and --runs, or a plan file with --plan")
+        pins = sampling.Pins(
+            densities=weight_space.parse_grid(densities, "densities") if densities else None,
+            means=weight_space.parse_grid(means, "means") if means else None,
+            stds=weight_space.parse_grid(stds, "stds") if stds else None,
+            lr=lr,
+        )
+        planned = sweeps.plan_sweep(
+            task, budget, runs, epochs=epochs, seed=seed, space=space, pins=pins,
+            include_baselines=include_baselines, balanced=balanced, batch_size=batch_size,
+            task_options=_parse_task_options(task_option),
+        )
+    if records.exists() and not records.is_dir():
+        raise SbrnnError(f"--records {str(records)!r} is a file; allowed: a directory (new or existing)")
     if dry_run:
-        rows = sweeps.describe_plan(plan, records)
+        rows = sweeps.describe_plan(planned, records)
         if json_out:
             _print_json(rows)
             return
-        table = Table(title=f"{len(plan)} planned runs into {records}", title_justify="left")
+        table = Table(title=f"{len(planned)} planned runs into {records}", title_justify="left")
         for col in ("run", "task", "budget", "arch", "h", "densities", "lr", "run id", "recorded"):
             table.add_column(col, justify="right" if col in ("budget", "h", "lr") else "left")
         for r in rows:
@@ -566,7 +586,7 @@ def child_sweep(
 
     with _warnings_as_lines(), progress:
         report = sweeps.run_sweep(
-            plan, records, executor, retry_failed=retry_failed, on_start=start, on_record=progress,
+            planned, records, executor, retry_failed=retry_failed, on_start=start, on_record=progress,
             population=population,
         )
     if json_out:
@@ -1073,6 +1093,24 @@ def records_summary(directory: RecordsArg, json_out: JsonOpt = False) -> None:
             table.add_row(name, *(_fmt_loss(r["mean_min_val_loss"]) for r in rows))
             table.add_row("  runs (diverged)", *(f"{r['runs']} ({r['diverged']})" for r in rows))
         console.print(table)
+
+
+@records_app.command("compact")
+def records_compact(directory: RecordsArg, json_out: JsonOpt = False) -> None:
+    """Merge a records directory's shards into one Parquet file per task, atomically (nothing is
+    removed before the file holding it is written); readers and resume see the same runs."""
+    from sbrnn.records import compact
+
+    if not directory.is_dir():
+        raise SbrnnError(f"records directory {str(directory)!r} is not a directory")
+    with _warnings_as_lines():
+        done = compact(directory)
+    if json_out:
+        _print_json(done.to_dict())
+        return
+    files = ", ".join(done.written) or "-"
+    console.print(f"{done.runs} runs in {len(done.written)} compacted files ({files}); "
+                  f"{done.files_read} files read, {done.files_removed} merged and removed")
 
 
 @records_app.command("export")

@@ -37,7 +37,8 @@ def test_schema_1_files_read_with_the_new_columns_null(tmp_path):
     v1_names = [n for n in SCHEMA.names if n not in V2_ONLY and not n.startswith("trait_")]
     row = record("a" * 16).to_dict()
     row["schema_version"] = 1
-    table = pa.Table.from_pylist([{k: row[k] for k in v1_names}], schema=pa.schema([SCHEMA.field(n) for n in v1_names]))
+    v1 = pa.schema([SCHEMA.field(n) for n in v1_names])
+    table = pa.Table.from_pylist([{k: row[k] for k in v1_names}], schema=v1)
     write_atomic(table, tmp_path / "old.parquet")
     write_record(record("b" * 16), tmp_path)
     back = {r.run_id: r for r in read_records(tmp_path)}
@@ -86,7 +87,8 @@ def test_foreign_parquet_and_unknown_versions_are_skipped_with_a_warning(tmp_pat
     with pytest.warns(RuntimeWarning) as caught:
         ids = read_table(tmp_path, columns=["run_id", "status"]).column("run_id").to_pylist()
     assert ids == ["f" * 16]
-    assert {"foreign.parquet", "future.parquet"} <= {w.message.args[0].split("/")[-1].split(":")[0] for w in caught}
+    skipped = {w.message.args[0].split("/")[-1].split(":")[0] for w in caught}
+    assert {"foreign.parquet", "future.parquet"} <= skipped
 
 
 def test_the_record_names_the_kernel_path_threads_and_task_options(one_thread):

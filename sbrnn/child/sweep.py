@@ -87,6 +87,7 @@ def plan_sweep(
     balanced: bool = False,
     batch_size: int = 16,
     task_options: Mapping[str, object] | None = None,
+    patience: int | None = None,
 ) -> list[PlannedRun]:
     """The runs of a sweep, in a fixed order: per task, per budget, baselines, balanced, draws.
 
@@ -96,7 +97,8 @@ def plan_sweep(
     sweep seed, which builds the task's data (one data set per task for the whole sweep) and
     draws masks, init and data order; baselines and the balanced configuration use the pinned
     learning rate (or the default 1e-3). Identical configs (everything pinned) collapse to one
-    run. ``task_options`` (builder options such as ``n_train``) apply to every task. Raises
+    run. ``task_options`` (builder options such as ``n_train``) apply to every task; ``patience``
+    (early stopping) to every run. Raises
     :class:`SbrnnError` for an unknown task or option, a budget too small for a task's dims, or
     an empty sweep.
     """
@@ -127,7 +129,7 @@ def plan_sweep(
             if not (math.isfinite(budget) and budget > 0):
                 raise SbrnnError(f"budget = {budget:g} is out of range; allowed: a number > 0")
             common = {"task": task, "task_options": options, "budget": budget, "epochs": epochs,
-                      "batch_size": batch_size}
+                      "batch_size": batch_size, "patience": patience}
             if include_baselines:
                 for arch in BASELINE_ARCHS:
                     add(arch, RunConfig(**common, arch=arch, lr=lr, seed=seed), info.n_in, info.n_out)

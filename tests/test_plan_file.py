@@ -1,0 +1,102 @@
+"""Sweep plan files: budgets by the rule, the whole plan dry-run and run, resume over compacted files."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from sbrnn.child.plan_file import load_plan, reference_budget, round_significant, task_budgets
+from sbrnn.cli import app
+from sbrnn.errors import SbrnnError
+from sbrnn.records import read_records, record_files
+
+runner = CliRunner()
+
+PLAN = """
+name = "tiny"
+seed = 3
+runs = 2
+include_baselines = true
+balanced = true
+budget_factors = [1, 10]
+min_budget = 200
+patience = 2
+
+[[task]]
+name = "toy-anomaly"
+epochs = 2
+options = { n_train = 32, n_val = 16, n_test = 16 }
+
+[[task]]
+name = "toy-regression"
+epochs = 1
+runs = 1
+budgets = [300]
+options = { n_train = 32, n_val = 16, n_test = 16 }
+"""
+
+
+def test_budget_rule():
+    assert round_significant(31_234) == 31_000 and round_significant(0.01234) == 0.012
+    assert reference_budget(2500, 10) == 25_100 and reference_budget(2, 1) == 1000
+    assert task_budgets(2500, 10, [1.2, 3.8, 12]) == [30_000, 95_000, 300_000]
+    assert task_budgets(8, 6, [1, 10], min_budget=200) == [200, 2000]
+
+
+def test_a_plan_file_plans_runs_and_resumes_over_compacted_records(tmp_path, one_thread):
+    plan = tmp_path / "tiny.toml"
+    plan.write_text(PLAN)
+    parsed = load_plan(plan)
+    anomaly, regression = parsed.tasks
+    assert anomaly.budgets == (200.0, 2000.0) and regression.budgets == (300.0,)
+    planned = parsed.planned_runs()
+    assert len(planned) == 2 * (4 + 2) + (4 + 1)  # per budget: 3 baselines, balanced, the draws
+    assert {p.config.patience for p in planned} == {2} and {p.config.seed for p in planned} == {3}
+
+    records = tmp_path / "runs"
+    dry = runner.invoke(app, ["child", "sweep", "--plan", str(plan), "--records", str(records), "--dry-run",
+                              "--json"])
+    assert dry.exit_code == 0, dry.output
+    assert len(json.loads(dry.stdout)) == 17
+
+    first = runner.invoke(app, ["child", "sweep", "--plan", str(plan), "--records", str(records), "--json"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["finished"] == 17
+    by_label = {r.label for r in read_records(records)}
+    assert {"dense", "uniform", "lstm", "balanced", "random 0", "random 1"} <= by_label
+    assert {r.origin for r in read_records(records)} == {"sweep"}
+
+    compacted = runner.invoke(app, ["records", "compact", str(records), "--json"])
+    assert compacted.exit_code == 0, compacted.output
+    assert json.loads(compacted.stdout)["runs"] == 17 and len(record_files(records)) == 2
+    again = runner.invoke(app, ["child", "sweep", "--plan", str(plan), "--records", str(records), "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["to_run"] == 0
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("runs = 2\n", "lists no [[task]]"),
+    ("runz = 2\n[[task]]\nname = 'toy-anomaly'\nepochs = 1\n", "unknown key 'runz'"),
+    ("runs = 'two'\n[[task]]\nname = 'toy-anomaly'\nepochs = 1\n", "runs = 'two' has the wrong type"),
+    ("[[task]]\nname = 'no-such-task'\nepochs = 1\n", "unknown task 'no-such-task'"),
+    ("[[task]]\nname = 'toy-anomaly'\n", "no epochs"),
+    ("[[task]]\nname = 'toy-anomaly'\nepochs = 1\nbudgets = [-5]\n", "budgets = [-5] is out of range"),
+    ("[[task\n", "is not valid TOML"),
+])
+def test_bad_plan_files_are_one_line_errors(tmp_path, text, fragment):
+    plan = tmp_path / "bad.toml"
+    plan.write_text(text)
+    with pytest.raises(SbrnnError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        load_plan(plan).planned_runs()
+    result = runner.invoke(app, ["child", "sweep", "--plan", str(plan), "--records", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+
+
+def test_plan_and_task_flags_do_not_mix(tmp_path):
+    plan = tmp_path / "p.toml"
+    plan.write_text(PLAN)
+    result = runner.invoke(app, ["child", "sweep", "--plan", str(plan), "--task", "rad", "--records", "r"])
+    assert result.exit_code == 2 and "either --plan or --task" in result.stderr
+    file_as_records = runner.invoke(app, ["child", "sweep", "--plan", str(plan), "--records", str(plan)])
+    assert file_as_records.exit_code == 2 and "is a file" in file_as_records.stderr
