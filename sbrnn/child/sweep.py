@@ -43,6 +43,7 @@ from rich.progress import (
 from rich.text import Text
 
 from sbrnn import __version__
+from sbrnn.child import malloc
 from sbrnn.child import space as sampling
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import resolve
@@ -206,6 +207,14 @@ def _task_for(config: RunConfig):
     return _TASK_MEMO[key]
 
 
+def _worker_setup(worker: bool) -> None:
+    """A worker process ignores SIGINT (Ctrl-C belongs to the coordinator) and undoes an allocator
+    setting that slows training (Dask's ``MALLOC_TRIM_THRESHOLD_``, :mod:`sbrnn.child.malloc`)."""
+    if worker and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    malloc.restore()
+
+
 def run_job(job: Job, threads: int | None = 1, worker: bool = True) -> list[RunRecord]:
     """Train the configs of ``job`` one after another; one record each.
 
@@ -215,8 +224,7 @@ def run_job(job: Job, threads: int | None = 1, worker: bool = True) -> list[RunR
     """
     from sbrnn.child.train import train_run
 
-    if worker and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_setup(worker)
     records = []
     for config in job:
         try:
@@ -234,8 +242,7 @@ def run_population_job(job: Job, threads: int | None = 1, worker: bool = True) -
     """
     from sbrnn.child.population import train_population
 
-    if worker and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_setup(worker)
     try:
         return train_population(job, _task_for(job[0]), threads=threads)
     except Exception:  # noqa: BLE001 - train_population records runs' own failures; this is the rest
@@ -362,10 +369,16 @@ class DaskCluster:
                 "Dask is not installed; install it with: pip install 'sbrnn[cluster]'"
             ) from None
         if self.address is None:
-            self._cluster = LocalCluster(
-                n_workers=self.local_workers, threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.ERROR,
-            )
+            import dask
+
+            # workers without Dask's MALLOC_TRIM_THRESHOLD_ (see sbrnn.child.malloc)
+            environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+            environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+                self._cluster = LocalCluster(
+                    n_workers=self.local_workers, threads_per_worker=1, processes=True,
+                    dashboard_address=None, silence_logs=logging.ERROR,
+                )
             self._client = Client(self._cluster)
         else:
             try:

@@ -1,0 +1,42 @@
+"""Workers undo Dask's frozen mmap threshold (MALLOC_TRIM_THRESHOLD_), which slows training ~2x."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sbrnn.child.config import RunConfig
+from sbrnn.child.sweep import DaskCluster, lost_record
+
+PROBE = "from sbrnn.child import malloc; print(malloc.restore(), malloc.restore())"
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({"MALLOC_TRIM_THRESHOLD_": "65536"}, "True True"),
+    ({}, "False False"),
+])
+def test_restore_acts_once_where_the_variable_is_set(env, expected):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    done = subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == expected.split()
+
+
+def report_environment(job, threads, worker=True):
+    """A job runner that records the worker's allocator variable instead of training."""
+    return [lost_record(config, f"MALLOC_TRIM_THRESHOLD_={os.environ.get('MALLOC_TRIM_THRESHOLD_')}")
+            for config in job]
+
+
+@pytest.mark.slow
+def test_local_cluster_workers_start_without_the_variable():
+    pytest.importorskip("distributed")
+    executor = DaskCluster(local_workers=1, runner=report_environment)
+    config = RunConfig(task="toy-anomaly", budget=500, epochs=1)
+    try:
+        [(job, records)] = list(executor.run([(config,)]))
+    finally:
+        executor.close()
+    assert records[0].error == "MALLOC_TRIM_THRESHOLD_=None"
