@@ -1,17 +1,21 @@
-"""Sweep throughput: runs per hour for 1 process x 2 threads against 2 processes x 1 thread.
+"""Sweep throughput end to end: runs per hour of the same planned runs on the same 2 workers, by executor.
 
-Both variants run the same planned sweep (random draws from the paper's space on the embedded
-RAD task at a 50k budget) through the sweep's own machinery — :class:`LocalProcesses` workers,
-the coordinator writing one shard per run — into fresh records directories, so the wall time
-includes what a user waits for: worker start, task data read from the cache, training, records.
-The task's data is built (and cached) once before timing.
+Every variant runs the same planned sweep (random draws from the paper's space on the embedded
+RAD task, budget 50k) through the sweep's own machinery into a fresh records directory, so the
+wall time is what a user waits for: worker start, task data read from the cache, training,
+records written by the coordinator. The task's data is built (and cached) once before timing.
 
-    python benchmarks/sweep_throughput.py              # 8 runs of 1 epoch per variant
-    python benchmarks/sweep_throughput.py --repeats 2 --json
+Variants (2 one-thread workers each):
+``local``             ``--workers 2``: two local processes (joblib's loky), one run per job
+``local population``  ``--workers 2 --population 8``: up to 8 compatible runs per job, trained together
+``local-cluster``     ``--local-cluster 2``: a Dask LocalCluster of two one-thread worker processes
+
+    python benchmarks/sweep_throughput.py                      # 16 runs of 2 epochs per variant
+    python benchmarks/sweep_throughput.py --runs 64 --epochs 25 --variants local   # a paper-scale slice
 
 Columns: wall seconds of the sweep; runs per hour over that wall time and its ratio against
-1 process x 2 threads; the same between the first and the last record ("steady": worker start
-excluded, as in a long sweep); mean seconds per run as the records state (training only).
+``local``; the same between the first and the last record ("steady": worker start excluded, as
+in a long sweep); mean seconds of training per run as the records state.
 """
 
 from __future__ import annotations
@@ -26,19 +30,25 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from sbrnn.child.sweep import LocalProcesses, plan_sweep, run_sweep
+from sbrnn.child.sweep import DaskCluster, LocalProcesses, plan_sweep, run_job, run_population_job, run_sweep
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.records import read_records
 
-VARIANTS = {"1 process x 2 threads": (1, 2), "2 processes x 1 thread": (2, 1)}
+WORKERS = 2
+VARIANTS = {  # name -> (executor factory, population)
+    "local": (lambda: LocalProcesses(WORKERS, 1, runner=run_job), 1),
+    "local population": (lambda: LocalProcesses(WORKERS, 1, runner=run_population_job), 8),
+    "local-cluster": (lambda: DaskCluster(local_workers=WORKERS, threads=1, runner=run_job), 1),
+}
 
 
-def measure(plan, processes: int, threads: int) -> dict:
-    """One timed sweep of ``plan`` on ``processes`` local workers with ``threads`` torch threads."""
+def measure(plan, variant: str) -> dict:
+    """One timed sweep of ``plan`` by ``variant`` (:data:`VARIANTS`)."""
+    make_executor, population = VARIANTS[variant]
     arrivals: list[float] = []
     with tempfile.TemporaryDirectory(prefix="sbrnn-bench-") as records:
         start = time.perf_counter()
-        report = run_sweep(plan, records, LocalProcesses(processes, threads),
+        report = run_sweep(plan, records, make_executor(), population=population,
                            on_record=lambda record: arrivals.append(time.perf_counter()))
         wall = time.perf_counter() - start
         runs = read_records(records)
@@ -58,14 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="rad")
     parser.add_argument("--budget", type=float, default=50_000)
-    parser.add_argument("--runs", type=int, default=8, help="runs per variant (one planned sweep)")
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=16, help="runs per variant (one planned sweep)")
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--n-train", type=int, default=3000, help="training sequences of the task")
     parser.add_argument("--n-val", type=int, default=300)
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated, of: " + ", ".join(VARIANTS))
     parser.add_argument("--repeats", type=int, default=1, help="alternating repeats; the median is shown")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"variant {unknown[0]!r} is unknown; allowed: {', '.join(VARIANTS)}")
 
     get_info(args.task)  # a clear error when the task is not registered
     options = {"n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_val}
@@ -75,35 +91,33 @@ def main(argv: list[str] | None = None) -> int:
     plan = plan_sweep([args.task], [args.budget], args.runs, epochs=args.epochs, seed=args.seed,
                       task_options=options)
 
-    samples: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    samples: dict[str, list[dict]] = {name: [] for name in variants}
     for repeat in range(args.repeats):
-        order = list(VARIANTS) if repeat % 2 == 0 else list(reversed(VARIANTS))
+        order = variants if repeat % 2 == 0 else list(reversed(variants))
         for name in order:
             console.print(f"repeat {repeat + 1}/{args.repeats}: {name} ...")
-            samples[name].append(measure(plan, *VARIANTS[name]))
+            samples[name].append(measure(plan, name))
 
-    base = statistics.median(s["runs_per_hour"] for s in samples["1 process x 2 threads"])
-    steady_base = statistics.median(s["steady_runs_per_hour"] for s in samples["1 process x 2 threads"])
-    rows = []
-    for name, (processes, threads) in VARIANTS.items():
-        rate = statistics.median(s["runs_per_hour"] for s in samples[name])
-        steady = statistics.median(s["steady_runs_per_hour"] for s in samples[name])
-        rows.append({
-            "name": name, "processes": processes, "threads": threads, "runs": args.runs,
-            "wall_s": statistics.median(s["wall_s"] for s in samples[name]),
-            "runs_per_hour": rate,
-            "mean_run_s": statistics.median(s["mean_run_s"] for s in samples[name]),
-            "ratio": rate / base,
-            "steady_runs_per_hour": steady,
-            "steady_ratio": steady / steady_base,
-        })
+    def median(name: str, key: str) -> float:
+        return statistics.median(s[key] for s in samples[name])
+
+    base, steady_base = median(variants[0], "runs_per_hour"), median(variants[0], "steady_runs_per_hour")
+    rows = [{
+        "name": name, "workers": WORKERS, "population": VARIANTS[name][1], "runs": args.runs,
+        "wall_s": median(name, "wall_s"), "runs_per_hour": median(name, "runs_per_hour"),
+        "ratio": median(name, "runs_per_hour") / base,
+        "steady_runs_per_hour": median(name, "steady_runs_per_hour"),
+        "steady_ratio": median(name, "steady_runs_per_hour") / steady_base,
+        "mean_run_s": median(name, "mean_run_s"),
+    } for name in variants]
     setup = {"task": args.task, "budget": args.budget, "epochs": args.epochs, **options,
-             "repeats": args.repeats}
+             "repeats": args.repeats, "baseline": variants[0]}
     if args.json:
         sys.stdout.write(json.dumps({"setup": setup, "rows": rows}, indent=2) + "\n")
         return 0
     table = Table(title=f"Sweep throughput: {args.runs} runs of {args.task} at budget {args.budget:,.0f}, "
-                        f"{args.epochs} epoch(s), n_train {args.n_train}", title_justify="left")
+                        f"{args.epochs} epoch(s), n_train {args.n_train}, {WORKERS} one-thread workers",
+                  title_justify="left")
     for col in ("variant", "wall s", "runs/h", "ratio", "steady runs/h", "steady ratio", "mean s/run"):
         table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
     for r in rows:
