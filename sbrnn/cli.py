@@ -900,8 +900,8 @@ def datasets_collect(
     ],
     policy: Annotated[
         str,
-        typer.Option(help="random (uniform actions), smooth (correlated random actions) or a directory "
-                          "written by `sbrnn child train --save`."),
+        typer.Option(help="random (uniform actions), smooth (correlated random actions), swingup (scripted, "
+                          "Pendulum-v1 only) or a directory written by `sbrnn child train --save`."),
     ] = "random",
     seed: Annotated[int, typer.Option(help="Reset seeds of the episodes and the random policy's draws.")] = 0,
     max_steps: Annotated[int | None, typer.Option(help="Cap each episode at this many steps.")] = None,
@@ -944,24 +944,48 @@ def _sizes_table(summary: dict, title: str) -> Table:
     return table
 
 
+def _size_text(size: int | None) -> str:
+    """Bytes as ``-`` (not built), ``512 B``, ``3.4 MB``, ..."""
+    if size is None:
+        return "-"
+    value, unit = float(size), "B"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            break
+        value /= 1000
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
 @datasets_app.command("list")
 def datasets_list(json_out: JsonOpt = False) -> None:
-    """Every task: input and output sizes, steps, loss, source, and whether it builds offline here."""
-    from sbrnn.datasets.registry import get_info, task_names
+    """Every task by family: input and output sizes, steps, loss, whether it builds offline here,
+    and its cached data's size on disk at seed 0 and default options (- / null: not built); --json
+    adds each task's source and description."""
+    from sbrnn.datasets.registry import FAMILIES, get_info, task_names
 
     rows = [get_info(name).as_dict() for name in task_names()]
     if json_out:
         _print_json(rows)
         return
-    table = Table(title="Tasks (descriptions: `sbrnn datasets info TASK` or --json)", title_justify="left")
-    cols = ("name", "n_in", "n_out", "steps", "loss", "source", "offline")
-    cells = [[str(row[c]) if c != "offline" else ("yes" if row[c] else "no") for c in cols] for row in rows]
-    for i, col in enumerate(cols):
-        width = max([len(col), *(len(r[i]) for r in cells)])
-        table.add_column(col, justify="right" if col in ("n_in", "n_out", "steps") else "left",
-                         no_wrap=col != "name", min_width=width if col != "name" else None, overflow="fold")
-    for r in cells:
-        table.add_row(*r)
+    table = Table(title="Tasks by family (sources and descriptions: --json or `sbrnn datasets info TASK`)",
+                  title_justify="left")
+    cols = ("name", "n_in", "n_out", "steps", "loss", "offline", "size_on_disk")
+    shown = {"offline": lambda v: "yes" if v else "no", "size_on_disk": _size_text}
+    cells = [[shown.get(c, str)(row[c]) for c in cols] for row in rows]
+    for i, col in enumerate(cols):  # in a narrow terminal only the names fold
+        heading = "size" if col == "size_on_disk" else col
+        width = max([len(heading), *(len(r[i]) for r in cells)])
+        table.add_column(heading, justify="left" if col in ("name", "loss", "offline") else "right",
+                         no_wrap=col != "name", min_width=None if col == "name" else width, overflow="fold")
+    order = {family: i for i, family in enumerate(FAMILIES)}
+    families = sorted({row["family"] for row in rows}, key=lambda f: (order.get(f, len(order)), f))
+    for family in families:
+        if family != families[0]:
+            table.add_section()
+        table.add_row(f"[bold]{family}:[/bold]")
+        for row, r in zip(rows, cells):
+            if row["family"] == family:
+                table.add_row(*r)
     console.print(table)
 
 
@@ -981,7 +1005,7 @@ def datasets_build(
     start = time.perf_counter()
     built = _build_task(task, seed, _parse_task_options(task_option))
     summary = {**task_summary(built), "seconds": round(time.perf_counter() - start, 2),
-               "cache": built.meta.get("cache")}
+               "cache": built.meta.get("cache"), "traits": built.traits}
     if json_out:
         _print_json(summary)
         return
@@ -1002,16 +1026,17 @@ def datasets_info(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Shapes, sizes, class balance (or target statistics), generation details; for RAD, a PNG
-    preview of a few sequences with the anomaly framed."""
+    """Family, shapes, sizes, class balance (or target statistics), traits, generation details; for
+    RAD, a PNG preview of a few sequences with the anomaly framed."""
     from sbrnn.datasets.cache import cache_root
     from sbrnn.datasets.registry import get_info, task_options
     from sbrnn.datasets.summary import task_summary
 
     info = get_info(task)
     built = _build_task(task, seed, _parse_task_options(task_option))
-    summary = {**task_summary(built), "description": info.description, "source": info.source,
-               "options": task_options(info), "meta": built.meta}
+    summary = {**task_summary(built), "family": info.family, "description": info.description,
+               "source": info.source, "options": task_options(info), "traits": built.traits,
+               "meta": built.meta}
     if built.meta.get("generator") == "rad":
         from sbrnn.datasets.rad import write_preview
 
@@ -1020,7 +1045,7 @@ def datasets_info(
     if json_out:
         _print_json(summary)
         return
-    console.print(f"{task}: {info.description}", soft_wrap=True, markup=False)
+    console.print(f"{task} ({info.family}): {info.description}", soft_wrap=True, markup=False)
     dims = f"{built.n_in} in, {built.n_out} out, {built.steps} steps, {built.loss}"
     console.print(_sizes_table(summary, dims))
     if "classes" in summary:
@@ -1034,6 +1059,14 @@ def datasets_info(
     else:
         for split, stats in summary["targets"].items():
             console.print(f"{split} targets: mean {stats['mean']:.4f}, std {stats['std']:.4f}")
+    traits = Table(title="Traits", caption="of the training split; baseline_loss: the best constant "
+                   "predictor's validation loss", title_justify="left", caption_justify="left",
+                   show_header=False)
+    traits.add_column("trait", style="bold")
+    traits.add_column("value", justify="right")
+    for name, value in built.traits.items():
+        traits.add_row(name, "-" if value is None else f"{value:.6g}")
+    console.print(traits)
     if summary["options"]:
         listed = ", ".join(f"{k}={v}" for k, v in summary["options"].items())
         console.print(f"options (--task-option, defaults): {listed}", soft_wrap=True, markup=False)

@@ -31,8 +31,9 @@ def test_list_json_has_the_zoo():
     result = invoke("datasets", "list", "--json")
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.stdout)}
+    keys = {"name", "family", "n_in", "n_out", "steps", "loss", "offline", "source", "size_on_disk"}
     for row in rows.values():
-        assert {"name", "n_in", "n_out", "steps", "loss", "offline", "source"} <= set(row)
+        assert keys <= set(row)
     assert (rows["rad"]["n_in"], rows["rad"]["n_out"], rows["rad"]["steps"]) == (2500, 10, 11)
     assert rows["rad28"]["n_in"] == 784 and rows["rad"]["offline"] and rows["rad28"]["offline"]
     seq = rows["seq-digits"]
@@ -40,8 +41,10 @@ def test_list_json_has_the_zoo():
     assert rows["rad-mnist"]["offline"] is False  # no IDX files under $SBRNN_DATA
     offline_shapes = {(r["n_in"], r["n_out"]) for r in rows.values() if r["offline"]}
     assert len(offline_shapes) >= 5
+    assert rows["rad"]["family"] == "rad" and rows["rad"]["size_on_disk"] is None  # not built here
     table = invoke("datasets", "list")
     assert table.exit_code == 0 and "rad-mnist" in table.stdout and "cross_entropy" in table.stdout
+    assert "behaviour-cloning:" in table.stdout
 
 
 def test_build_fills_the_cache_then_loads_it():
@@ -53,6 +56,7 @@ def test_build_fills_the_cache_then_loads_it():
     second = invoke("datasets", "build", "rad28", *SMALL)
     assert second.exit_code == 0, second.output
     assert "loaded from" in second.stdout and summary["cache"]["key"] in second.stdout
+    assert summary["traits"]["n_train"] == 48 and summary["traits"]["class_entropy"] > 0.5
 
 
 def test_info_rad_writes_a_preview(tmp_path):
@@ -60,11 +64,14 @@ def test_info_rad_writes_a_preview(tmp_path):
     result = invoke("datasets", "info", "rad", *SMALL, "--preview", str(target), "--seed", "3")
     assert result.exit_code == 0, result.output
     assert f"preview: {target}" in result.stdout and "Class balance" in result.stdout
+    assert "Traits" in result.stdout and "baseline_loss" in result.stdout and "(rad)" in result.stdout
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and target.stat().st_size > 10_000
     data = json.loads(invoke("datasets", "info", "rad", *SMALL, "--seed", "3", "--json").stdout)
     assert [sum(data["classes"][s]) for s in ("train", "val", "test")] == [48, 16, 16]
     assert data["meta"]["generation"]["seed"] == 3 and data["meta"]["cache"]["hit"] is True
     assert data["preview"].endswith(".png") and "previews" in data["preview"]
+    assert data["family"] == "rad" and data["traits"]["n_train"] == 48.0
+    assert data["traits"]["target_std"] is None
 
 
 def test_info_seq_digits():

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sbrnn.datasets import minari_tasks as mt
+from sbrnn.datasets import rollout_tasks
 from sbrnn.datasets.registry import build_task, get_info, task_names
 from sbrnn.errors import SbrnnError
 
@@ -114,7 +115,9 @@ def test_task_tensors_are_cached(hammer, monkeypatch):
     first = build_task(f"minari:{HAMMER}", seed=4)
     monkeypatch.setattr(mt, "_build_tensors", lambda *a: pytest.fail("built twice"))
     second = build_task(f"minari:{HAMMER}", seed=4)
-    assert torch.equal(first.train.x, second.train.x) and first.meta == second.meta
+    assert torch.equal(first.train.x, second.train.x) and first.traits == second.traits
+    assert (first.meta.pop("cache")["hit"], second.meta.pop("cache")["hit"]) == (False, True)
+    assert first.meta == second.meta
 
 
 def test_remote_dataset_missing_offline_fails_fast_with_the_way_out():
@@ -144,7 +147,7 @@ def test_registry_resolves_local_minari_ids(hammer):
 
 
 def test_dynamics_targets_are_observation_changes():
-    task = mt.hopper_dynamics(seed=0, episodes=8, window=3)
+    task = rollout_tasks.build("hopper-dynamics", seed=0, episodes=8, window=3)
     assert (task.name, task.n_in, task.n_out, task.steps) == ("hopper-dynamics", 14, 11, 3)
     dataset_id = task.meta["dataset_id"]
     assert dataset_id == "sbrnn/hopper/random-e8-s0-v0" and task.meta["kind"] == "forward_dynamics"
@@ -176,7 +179,7 @@ def test_local_collection_happens_once_and_replaces_a_half_written_one(monkeypat
 
 
 def test_hammer_local_clones_the_smooth_policy():
-    task = mt.hammer_local(seed=0, episodes=3)
+    task = rollout_tasks.builder("hammer-local")(seed=0, episodes=3)
     assert (task.name, task.n_in, task.n_out, task.steps) == ("hammer-local", 46, 26, 200)
     assert task.meta["collection"]["policy"] == "smooth" and task.meta["kind"] == "behaviour_cloning"
     assert [len(task.train), len(task.val), len(task.test)] == [1, 1, 1]

@@ -1,9 +1,10 @@
 """Keyed on-disk tensors: generated data is written once per key and loaded thereafter.
 
-Files live under ``$SBRNN_CACHE`` (default ``~/.cache/sbrnn``) as
-``<kind>/<key>.safetensors``, where ``key`` hashes every generation parameter and the seed. They
-are written to a temporary file and renamed into place (atomic on one filesystem), under an
-exclusive lock so that processes asking for the same key at once generate it only once.
+Files live under ``$SBRNN_CACHE`` (default ``~/.cache/sbrnn``) as ``<kind>/<key>.safetensors``
+(small JSON records: ``<kind>/<key>.json``), where ``key`` hashes every generation parameter and
+the seed. They are written to a temporary file and renamed into place (atomic on one filesystem);
+tensors under an exclusive lock so that processes asking for the same key at once generate them
+only once.
 safetensors holds plain tensors and a JSON string of the parameters: nothing is unpickled.
 """
 
@@ -99,6 +100,44 @@ def load_or_build(
         tensors = build()
         _write_atomic(path, tensors, params)
     return tensors, Entry(kind, key, path, hit=False)
+
+
+def json_path(kind: str, params: dict) -> Path:
+    """Where the JSON record for ``(kind, params)`` is stored."""
+    return cache_root() / kind / f"{cache_key(kind, params)}.json"
+
+
+def read_json(kind: str, params: dict) -> dict | None:
+    """The JSON record stored for ``(kind, params)``, or None when there is none (or it is unreadable)."""
+    try:
+        return json.loads(json_path(kind, params).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(kind: str, params: dict, record: dict) -> Path:
+    """Store ``record`` (with ``params`` beside it) for ``(kind, params)``, atomically; returns the path."""
+    path = json_path(kind, params)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump({**record, "params": params}, handle, sort_keys=True, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def disk_size(path: str | Path) -> int | None:
+    """Bytes in the file ``path``, or in every file under the folder ``path``; None if it is absent."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return None
 
 
 def stored_params(path: str | Path) -> dict:

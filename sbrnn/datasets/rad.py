@@ -42,6 +42,16 @@ DEFAULT_SIZES = {"mnist": (30_000, 1_000, 1_000), "digits": (6_000, 500, 500)}
 measured, test accuracy 0.80; at 2,000 training sequences it overfits by epoch 4 to 0.62; 8,000
 reached 0.81, no better, at 1.3x the time); the pools of its 1,797 images hold about 126 / 27 / 27
 images per class, each drawn into many sequences under fresh transforms."""
+PRESET_SIZES = (3_000, 500, 500)
+"""Train/val/test sequences of the zoo's RAD presets: half of ``rad``'s, so one epoch is cheap."""
+PRESETS = {
+    "rad16-n5": {"side": 16, "n": 5},
+    "rad16-n5-noquery": {"side": 16, "n": 5, "query_step": False},
+    "rad20": {"side": 20},
+    "rad28-n5-none": {"side": 28, "n": 5, "no_anomaly_prob": 0.2},
+    "rad50-n5": {"n": 5},
+}
+"""The zoo's RAD variants on the embedded digits: preset name -> the options it changes."""
 SIDE_RANGE = (16, 256)
 N_RANGE = (2, 100)
 MAX_SEQUENCES = 1_000_000
@@ -281,6 +291,17 @@ def build_rad28(
 ) -> Task:
     """``rad28``: RAD on the embedded digits at MNIST's own side, 784 inputs."""
     return build("rad28", _spec("digits", seed, side, n, no_anomaly_prob, query_step, n_train, n_val, n_test))
+
+
+def build_preset(
+    name: str, seed: int = 0, side: int = 50, n: int = 10, no_anomaly_prob: float = 0.0,
+    query_step: bool = True, n_train: int = PRESET_SIZES[0], n_val: int = PRESET_SIZES[1],
+    n_test: int = PRESET_SIZES[2],
+) -> Task:
+    """The RAD task ``name`` on the embedded digits; the registry binds each of :data:`PRESETS`
+    (``functools.partial(build_preset, name, **PRESETS[name])``) so its options default to it."""
+    spec = RadSpec("digits", side, n, no_anomaly_prob, query_step, n_train, n_val, n_test, seed=seed)
+    return build(name, spec)
 
 
 def build_rad_mnist(

@@ -1,15 +1,26 @@
-"""Task name -> builder, dims, loss kind, source and offline availability."""
+"""Task name -> builder, family, dims, loss kind, source, offline availability and size on disk.
+
+:func:`build_task` also attaches the task's :mod:`~sbrnn.datasets.traits`, computed once per task
+name, seed and options and kept in a JSON record under ``$SBRNN_CACHE/traits`` beside the list
+of the data files the build read or wrote (which :func:`size_on_disk` sums).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sbrnn.datasets import minari_tasks, rad, seqdigits, sources, synthetic
+from sbrnn.datasets import cache, classic, minari_tasks, rad, rollout_tasks, seqdigits, sources, synthetic
 from sbrnn.datasets.task import Task
+from sbrnn.datasets.traits import TRAIT_NAMES, task_traits
+from sbrnn.datasets.traits import VERSION as TRAITS_VERSION
 from sbrnn.errors import SbrnnError
+
+FAMILIES = ("synthetic", "rad", "sequential-digits", "classic", "behaviour-cloning", "dynamics")
 
 
 @dataclass(frozen=True)
@@ -17,7 +28,8 @@ class TaskInfo:
     """What the registry knows of a task before building it.
 
     ``builder(seed=..., **options)`` returns the :class:`Task`; ``offline()`` says whether it can
-    be built on this machine without a network.
+    be built on this machine without a network; ``family`` groups tasks of one kind
+    (:data:`FAMILIES`). ``n_in``, ``n_out`` and ``steps`` are the dims at the default options.
     """
 
     name: str
@@ -29,10 +41,13 @@ class TaskInfo:
     source: str
     builder: Callable[..., Task]
     offline: Callable[[], bool] = lambda: True
+    family: str = "other"
 
     def as_dict(self) -> dict:
+        """JSON-ready: the fields but ``builder``, ``offline()`` evaluated, and :func:`size_on_disk`."""
         return {
             "name": self.name,
+            "family": self.family,
             "description": self.description,
             "n_in": self.n_in,
             "n_out": self.n_out,
@@ -40,6 +55,7 @@ class TaskInfo:
             "loss": self.loss,
             "source": self.source,
             "offline": self.offline(),
+            "size_on_disk": size_on_disk(self),
         }
 
 
@@ -85,41 +101,124 @@ def task_options(info: TaskInfo) -> dict[str, Any] | None:
     return {p.name: p.default for p in params if p.name != "seed" and p.kind is not p.VAR_POSITIONAL}
 
 
+def _record_params(info: TaskInfo, seed: int, options: dict) -> dict:
+    """The key of a build's traits record: task name, seed and every option (defaults filled in)."""
+    return {"task": info.name, "seed": seed, "options": {**(task_options(info) or {}), **options},
+            "traits_version": TRAITS_VERSION}
+
+
+def _data_files(task: Task) -> list[str]:
+    """The files a build reads from or writes to the cache: its tensors and its Minari dataset."""
+    files = [task.meta["cache"]["path"]] if "cache" in task.meta else []
+    if "dataset_id" in task.meta:
+        files.append(str(minari_tasks.dataset_path(task.meta["dataset_id"])))
+    return files
+
+
+def _with_traits(info: TaskInfo, task: Task, seed: int, options: dict) -> Task:
+    """``task`` with its traits, from the record of this build or computed and recorded now. A
+    record made from other data (a Minari dataset recollected under its id) is recomputed."""
+    params = _record_params(info, seed, options)
+    data_key = (task.meta.get("cache") or {}).get("key")
+    record = cache.read_json("traits", params)
+    if record is None or record.get("data_key") != data_key:
+        record = {"traits": task_traits(task), "data_key": data_key, "files": _data_files(task)}
+        cache.write_json("traits", params, record)
+    return dataclasses.replace(task, traits={name: record["traits"][name] for name in TRAIT_NAMES})
+
+
+def size_on_disk(info: TaskInfo) -> int | None:
+    """Bytes of the cache files of ``info``'s task at seed 0 and its default options (its tensors,
+    Minari dataset and traits record), or None when it has not been built there."""
+    params = _record_params(info, 0, {})
+    record = cache.read_json("traits", params)
+    if record is None:
+        return None
+    sizes = [cache.disk_size(path) for path in [*record["files"], cache.json_path("traits", params)]]
+    return None if None in sizes else sum(sizes)
+
+
 def build_task(name: str, seed: int = 0, **options) -> Task:
-    """Build task ``name`` from ``seed``; the same name, options and seed give the same tensors."""
+    """Build task ``name`` from ``seed``, with its traits; the same name, options and seed give
+    the same tensors."""
     info = get_info(name)
     allowed = task_options(info)
     unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
     if unknown:
         listed = ", ".join(f"{k} (default {v!r})" for k, v in allowed.items()) or "none"
         raise SbrnnError(f"unknown option {unknown[0]!r} for task {name}; allowed: {listed}")
-    return info.builder(seed=seed, **options)
+    return _with_traits(info, info.builder(seed=seed, **options), seed, options)
 
 
-register(TaskInfo(
-    "toy-anomaly", "synthetic: find the shifted step among noisy copies", 8, 6, 6,
-    "cross_entropy", "synthetic", synthetic.toy_anomaly,
-))
-register(TaskInfo(
-    "toy-regression", "synthetic: lagged product and running mean, every step", 3, 2, 8,
-    "mse", "synthetic", synthetic.toy_regression,
-))
-register(TaskInfo(
-    "rad", "random anomaly detection on the embedded digits, 50x50: which of 10 images is transformed "
-    "differently (then a blank query step)", 2500, 10, 11, "cross_entropy", "digits", rad.build_rad,
-))
-register(TaskInfo(
-    "rad28", "random anomaly detection on the embedded digits at 28x28", 784, 10, 11, "cross_entropy",
-    "digits", rad.build_rad28,
-))
-register(TaskInfo(
-    "rad-mnist", "random anomaly detection on MNIST (data_root/MNIST/raw), 50x50, 30k/1k/1k as in the paper",
-    2500, 10, 11, "cross_entropy", "mnist", rad.build_rad_mnist, sources.mnist_available,
-))
-register(TaskInfo(
-    "seq-digits", "8x8 digits read one 8-pixel row per step", 8, 10, 8, "cross_entropy", "digits",
-    seqdigits.build_seq_digits,
-))
+def _add(name: str, family: str, shape: tuple[int, int, int, str], source: str, builder: Callable[..., Task],
+         description: str, offline: Callable[[], bool] = lambda: True) -> None:
+    n_in, n_out, steps, loss = shape
+    register(TaskInfo(name, description, n_in, n_out, steps, loss, source, builder, offline, family))
+
+
+CE, MSE = "cross_entropy", "mse"
+
+# synthetic: for tests and smoke runs -------------------------------------------------------------
+_add("toy-anomaly", "synthetic", (8, 6, 6, CE), "synthetic", synthetic.toy_anomaly,
+     "synthetic: find the shifted step among noisy copies; made in milliseconds, for tests and smoke runs")
+_add("toy-regression", "synthetic", (3, 2, 8, MSE), "synthetic", synthetic.toy_regression,
+     "synthetic: lagged product and running mean, every step; made in milliseconds, for tests and smoke "
+     "runs")
+
+# RAD ---------------------------------------------------------------------------------------------
+_add("rad", "rad", (2500, 10, 11, CE), "digits", rad.build_rad,
+     "random anomaly detection on the embedded digits, 50x50: which of 10 images is transformed "
+     "differently (then a blank query step); the paper's task, 6,000 training sequences")
+_add("rad28", "rad", (784, 10, 11, CE), "digits", rad.build_rad28,
+     "random anomaly detection on the embedded digits at 28x28: the paper's task at MNIST's own width")
+_add("rad-mnist", "rad", (2500, 10, 11, CE), "mnist", rad.build_rad_mnist,
+     "random anomaly detection on MNIST (data_root/MNIST/raw), 50x50, 30k/1k/1k as in the paper",
+     sources.mnist_available)
+RAD_WHY = {
+    "rad16-n5": "RAD at 16x16 with 5 images then the query step: a narrow input, so the recurrent blocks "
+                "hold a larger share of a budget than in rad",
+    "rad16-n5-noquery": "RAD at 16x16 with 5 images and no query step: the answer is read on the last "
+                        "image's own step, so the comparison with it cannot wait a step",
+    "rad20": "RAD at 20x20 with rad's 10 images and query step: rad's memory length at a sixth of its width",
+    "rad28-n5-none": "RAD at 28x28 with 5 images and a 'no anomaly' class in 20 % of sequences: the "
+                     "paper's n + 1 outputs, where absence is known only after the whole sequence",
+    "rad50-n5": "RAD at rad's 50x50 with 5 images then the query step: the widest input with a short memory",
+}
+for _name, _preset in rad.PRESETS.items():
+    _spec = rad.RadSpec(**_preset)
+    _add(_name, "rad", (_spec.n_in, _spec.n_out, _spec.steps, CE), "digits",
+         functools.partial(rad.build_preset, _name, **_preset),
+         f"{RAD_WHY[_name]}; 3,000 training sequences")
+
+# sequential digits -------------------------------------------------------------------------------
+_add("seq-digits", "sequential-digits", (8, 10, 8, CE), "digits", seqdigits.build_seq_digits,
+     "8x8 digits read one 8-pixel row per step: short, easy sequence classification (1,258 training)")
+_add("pixel-digits", "sequential-digits", (1, 10, 64, CE), "digits", seqdigits.build_pixel_digits,
+     "8x8 digits read one pixel per step (sequential MNIST at 8x8): a one-wide input whose class "
+     "must be integrated over 64 steps")
+_add("pixel-digits-permuted", "sequential-digits", (1, 10, 64, CE), "digits", seqdigits.build_permuted_digits,
+     "8x8 digits read one pixel per step in a fixed random order (permuted sequential MNIST): no local "
+     "structure in time, so evidence must be held across all 64 steps")
+_add("patch-digits", "sequential-digits", (4, 10, 16, CE), "digits", seqdigits.build_patch_digits,
+     "8x8 digits read one 2x2 patch per step: between seq-digits and pixel-digits in width and length")
+
+# classic RNN benchmarks --------------------------------------------------------------------------
+_add("adding-50", "classic", (2, 1, 50, MSE), "synthetic", functools.partial(classic.adding, "adding-50"),
+     "the adding problem over 50 steps (target at every step: the marked values summed so far): a "
+     "memoryless network cannot beat the running mean; 2,000 training sequences")
+_add("adding-200", "classic", (2, 1, 200, MSE), "synthetic",
+     functools.partial(classic.adding, "adding-200", steps=200),
+     "the adding problem over 200 steps: adding-50's memory across four times the distance")
+_add("parity", "classic", (1, 2, 10, CE), "synthetic", functools.partial(classic.parity, "parity"),
+     "parity of 10 bits, one per step; validation and test patterns never occur in training, so only a "
+     "running XOR (one bit of memory flipped by every input) beats chance")
+_add("delayed-recall", "classic", (10, 8, 25, CE), "synthetic",
+     functools.partial(classic.recall, "delayed-recall"),
+     "recall the symbol (1 of 8) stored at step 0 after 23 steps of distractors from the same alphabet: "
+     "long memory under interference, nothing else; at 25 steps some configurations solve it and others "
+     "stay at chance")
+
+# behaviour cloning -------------------------------------------------------------------------------
 
 
 def _minari_info(name: str) -> TaskInfo:
@@ -130,7 +229,7 @@ def _minari_info(name: str) -> TaskInfo:
         name, f"behaviour cloning on Minari {dataset_id} ({shape.episodes} episodes of {shape.env_id}): "
         "obs_t -> action_t", shape.n_obs, shape.n_act, shape.steps, "mse", "minari",
         minari_tasks.minari_builder(dataset_id),
-        lambda: minari_tasks.is_local(dataset_id),
+        lambda: minari_tasks.is_local(dataset_id), "behaviour-cloning",
     )
 
 
@@ -139,19 +238,39 @@ register_prefix(
     "minari:", _minari_info,
     lambda: [f"minari:{d}" for d in minari_tasks.local_dataset_ids() if not d.startswith("sbrnn/")],
 )
-register(TaskInfo(
-    "hammer-local", "behaviour cloning: smooth random actions in AdroitHandHammer-v1, collected here",
-    46, 26, 200, "mse", "rollouts", minari_tasks.hammer_local,
-    lambda: minari_tasks.can_collect("AdroitHandHammer-v1"),
-))
-register(TaskInfo(
-    "hopper-dynamics", "forward dynamics: [obs_t; a_t] -> obs_t+1 - obs_t, Hopper-v5 random rollouts",
-    14, 11, 10, "mse", "rollouts", minari_tasks.hopper_dynamics,
-    lambda: minari_tasks.can_collect("Hopper-v5"),
-))
-register(TaskInfo(
-    "halfcheetah-dynamics",
-    "forward dynamics: [obs_t; a_t] -> obs_t+1 - obs_t, HalfCheetah-v5 random rollouts",
-    23, 17, 25, "mse", "rollouts", minari_tasks.halfcheetah_dynamics,
-    lambda: minari_tasks.can_collect("HalfCheetah-v5"),
-))
+COLLECTED = {
+    "hammer-local": ((46, 26, 200), "behaviour cloning of smooth random actions in AdroitHandHammer-v1 "
+                     "(100 episodes): the offline stand-in for D4RL hammer; smooth actions can be told from "
+                     "the hand's recent motion, uniform ones could not"),
+    "pen-local": ((45, 24, 50), "behaviour cloning of smooth random actions in AdroitHandPen-v1 "
+                  "(100 episodes, windows of 50): a third hand task, at a quarter of the sequence length"),
+    "relocate-local": ((39, 30, 200), "behaviour cloning of smooth random actions in AdroitHandRelocate-v1 "
+                       "(100 episodes): the most outputs in the zoo"),
+    "pendulum-swingup": ((3, 1, 50), "behaviour cloning of a scripted energy swing-up and PD balance "
+                         "controller in Pendulum-v1 (200 episodes, windows of 50): an expert worth cloning, "
+                         "whose clone can be scored in the environment; one output"),
+    "hopper-dynamics": ((14, 11, 10), "forward dynamics in Hopper-v5 under random actions (400 episodes, "
+                        "windows of 10): contact dynamics of a hopper that falls within 10 to 70 steps"),
+    "halfcheetah-dynamics": ((23, 17, 25), "forward dynamics in HalfCheetah-v5 under random actions "
+                             "(100 episodes of 100 steps, windows of 25): a body that never falls"),
+    "walker2d-dynamics": ((23, 17, 10), "forward dynamics in Walker2d-v5 under random actions (600 "
+                          "episodes, windows of 10): a biped that falls within 10 to 50 steps"),
+    "ant-dynamics": ((35, 27, 20), "forward dynamics in Ant-v5 (contact forces left out of the "
+                     "observation) under random actions (300 episodes of up to 100 steps, windows of 20): "
+                     "the widest body"),
+    "swimmer-dynamics": ((10, 8, 25), "forward dynamics in Swimmer-v5 under random actions (200 episodes "
+                         "of 100 steps, windows of 25): smooth fluid drag, no contacts"),
+    "reacher-dynamics": ((12, 10, 10), "forward dynamics in Reacher-v5 under random actions (200 episodes "
+                         "of 50 steps, windows of 10): a two-joint arm whose target never moves"),
+    "inverted-double-pendulum-dynamics": (
+        (10, 9, 5), "forward dynamics in InvertedDoublePendulum-v5 under random actions (1,000 episodes, "
+        "windows of 5): an unstable system that falls within 4 to 9 steps"),
+    "pendulum-dynamics": ((4, 3, 20), "forward dynamics in Pendulum-v1 under random torques (200 episodes "
+                          "of 100 steps, windows of 20): one smooth joint, 3 observations"),
+}
+for _name, ((_n_in, _n_out, _steps), _why) in COLLECTED.items():
+    _collection = rollout_tasks.COLLECTIONS[_name]
+    _family = "behaviour-cloning" if _collection.kind == rollout_tasks.BC else "dynamics"
+    _add(_name, _family, (_n_in, _n_out, _steps, MSE), "rollouts", rollout_tasks.builder(_name),
+         f"{_why}; collected here on first build",
+         functools.partial(rollout_tasks.can_collect, _collection.env_id))

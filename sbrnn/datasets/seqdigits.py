@@ -1,37 +1,110 @@
-"""Sequential digits: read an 8x8 digit one row per step and name it after the last row.
+"""Sequential digits: read an 8x8 digit a few pixels per step and name it after the last step.
 
-scikit-learn's bundled 1,797 digits (values 0-16), ``x`` ``[N, 8, 8]`` (step = image row, input =
-its 8 pixels), ``y`` the digit (10 classes, ``cross_entropy``). Pixels are scaled to [0, 1] then
-standardised with the train split's mean and standard deviation (one scalar each). The split is
-the same stratified 70 / 15 / 15 split, drawn from ``seed``, that RAD's ``digits`` source uses.
+scikit-learn's bundled 1,797 digits (values 0-16), label the digit (10 classes, ``cross_entropy``).
+Four readings of the same 64 pixels, ``x`` ``[N, T, n_in]`` with ``T * n_in = 64``:
+
+- ``rows`` (``seq-digits``): one 8-pixel image row per step, top to bottom (8 in, 8 steps).
+- ``pixels`` (``pixel-digits``): one pixel per step in raster order (1 in, 64 steps): the classic
+  sequential-MNIST idea at 8x8, where the class is spread over 64 steps of memory.
+- ``permuted`` (``pixel-digits-permuted``): one pixel per step in a fixed random order drawn from
+  ``permutation_seed`` (pMNIST): neighbouring pixels are no longer neighbouring steps, so the
+  network must hold evidence across the whole sequence.
+- ``patches`` (``patch-digits``): one 2x2 patch per step (its pixels in raster order), the 16
+  patches in raster order (4 in, 16 steps).
+
+Pixels are scaled to [0, 1] then standardised with the train split's mean and standard deviation
+(one scalar each). The split is the same stratified 70 / 15 / 15 split, drawn from ``seed``, that
+RAD's ``digits`` source uses: about 1,258 / 270 / 269 sequences. Cached under
+``$SBRNN_CACHE/seq-digits``.
 """
 
 from __future__ import annotations
 
 import torch
 
-from sbrnn.datasets import sources
+from sbrnn.datasets import cache, sources
 from sbrnn.datasets.task import Split, Task
 from sbrnn.errors import SbrnnError
 
+READINGS = {
+    "rows": "one 8-pixel image row per step, top to bottom",
+    "pixels": "one pixel per step in raster order",
+    "permuted": "one pixel per step in a fixed order drawn from permutation_seed",
+    "patches": "one 2x2 patch per step (pixels in raster order), patches in raster order",
+}
+SPLITS = ("train", "val", "test")
 
-def build_seq_digits(seed: int = 0) -> Task:
-    """``seq-digits``: 8 inputs, 8 steps, 10 classes; about 1,258 / 270 / 269 sequences."""
+
+def _check_seed(name: str, seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SbrnnError(f"seed {seed!r} is not allowed; allowed: an integer >= 0")
+        raise SbrnnError(f"{name} {seed!r} is not allowed; allowed: an integer >= 0")
+    return seed
+
+
+def pixel_order(reading: str, permutation_seed: int = 0) -> torch.Tensor:
+    """``[64]`` raster indices of the pixels in the order ``reading`` feeds them."""
+    if reading == "permuted":
+        return torch.randperm(64, generator=torch.Generator().manual_seed(permutation_seed + 104729))
+    if reading == "patches":
+        return torch.arange(64).view(4, 2, 4, 2).permute(0, 2, 1, 3).reshape(64)
+    return torch.arange(64)
+
+
+def _tensors(seed: int, reading: str, permutation_seed: int) -> dict[str, torch.Tensor]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    images = torch.as_tensor(bunch.images, dtype=torch.float32) / 16.0  # [1797, 8, 8]
+    images = torch.as_tensor(bunch.images, dtype=torch.float32).view(-1, 64) / 16.0  # [1797, 64]
     labels = torch.as_tensor(bunch.target, dtype=torch.int64)
     parts = sources.stratified_split(labels, sources.DIGITS_FRACTIONS, sources.split_generator(seed))
-    mean = float(images[parts[0]].mean())
-    std = float(images[parts[0]].std())
-    splits = [Split((images[i] - mean) / std, labels[i]) for i in parts]
+    mean, std = images[parts[0]].mean(), images[parts[0]].std()
+    n_in = {"rows": 8, "patches": 4}.get(reading, 1)
+    x = ((images - mean) / std)[:, pixel_order(reading, permutation_seed)].reshape(-1, 64 // n_in, n_in)
+    out = {"mean": mean, "std": std}
+    for split, i in zip(SPLITS, parts):
+        out[f"{split}_x"], out[f"{split}_y"] = x[i].contiguous(), labels[i]
+    return out
+
+
+def build(name: str, reading: str, seed: int = 0, permutation_seed: int = 0) -> Task:
+    """Task ``name`` reading the digits as ``reading`` (a key of :data:`READINGS`)."""
+    _check_seed("seed", seed)
+    _check_seed("permutation_seed", permutation_seed)
+    params = {"reading": reading, "seed": seed,
+              "permutation_seed": permutation_seed if reading == "permuted" else None}
+    tensors, entry = cache.load_or_build(
+        "seq-digits", params, lambda: _tensors(seed, reading, permutation_seed)
+    )
+    splits = [Split(tensors[f"{s}_x"], tensors[f"{s}_y"]) for s in SPLITS]
+    mean, std = float(tensors["mean"]), float(tensors["std"])
     meta = {
         "generator": "seq-digits",
         "seed": seed,
         "normalisation": {"scale": 1 / 16, "mean": mean, "std": std},
-        "layout": "one 8-pixel image row per step, top to bottom; label read after the last row",
+        "layout": f"{READINGS[reading]}; label read after the last step",
+        "cache": {"key": entry.key, "path": str(entry.path), "hit": entry.hit},
     }
-    return Task("seq-digits", 8, 10, 8, "cross_entropy", *splits, meta=meta)
+    if reading == "permuted":
+        meta["permutation_seed"] = permutation_seed
+    x = splits[0].x
+    return Task(name, x.shape[2], 10, x.shape[1], "cross_entropy", *splits, meta=meta)
+
+
+def build_seq_digits(seed: int = 0) -> Task:
+    """``seq-digits``: 8 inputs, 8 steps, 10 classes; about 1,258 / 270 / 269 sequences."""
+    return build("seq-digits", "rows", seed)
+
+
+def build_pixel_digits(seed: int = 0) -> Task:
+    """``pixel-digits``: 1 input, 64 steps, 10 classes."""
+    return build("pixel-digits", "pixels", seed)
+
+
+def build_permuted_digits(seed: int = 0, permutation_seed: int = 0) -> Task:
+    """``pixel-digits-permuted``: 1 input, 64 steps in the order of ``permutation_seed``, 10 classes."""
+    return build("pixel-digits-permuted", "permuted", seed, permutation_seed)
+
+
+def build_patch_digits(seed: int = 0) -> Task:
+    """``patch-digits``: 4 inputs (a 2x2 patch), 16 steps, 10 classes."""
+    return build("patch-digits", "patches", seed)

@@ -42,6 +42,8 @@ class Task:
         n_in, n_out, steps: input size, output size and sequence length ``T``.
         loss: one of :data:`LOSS_KINDS`.
         meta: JSON-ready facts saved beside a trained model (normalisation, generation options).
+        traits: cheap descriptors of the training split (:mod:`sbrnn.datasets.traits`), filled by
+            :func:`sbrnn.datasets.registry.build_task`; empty when a builder is called directly.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Task:
     val: Split
     test: Split
     meta: dict = field(default_factory=dict)
+    traits: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSS_KINDS:
