@@ -137,3 +137,18 @@ def test_required_kernels_fail_loudly_and_cc_with_arguments_builds(monkeypatch, 
     finally:
         monkeypatch.undo()
         kernels.library.cache_clear()
+
+
+def test_records_carry_the_task_family_and_traits(one_thread):
+    from sbrnn.datasets.registry import build_task
+    from sbrnn.datasets.traits import TRAIT_NAMES
+    from sbrnn.records import TRAITS
+
+    assert TRAITS == TRAIT_NAMES
+    options = {"n_train": 40, "n_val": 16, "n_test": 16}
+    run = train_run(RunConfig(task="toy-regression", task_options=options, budget=400, epochs=1))
+    task = build_task("toy-regression", **options)
+    assert run.task_family == "synthetic" and run.trait_n_train == 40.0
+    for name in TRAITS:
+        assert getattr(run, f"trait_{name}") == task.traits[name]
+    assert run.trait_class_entropy is None and run.trait_baseline_loss > 0

@@ -341,7 +341,7 @@ def _train_group(configs: list[RunConfig], task: Task, device: str | None) -> li
             raise SbrnnError(f"task {task.name!r} was given for a config of task {config.task!r}")
         record = trainer._blank_record(config)
         record.device = trainer.describe_device(torch_device)
-        record.n_x, record.n_y, record.steps, record.loss_kind = task.n_in, task.n_out, task.steps, task.loss
+        trainer.describe_task(record, task)
         try:
             model, spec = build_model(config, task.n_in, task.n_out)
         except Exception:  # noqa: BLE001 - e.g. a budget too small: train_run records it as it would alone

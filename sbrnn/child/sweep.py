@@ -184,7 +184,8 @@ def lost_record(config: RunConfig, error: str) -> RunRecord:
         loss_kind=info.loss, arch=config.arch, h=h, lr=config.lr, batch_size=config.batch_size,
         epochs=config.epochs, seed=config.seed, status="failed", budget=config.budget,
         activation=config.activation, precision=config.precision, error=error,
-        sbrnn_version=__version__, **blocks,
+        sbrnn_version=__version__, task_family=info.family,
+        task_options=json.dumps(config.task_options, sort_keys=True), **blocks,
     )
 
 

@@ -39,10 +39,10 @@ from sbrnn.child.checkpoint import save_model
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import build_model
 from sbrnn.child.spec import BLOCKS, grid_blocks, hidden_proportion
-from sbrnn.datasets.registry import build_task
+from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.datasets.task import Split, Task
 from sbrnn.errors import SbrnnError
-from sbrnn.records import RunRecord
+from sbrnn.records import TRAITS, RunRecord
 
 Progress = Callable[[int, dict], None]
 """``progress(epoch, metrics)`` after each completed epoch (1-based); ``metrics`` holds
@@ -140,6 +140,14 @@ def _blank_record(config: RunConfig) -> RunRecord:
     )
 
 
+def describe_task(record: RunRecord, task: Task) -> None:
+    """Fill the record's task fields: dims, loss kind, family and traits."""
+    record.n_x, record.n_y, record.steps, record.loss_kind = task.n_in, task.n_out, task.steps, task.loss
+    record.task_family = get_info(task.name).family
+    for name in TRAITS:
+        setattr(record, f"trait_{name}", task.traits.get(name))
+
+
 def _describe_model(record: RunRecord, model: nn.Module, spec, device: torch.device) -> None:
     """Fill the record's architecture fields from the built model (realised mask counts) and the
     products it runs on ``device``."""
@@ -195,7 +203,7 @@ def train_run(
             task = build_task(config.task, seed=config.seed, **config.task_options)
         elif task.name != config.task:
             raise SbrnnError(f"task {task.name!r} was given for a config of task {config.task!r}")
-        record.n_x, record.n_y, record.steps, record.loss_kind = task.n_in, task.n_out, task.steps, task.loss
+        describe_task(record, task)
         model, spec = build_model(config, task.n_in, task.n_out)
         _describe_model(record, model, spec, torch_device)
         model.to(torch_device)
