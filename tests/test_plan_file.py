@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sbrnn.child.plan_file import load_plan, reference_budget, round_significant, task_budgets
+from sbrnn.child.sweep import plan_sweep
 from sbrnn.cli import app
 from sbrnn.errors import SbrnnError
 from sbrnn.records import read_records, record_files
@@ -100,3 +101,12 @@ def test_plan_and_task_flags_do_not_mix(tmp_path):
     assert result.exit_code == 2 and "either --plan or --task" in result.stderr
     file_as_records = runner.invoke(app, ["child", "sweep", "--plan", str(plan), "--records", str(plan)])
     assert file_as_records.exit_code == 2 and "is a file" in file_as_records.stderr
+
+
+def test_jobs_go_round_robin_across_tasks():
+    from sbrnn.child.sweep import interleave_tasks
+
+    plan = plan_sweep(["toy-anomaly", "toy-regression", "seq-digits"], [3000], 3, epochs=1)
+    order = [job[0].task for job in interleave_tasks([(p.config,) for p in plan])]
+    assert order[:3] == ["toy-anomaly", "toy-regression", "seq-digits"] and len(order) == 9
+    assert sorted(order) == sorted(p.config.task for p in plan)

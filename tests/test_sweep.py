@@ -43,7 +43,8 @@ def test_six_run_sweep_records_every_run_once_and_resumes(tmp_path, one_thread):
         assert (r.task, r.budget, r.lr, r.seed) == (p.config.task, 300.0, p.config.lr, 5)
         assert (r.d_hx, r.d_hh, r.d_hy) == p.config.densities[0]
         assert len(r.val_loss) == 2 and r.min_val_loss == min(r.val_loss)
-    assert [r.run_id for r in seen] == [p.run_id for p in plan]  # in process: in plan order
+    in_order = sweeps.interleave_tasks([(p.config,) for p in plan])  # in process: tasks alternating
+    assert [r.run_id for r in seen] == [job[0].run_id() for job in in_order]
     again = sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1))
     assert (again.already_done, again.to_run, again.finished) == (6, 0, 0)
 

@@ -463,6 +463,16 @@ def pending_runs(
     ]
 
 
+def interleave_tasks(jobs: Sequence[Job]) -> list[Job]:
+    """``jobs`` taken round-robin across tasks (each task's jobs in their order), so a sweep of
+    many tasks that stops early has runs of every task rather than all of the first ones."""
+    by_task: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_task.setdefault(job[0].task, []).append(job)
+    queues = list(by_task.values())
+    return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+
+
 def run_sweep(
     plan: Sequence[PlannedRun],
     records: str | os.PathLike,
@@ -477,7 +487,8 @@ def run_sweep(
 
     ``population > 1`` hands the executor jobs of up to that many configs that can train as one
     population (:func:`sbrnn.child.population.population_jobs`; give the executor
-    :func:`run_population_job` as its runner); 1 sends one config per job.
+    :func:`run_population_job` as its runner); 1 sends one config per job. Jobs of several tasks
+    go round-robin across tasks (:func:`interleave_tasks`).
 
     ``on_start`` sees the report once the records are read (how many runs are planned, already
     done and to run), ``on_record`` each record after its shard is written. On Ctrl-C
@@ -496,7 +507,8 @@ def run_sweep(
     try:
         configs = [p.config for p in todo]
         labels = {p.run_id: p.label for p in todo}
-        jobs = population_jobs(configs, population) if population > 1 else [(c,) for c in configs]
+        grouped = population_jobs(configs, population) if population > 1 else [(c,) for c in configs]
+        jobs = interleave_tasks(grouped)
         for job, outcome in executor.run(jobs):
             if isinstance(outcome, BaseException):
                 text = "".join(traceback.format_exception_only(type(outcome), outcome)).strip()
