@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -28,16 +27,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sbrnn.child.config import ARCHS
-from sbrnn.child.spec import BLOCKS
+from sbrnn.io import atomic_write
+from sbrnn.vocabulary import ARCHS, BLOCKS, STATUSES
 
 SCHEMA_VERSION = 2
 """2 added the task's family, traits and options, the kernel path, the thread count, and where a
 run came from (``origin``, ``label``, ``study``, ``trial``); schema-1 files read with those null."""
 READABLE_VERSIONS = (1, 2)
 
-STATUSES = ("ok", "diverged", "failed", "pruned")
-"""``pruned``: stopped by a tuner's pruner after the epochs its curve holds (not a failure)."""
 
 TRAITS = (
     "n_train", "input_std", "input_zero_frac", "input_autocorr", "target_std", "target_autocorr",
@@ -186,20 +183,8 @@ def records_table(records: Iterable[RunRecord]) -> pa.Table:
 
 
 def write_atomic(table: pa.Table, path: str | os.PathLike) -> Path:
-    """Write ``table`` to ``path`` as Parquet through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``table`` to ``path`` as Parquet, atomically (:func:`sbrnn.io.atomic_write`)."""
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def write_record(record: RunRecord, directory: str | os.PathLike) -> Path:

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from sbrnn.errors import SbrnnError
-from sbrnn.records import STATUSES, read_table, write_atomic
+from sbrnn.records import read_table, write_atomic
+from sbrnn.vocabulary import STATUSES
 
 BIN_EDGES = (0.2, 0.4, 0.6, 0.8)
 BIN_LABELS = ("<.2", ".2-.4", ".4-.6", ".6-.8", ">=.8")

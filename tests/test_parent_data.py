@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sbrnn.child.space import draw
-from sbrnn.child.spec import BLOCKS, SparseBlockSpec, grid_blocks
+from sbrnn.child.spec import SparseBlockSpec, grid_blocks
 from sbrnn.errors import SbrnnError
 from sbrnn.parent.features import (
     FEATURE_NAMES,
@@ -27,6 +27,7 @@ from sbrnn.parent.features import (
     training_data,
 )
 from sbrnn.records import RunRecord
+from sbrnn.vocabulary import BLOCKS
 
 TASKS = {  # name: n_x, n_y, steps, loss kind, offset of the log minimum
     "toy-a": (8, 6, 6, "cross_entropy", 0.0),

@@ -25,6 +25,7 @@ from sbrnn.child.model import LSTMBaseline, SparseBlockRNN
 from sbrnn.child.spec import SparseBlockSpec
 from sbrnn.datasets.task import Task
 from sbrnn.errors import SbrnnError
+from sbrnn.io import atomic_write, atomic_write_text
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -65,8 +66,8 @@ def save_model(
         "torch_version": torch.__version__,
     }
     text = json.dumps(info, indent=2, default=str)  # serialise first: a bad meta leaves no half save
-    save_file(tensors, str(directory / WEIGHTS))
-    (directory / CONFIG).write_text(text + "\n")
+    atomic_write(directory / WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write_text(directory / CONFIG, text + "\n")
     return directory
 
 

@@ -8,10 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from sbrnn.child.spec import Grid, as_grid
 from sbrnn.errors import SbrnnError
-
-ARCHS = ("sbrnn", "dense", "uniform", "lstm")
-ACTIVATIONS = ("relu", "tanh")
-PRECISIONS = ("fp32", "bf16")
+from sbrnn.vocabulary import ACTIVATIONS, ARCHS, PRECISIONS
 
 
 @dataclass(frozen=True)

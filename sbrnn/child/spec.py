@@ -21,10 +21,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sbrnn.errors import SbrnnError
+from sbrnn.vocabulary import BLOCKS
 
 ROWS = ("h", "y")
 COLS = ("x", "h", "y")
-BLOCKS = ("hx", "hh", "hy", "yx", "yh", "yy")
 H_ROW = ("hx", "hh", "hy")
 
 Grid = tuple[tuple[float, float, float], tuple[float, float, float]]

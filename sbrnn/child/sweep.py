@@ -53,8 +53,7 @@ from sbrnn.datasets import registry
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.errors import SbrnnError
 from sbrnn.records import RunRecord, read_table, write_record
-
-BASELINE_ARCHS = ("dense", "uniform", "lstm")
+from sbrnn.vocabulary import BASELINE_ARCHS
 
 Job = tuple[RunConfig, ...]
 """A unit of work for one worker: configs trained there in order, one record each."""

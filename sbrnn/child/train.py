@@ -38,11 +38,12 @@ from sbrnn import __version__
 from sbrnn.child.checkpoint import save_model
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import build_model
-from sbrnn.child.spec import BLOCKS, grid_blocks, hidden_proportion
+from sbrnn.child.spec import grid_blocks, hidden_proportion
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.datasets.task import Split, Task
 from sbrnn.errors import SbrnnError
 from sbrnn.records import TRAITS, RunRecord
+from sbrnn.vocabulary import BLOCKS
 
 Progress = Callable[[int, dict], None]
 """``progress(epoch, metrics)`` after each completed epoch (1-based); ``metrics`` holds

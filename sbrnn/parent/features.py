@@ -36,12 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sbrnn.child.spec import BLOCKS, SparseBlockSpec, grid_blocks
+from sbrnn.child.spec import SparseBlockSpec, grid_blocks
 from sbrnn.errors import SbrnnError
-from sbrnn.records import STATUSES, RunRecord, read_records
-
-LOSS_KINDS = ("cross_entropy", "mse")
-"""The loss kinds of :data:`sbrnn.datasets.task.LOSS_KINDS`, kept here so the parent needs no torch."""
+from sbrnn.records import RunRecord, read_records
+from sbrnn.vocabulary import BLOCKS, LOSS_KINDS, STATUSES
 
 PAPER_FEATURES = (
     *(f"d_{b}" for b in BLOCKS),

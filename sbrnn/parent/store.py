@@ -23,13 +23,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from sbrnn import __version__
 from sbrnn.errors import SbrnnError
+from sbrnn.io import atomic_write, atomic_write_text
 from sbrnn.parent.features import FEATURE_NAMES
 from sbrnn.parent.models import KINDS, ConvergenceClassifier, CurveRegressor, Parent
 
@@ -72,11 +72,11 @@ def _expected_types():
 
 def _write_estimator(estimator, kind: str, path: Path) -> None:
     if kind == "xgb":
-        estimator.save_model(path)
+        atomic_write(path, estimator.save_model)
     else:
         import skops.io
 
-        skops.io.dump(estimator, path)
+        atomic_write(path, lambda tmp: skops.io.dump(estimator, tmp))
 
 
 def _read_estimator(kind: str, role: str, path: Path):
@@ -160,11 +160,7 @@ def save_parent(parent: Parent, directory: str | os.PathLike, metrics: dict | No
         "files": files,
         "metrics": metrics or {},
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=directory)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(manifest, fh, indent=1, default=str)
-    os.replace(tmp, manifest_path)
-    return manifest_path
+    return atomic_write_text(manifest_path, json.dumps(manifest, indent=1, default=str))
 
 
 def read_manifest(directory: str | os.PathLike) -> dict:
