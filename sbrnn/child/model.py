@@ -51,8 +51,10 @@ from sbrnn.child.spec import (
     uniform_grid,
 )
 from sbrnn.errors import SbrnnError
+from sbrnn.vocabulary import ACTIVATIONS, check_choice
 
-_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+ACTIVATION_FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh}
+"""The function of each of :data:`sbrnn.vocabulary.ACTIVATIONS`."""
 PATHS = ("auto", "dense", "sparse")
 
 SPARSE_X_MAX_DENSITY = 0.4
@@ -88,15 +90,13 @@ class SparseBlockRNN(nn.Module):
         path: str = "auto",
     ) -> None:
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise SbrnnError(f"activation {activation!r} is unknown; allowed: {', '.join(_ACTIVATIONS)}")
-        if path not in PATHS:
-            raise SbrnnError(f"path {path!r} is unknown; allowed: {', '.join(PATHS)}")
+        check_choice("activation", activation, ACTIVATIONS)
+        check_choice("path", path, PATHS)
         self.path = path
         self._patterns: dict[str, tuple[tuple, sparse_ops.SparsePattern]] = {}
         self.spec = spec
         self.activation = activation
-        self._act = _ACTIVATIONS[activation]
+        self._act = ACTIVATION_FUNCTIONS[activation]
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         h, n_x, n_y = spec.h, spec.n_x, spec.n_y
         weight_x = torch.zeros(h + n_y, n_x)

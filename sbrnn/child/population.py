@@ -37,14 +37,19 @@ from torch.optim.adam import adam
 from sbrnn.child import kernels, sparse_ops
 from sbrnn.child import train as trainer
 from sbrnn.child.config import RunConfig
-from sbrnn.child.model import SPARSE_X_MAX_DENSITY, SPARSE_X_MIN_ENTRIES, SparseBlockRNN, build_model, resolve
+from sbrnn.child.model import (
+    ACTIVATION_FUNCTIONS,
+    SPARSE_X_MAX_DENSITY,
+    SPARSE_X_MIN_ENTRIES,
+    SparseBlockRNN,
+    build_model,
+    resolve,
+)
 from sbrnn.child.recurrence import block_recurrence
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.datasets.task import Task
 from sbrnn.errors import SbrnnError
 from sbrnn.records import RunRecord
-
-_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
 
 
 def _padded_rows(h: int, rows: int, n_y: int, device: torch.device) -> torch.Tensor:
@@ -74,7 +79,7 @@ class SparseBlockPopulation(nn.Module):
             if (m.n_x, m.n_y, m.activation) != (first.n_x, first.n_y, first.activation):
                 raise SbrnnError("population models must share n_x, n_y and activation")
         self.n_x, self.n_y, self.activation = first.n_x, first.n_y, first.activation
-        self._act = _ACTIVATIONS[self.activation]
+        self._act = ACTIVATION_FUNCTIONS[self.activation]
         self.hidden = [m.hidden for m in models]
         size, rows = max(self.hidden) + self.n_y, max(self.hidden)
         k, n_x, ref = len(models), self.n_x, first.weight_x
