@@ -113,16 +113,16 @@ def test_evaluate_bad_input(tmp_path):
 def test_ctrl_c_stops_with_a_line_and_writes_nothing(tmp_path, monkeypatch):
     from sbrnn.child import train as train_module
 
-    real_fit = train_module._fit
+    real_fit = train_module.fit
 
-    def interrupted_after_one_epoch(model, task, config, device, record, progress):
+    def interrupted_after_one_epoch(trainee, members, task, device, progress=None):
         def stop(epoch, metrics):  # Ctrl-C right after the first epoch's figures are shown
             progress(epoch, metrics)
             raise KeyboardInterrupt
 
-        return real_fit(model, task, config, device, record, stop)
+        return real_fit(trainee, members, task, device, stop)
 
-    monkeypatch.setattr(train_module, "_fit", interrupted_after_one_epoch)
+    monkeypatch.setattr(train_module, "fit", interrupted_after_one_epoch)
     runs, model = tmp_path / "runs", tmp_path / "model"
     result = invoke("child", "train", *SMALL, "--records", str(runs), "--save", str(model))
     assert result.exit_code == 130, result.output

@@ -14,10 +14,9 @@ from sbrnn.child.population import (
     SparseBlockPopulation,
     population_jobs,
     population_key,
-    population_losses,
     train_population,
 )
-from sbrnn.child.train import train_run
+from sbrnn.child.train import member_losses, train_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -68,7 +67,7 @@ def train_side_by_side(models, configs, batch, steps, seed):
     for _ in range(4):
         x, y = torch.randn(batch, steps, n_x, generator=g), torch.randint(0, n_y, (batch,), generator=g)
         optimizer.zero_grad()
-        population_losses(population(x), y, "cross_entropy").sum().backward()
+        member_losses(population(x), y, "cross_entropy").sum().backward()
         optimizer.step()
         for model, opt in zip(models, singles):
             opt.zero_grad()

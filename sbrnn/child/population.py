@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
 from collections.abc import Sequence
 
 import torch
@@ -42,7 +41,6 @@ from sbrnn.child.model import (
     SPARSE_X_MAX_DENSITY,
     SPARSE_X_MIN_ENTRIES,
     SparseBlockRNN,
-    build_model,
     resolve,
 )
 from sbrnn.child.recurrence import block_recurrence
@@ -248,46 +246,30 @@ def population_key(config: RunConfig) -> str | None:
     return json.dumps(fields, sort_keys=True)
 
 
-def population_losses(output: torch.Tensor, target: torch.Tensor, loss_kind: str,
-                      reduction: str = "mean") -> torch.Tensor:
-    """Per-child losses ``[K]`` of ``output [K, B, T, n_y]`` as :func:`~sbrnn.child.train.batch_loss`."""
-    k, batch = output.shape[:2]
-    if loss_kind == "cross_entropy":
-        logits = output[:, :, -1].float().reshape(k * batch, -1)
-        losses = F.cross_entropy(logits, target.repeat(k), reduction="none").view(k, batch)
-        return losses.mean(1) if reduction == "mean" else losses.sum(1)
-    losses = F.mse_loss(output.float(), target.expand_as(output), reduction="none").reshape(k, -1)
-    return losses.mean(1) if reduction == "mean" else losses.sum(1)
+class PopulationTrainee:
+    """A population and its :class:`PopulationAdam`: the trainee of :func:`sbrnn.child.train.fit`."""
 
+    def __init__(self, population: SparseBlockPopulation, lr: Sequence[float]) -> None:
+        self.population = population
+        self.optimizer = PopulationAdam(population, lr)
 
-@torch.no_grad()
-def evaluate_population(population: SparseBlockPopulation, split, loss_kind: str,
-                        device: torch.device, precision: str) -> tuple[list[float], list[float] | None]:
-    """Per-child ``(losses, accuracies)`` on ``split``, as :func:`~sbrnn.child.train.evaluate_split`."""
-    k = population.size
-    total = torch.zeros(k, device=device, dtype=torch.float64)
-    correct = torch.zeros(k, device=device, dtype=torch.int64)
-    n = len(split)
-    for start in range(0, n, trainer.EVAL_BATCH):
-        x = split.x[start:start + trainer.EVAL_BATCH].to(device).float()
-        y = trainer._targets(split.y[start:start + trainer.EVAL_BATCH].to(device), loss_kind)
-        with trainer.autocast(device, precision):
-            output = population(x)
-        total += population_losses(output, y, loss_kind, reduction="sum").double()
-        if loss_kind == "cross_entropy":
-            correct += (output[:, :, -1].argmax(dim=2) == y).sum(dim=1)
-    if loss_kind == "cross_entropy":
-        return (total / n).tolist(), (correct.double() / n).tolist()
-    return (total / split.y.numel()).tolist(), None
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        return self.population(x)
 
+    def train(self, mode: bool = True) -> nn.Module:
+        return self.population.train(mode)
 
-class _Child:
-    """Bookkeeping of one child in a population run."""
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad()
 
-    def __init__(self, config: RunConfig, record: RunRecord, spec) -> None:
-        self.config, self.record, self.spec = config, record, spec
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.epochs_run = 0
+    def step(self) -> None:
+        self.optimizer.step()
+
+    def member_state(self, slot: int) -> dict[str, torch.Tensor]:
+        return self.population.child_state(slot)
+
+    def keep(self, slots: Sequence[int]) -> None:
+        self.optimizer.keep(slots)
 
 
 def train_population(
@@ -338,102 +320,36 @@ def _train_group(configs: list[RunConfig], task: Task, device: str | None) -> li
     """One population: the configs share task, seed, batch size, precision and activation."""
     started = time.perf_counter()
     torch_device = trainer.resolve_device(device)
-    children: list[_Child] = []
+    members: list[trainer.Member] = []
     alone: dict[int, RunRecord] = {}
     models = []
     for i, config in enumerate(configs):
-        if config.task != task.name:
-            raise SbrnnError(f"task {task.name!r} was given for a config of task {config.task!r}")
-        record = trainer._blank_record(config)
-        record.device = trainer.describe_device(torch_device)
-        trainer.describe_task(record, task)
+        member = trainer.Member(config, trainer._blank_record(config))
         try:
-            model, spec = build_model(config, task.n_in, task.n_out)
+            models.append(trainer.start_run(member, task, torch_device))
         except Exception:  # noqa: BLE001 - e.g. a budget too small: train_run records it as it would alone
             alone[i] = trainer.train_run(config, task, device=device)
             continue
-        trainer._describe_model(record, model, spec, torch_device)
-        children.append(_Child(config, record, spec))
-        models.append(model)
-    if children:
+        members.append(member)
+    if members:
         population = SparseBlockPopulation(models).to(torch_device)
         path = population.kernel_path(torch_device, configs[0].precision)
-        for child in children:
-            child.record.kernel_path = path
-        _fit(population, children, task, torch_device)
-        _test(children, task, torch_device)
+        for member in members:
+            member.record.kernel_path = path
+        trainee = PopulationTrainee(population, [m.config.lr for m in members])
+        trainer.fit(trainee, members, task, torch_device)
+        for member in members:
+            try:
+                trainer.test_member(member, task, torch_device)
+            except Exception as exc:  # noqa: BLE001 - as train_run: the run's own failure becomes its record
+                member.record.status = "failed"
+                member.record.error = trainer.failure_text(exc)
     elapsed = time.perf_counter() - started
-    epochs = sum(c.epochs_run for c in children) or 1
-    for child in children:
-        child.record.wall_seconds = elapsed * child.epochs_run / epochs
-    done = {id(c.config): c.record for c in children}
+    epochs = sum(m.epochs_run for m in members) or 1
+    for member in members:
+        member.record.wall_seconds = elapsed * member.epochs_run / epochs
+    done = {id(m.config): m.record for m in members}
     return [alone[i] if i in alone else done[id(c)] for i, c in enumerate(configs)]
-
-
-def _fit(population: SparseBlockPopulation, children: list[_Child], task: Task, device: torch.device) -> None:
-    """The shared epoch loop; each child's record gets its curves, best epoch and status."""
-    first = children[0].config
-    optimizer = PopulationAdam(population, [c.config.lr for c in children])
-    generator = trainer._data_generator(first.seed)
-    train_x = task.train.x.to(device)
-    train_y = trainer._targets(task.train.y.to(device), task.loss)
-    n = len(task.train)
-    active = list(children)
-    for epoch in range(1, max(c.config.epochs for c in children) + 1):
-        population.train()
-        order = torch.randperm(n, generator=generator).to(device)
-        totals = torch.zeros(len(active), device=device, dtype=torch.float64)
-        for start in range(0, n, first.batch_size):
-            index = order[start:start + first.batch_size]
-            x, y = train_x.index_select(0, index).float(), train_y.index_select(0, index)
-            with trainer.autocast(device, first.precision):
-                output = population(x)
-            losses = population_losses(output, y, task.loss)
-            optimizer.zero_grad()
-            losses.sum().backward()
-            optimizer.step()
-            totals += losses.detach().double() * index.numel()
-        train_losses = (totals / n).tolist()
-        val_losses, val_accs = evaluate_population(population, task.val, task.loss, device, first.precision)
-        staying = []
-        for slot, child in enumerate(active):
-            if _end_epoch(child, population, slot, epoch, train_losses[slot], val_losses[slot],
-                          None if val_accs is None else val_accs[slot]):
-                staying.append(slot)
-        if not staying:
-            break
-        if len(staying) < len(active):
-            optimizer.keep(staying)
-            active = [active[s] for s in staying]
-
-
-def _end_epoch(child: _Child, population: SparseBlockPopulation, slot: int, epoch: int,
-               train_loss: float, val_loss: float, val_acc: float | None) -> bool:
-    """Record one child's epoch as ``train_run`` does; True if it trains on."""
-    child.epochs_run = epoch
-    outcome = trainer.record_epoch(child.record, epoch, train_loss, val_loss, val_acc)
-    if outcome == "diverged":
-        return False
-    if outcome == "best":
-        child.best_state = population.child_state(slot)
-    return not trainer.patience_spent(child.config, child.record, epoch) and epoch < child.config.epochs
-
-
-def _test(children: list[_Child], task: Task, device: torch.device) -> None:
-    """Test metrics of each ``ok`` child on its best epoch's weights, as ``train_run`` computes them."""
-    for child in children:
-        if child.record.status != "ok":
-            continue
-        try:
-            model, _ = build_model(child.config, task.n_in, task.n_out)
-            model.load_state_dict(child.best_state)
-            model.to(device)
-            child.record.test_loss, child.record.test_acc = trainer.evaluate_split(
-                model, task.test, task.loss, device, child.config.precision
-            )
-        except Exception as exc:  # noqa: BLE001 - as train_run: the run's own failure becomes its record
-            child.record.status = "failed"
-            child.record.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
 MAX_PADDING = 1.25

@@ -1,23 +1,29 @@
-"""One child training run: a config and a task in, a filled :class:`RunRecord` out.
+"""The one training core: single runs and populations share one epoch loop, evaluation, loss and step.
 
-The loop: Adam (torch's fused implementation) over ``epochs`` passes of the training split in
-batches of ``batch_size`` sequences (a seeded permutation per epoch, each batch a gather of that
-permutation's slice, cast to float32 on the device); after each epoch the validation loss (and
-accuracy for classification). Loss per task kind:
+A *trainee* holds ``K >= 1`` children being trained on one task with one batch order: a single
+run is a trainee of one child (:class:`SingleTrainee`: its model and torch's fused Adam), a
+population one of several (:class:`sbrnn.child.population.PopulationTrainee`: the stacked model
+and one Adam state per child). :func:`fit` is the epoch loop both use: Adam over ``epochs``
+passes of the training split in batches of ``batch_size`` sequences (a seeded permutation per
+epoch, each batch a gather of that permutation's slice, cast to float32 on the device), the loss
+of every child at once (:func:`member_losses`), and after each epoch the validation loss (and
+accuracy for classification) of each child (:func:`evaluate`). Loss per task kind:
 
 - ``cross_entropy``: on ``y`` after the last step, ``[B, n_y]`` logits against ``[B]`` labels;
   losses are means per sequence.
 - ``mse``: per scalar at every step, ``[B, T, n_y]`` against ``[B, T, n_y]`` targets.
 
-Early stopping (``patience``) ends the run after that many epochs without a new minimum of the
-validation loss; the epochs not run stay missing from the curves. Test metrics are computed at
-the end of an ``ok`` run on the weights of the best (minimum validation loss) epoch, kept as a
-copy during training: that is the model the validation split selects, and the one ``save``
-writes.
+Each child keeps its own curves, best epoch (a copy of its best weights), early stopping
+(``patience``: that many epochs without a new minimum of the validation loss; the epochs not
+run stay missing from the curves) and divergence; a child that stops leaves the trainee while
+the others go on. Test metrics are computed at the end of an ``ok`` run on the weights of the
+best (minimum validation loss) epoch: that is the model the validation split selects, and the
+one ``save`` writes.
 
 A run never raises for its own failure: a non-finite training or validation loss stops it with
-status ``diverged`` and the curves of the epochs completed before; any other exception gives
-status ``failed`` with the error text (a sweep keeps every run).
+status ``diverged`` and the curves of the epochs completed before; a ``progress`` hook that asks
+to stop (a tuner's pruner) ends it as ``pruned``; any other exception gives status ``failed``
+with the error text (a sweep keeps every run).
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ import json
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -37,7 +45,7 @@ from torch import nn
 from sbrnn import __version__
 from sbrnn.child.checkpoint import save_model
 from sbrnn.child.config import RunConfig
-from sbrnn.child.model import build_model
+from sbrnn.child.model import build_model, resolve
 from sbrnn.child.spec import grid_blocks, hidden_proportion
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.datasets.task import Split, Task
@@ -45,9 +53,10 @@ from sbrnn.errors import SbrnnError
 from sbrnn.records import TRAITS, RunRecord
 from sbrnn.vocabulary import BLOCKS
 
-Progress = Callable[[int, dict], None]
-"""``progress(epoch, metrics)`` after each completed epoch (1-based); ``metrics`` holds
-``train_loss``, ``val_loss`` and ``val_acc`` (None for regression)."""
+Progress = Callable[[int, dict], "bool | None"]
+"""``progress(epoch, metrics)`` after each completed epoch (1-based) of a single run; ``metrics``
+holds ``train_loss``, ``val_loss`` and ``val_acc`` (None for regression). A true return value
+stops the run there with status ``pruned`` (what a tuner's pruner asks)."""
 
 EVAL_BATCH = 512
 """Sequences per forward pass when evaluating a split (no gradients, so larger than training)."""
@@ -81,18 +90,54 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-def batch_loss(output: torch.Tensor, target: torch.Tensor, loss_kind: str, reduction: str = "mean"):
-    """The loss of ``output [B, T, n_y]`` against ``target`` for ``loss_kind``, in float32."""
+def member_losses(output: torch.Tensor, target: torch.Tensor, loss_kind: str,
+                  reduction: str = "mean") -> torch.Tensor:
+    """The losses ``[K]`` of ``K`` children's outputs ``[K, B, T, n_y]`` against one ``target``, in
+    float32: the mean (or sum) per sequence (``cross_entropy``, after the last step) or per scalar
+    (``mse``, every step)."""
+    k, batch = output.shape[:2]
     if loss_kind == "cross_entropy":
-        return F.cross_entropy(output[:, -1].float(), target, reduction=reduction)
-    return F.mse_loss(output.float(), target, reduction=reduction)
+        logits = output[:, :, -1].float().reshape(k * batch, -1)
+        losses = F.cross_entropy(logits, target.repeat(k), reduction="none").view(k, batch)
+    else:
+        losses = F.mse_loss(output.float(), target.expand_as(output), reduction="none").reshape(k, -1)
+    return losses.mean(1) if reduction == "mean" else losses.sum(1)
 
 
-def _targets(y: torch.Tensor, loss_kind: str) -> torch.Tensor:
+def targets(y: torch.Tensor, loss_kind: str) -> torch.Tensor:
+    """Labels as int64 (``cross_entropy``) or targets as float32 (``mse``)."""
     return y.long() if loss_kind == "cross_entropy" else y.float()
 
 
+Outputs = Callable[[torch.Tensor], torch.Tensor]
+"""``outputs(x [B, T, n_x]) -> [K, B, T, n_y]``: the outputs of ``K`` children."""
+
+
 @torch.no_grad()
+def evaluate(outputs: Outputs, split: Split, loss_kind: str, device: torch.device | str = "cpu",
+             precision: str = "fp32", batch_size: int = EVAL_BATCH) -> tuple[list[float], list[float] | None]:
+    """Per-child ``(losses, accuracies)`` on ``split``; accuracies are None for ``mse`` tasks.
+
+    A loss is the mean per sequence (``cross_entropy``) or per scalar (``mse``), as in training.
+    """
+    device = torch.device(device)
+    total = correct = None
+    n = len(split)
+    for start in range(0, n, batch_size):
+        x = split.x[start:start + batch_size].to(device).float()
+        y = targets(split.y[start:start + batch_size].to(device), loss_kind)
+        with autocast(device, precision):
+            output = outputs(x)
+        losses = member_losses(output, y, loss_kind, reduction="sum").double()
+        total = losses if total is None else total + losses
+        if loss_kind == "cross_entropy":
+            right = (output[:, :, -1].argmax(dim=2) == y).sum(dim=1)
+            correct = right if correct is None else correct + right
+    if loss_kind == "cross_entropy":
+        return (total / n).tolist(), (correct.double() / n).tolist()
+    return (total / split.y.numel()).tolist(), None
+
+
 def evaluate_split(
     model: nn.Module,
     split: Split,
@@ -101,28 +146,12 @@ def evaluate_split(
     precision: str = "fp32",
     batch_size: int = EVAL_BATCH,
 ) -> tuple[float, float | None]:
-    """``(loss, accuracy)`` of ``model`` on ``split``; accuracy is None for ``mse`` tasks.
-
-    The loss is the mean per sequence (``cross_entropy``) or per scalar (``mse``), as in training.
-    """
-    device = torch.device(device)
+    """``(loss, accuracy)`` of one ``model`` on ``split`` (:func:`evaluate` of one child)."""
     was_training = model.training
     model.eval()
-    total = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    n = len(split)
-    for start in range(0, n, batch_size):
-        x = split.x[start:start + batch_size].to(device).float()
-        y = _targets(split.y[start:start + batch_size].to(device), loss_kind)
-        with autocast(device, precision):
-            output = model(x)
-        total += batch_loss(output, y, loss_kind, reduction="sum").double()
-        if loss_kind == "cross_entropy":
-            correct += (output[:, -1].argmax(dim=1) == y).sum()
+    losses, accs = evaluate(lambda x: model(x).unsqueeze(0), split, loss_kind, device, precision, batch_size)
     model.train(was_training)
-    if loss_kind == "cross_entropy":
-        return float(total) / n, float(correct) / n
-    return float(total) / split.y.numel(), None
+    return losses[0], None if accs is None else accs[0]
 
 
 def _data_generator(seed: int) -> torch.Generator:
@@ -169,6 +198,151 @@ def _describe_model(record: RunRecord, model: nn.Module, spec, device: torch.dev
     record.model_density = record.trainable_total / spec.dense_total
 
 
+class Trainee(Protocol):
+    """``K`` children trained together (see the module doc); slot ``i`` is the ``i``-th child still in."""
+
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, T, n_x] -> [K, B, T, n_y]``."""
+
+    def train(self, mode: bool = True) -> object: ...
+
+    def zero_grad(self) -> None: ...
+
+    def step(self) -> None:
+        """One Adam update of every child (gradients of the summed losses)."""
+
+    def member_state(self, slot: int) -> dict[str, torch.Tensor]:
+        """A copy of child ``slot``'s weights as its own model's state dict."""
+
+    def keep(self, slots: Sequence[int]) -> None:
+        """Keep children ``slots`` (in that order) and drop the others."""
+
+
+class SingleTrainee:
+    """One model and torch's fused Adam (``torch.optim.Adam(..., fused=True)``): a trainee of one."""
+
+    def __init__(self, model: nn.Module, lr: float) -> None:
+        self.model = model
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)  # one kernel per step
+
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).unsqueeze(0)
+
+    def train(self, mode: bool = True) -> nn.Module:
+        return self.model.train(mode)
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+    def member_state(self, slot: int) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def keep(self, slots: Sequence[int]) -> None:
+        """A single run only ever keeps itself."""
+
+
+@dataclass
+class Member:
+    """One child of a trainee: its config, its record (filled in place), its best weights so far."""
+
+    config: RunConfig
+    record: RunRecord
+    best_state: dict[str, torch.Tensor] | None = None
+    epochs_run: int = 0
+
+
+def fit(trainee: Trainee, members: Sequence[Member], task: Task, device: torch.device,
+        progress: Progress | None = None) -> None:
+    """The epoch loop (see the module doc): every member's record gets its curves, best epoch and
+    status in place. The members share the task, seed (data order), batch size and precision of
+    the first; ``progress`` is called for a trainee of one."""
+    first = members[0].config
+    generator = _data_generator(first.seed)
+    train_x = task.train.x.to(device)
+    train_y = targets(task.train.y.to(device), task.loss)
+    n = len(task.train)
+    active = list(members)
+    for epoch in range(1, max(m.config.epochs for m in members) + 1):
+        trainee.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        totals = torch.zeros(len(active), device=device, dtype=torch.float64)
+        for start in range(0, n, first.batch_size):
+            index = order[start:start + first.batch_size]
+            x, y = train_x.index_select(0, index).float(), train_y.index_select(0, index)
+            with autocast(device, first.precision):
+                output = trainee.outputs(x)
+            losses = member_losses(output, y, task.loss)
+            trainee.zero_grad()
+            losses.sum().backward()
+            trainee.step()
+            totals += losses.detach().double() * index.numel()
+        train_losses = (totals / n).tolist()
+        trainee.train(False)
+        val_losses, val_accs = evaluate(trainee.outputs, task.val, task.loss, device, first.precision)
+        staying = []
+        for slot, member in enumerate(active):
+            val_acc = None if val_accs is None else val_accs[slot]
+            if _end_epoch(member, trainee, slot, epoch, train_losses[slot], val_losses[slot], val_acc,
+                          progress if len(members) == 1 else None):
+                staying.append(slot)
+        if not staying:
+            return
+        if len(staying) < len(active):
+            trainee.keep(staying)
+            active = [active[s] for s in staying]
+
+
+def _end_epoch(member: Member, trainee: Trainee, slot: int, epoch: int, train_loss: float, val_loss: float,
+               val_acc: float | None, progress: Progress | None) -> bool:
+    """Record one member's epoch; True if it trains on."""
+    member.epochs_run = epoch
+    outcome = record_epoch(member.record, epoch, train_loss, val_loss, val_acc)
+    if outcome == "diverged":
+        return False
+    if outcome == "best":
+        member.best_state = trainee.member_state(slot)
+    if progress is not None and progress(epoch, {"train_loss": train_loss, "val_loss": val_loss,
+                                                 "val_acc": val_acc}):
+        member.record.status = "pruned"
+        return False
+    return not patience_spent(member.config, member.record, epoch) and epoch < member.config.epochs
+
+
+def test_member(member: Member, task: Task, device: torch.device) -> nn.Module | None:
+    """Fill an ``ok`` or ``pruned`` member's test metrics from its best epoch's weights, on a model
+    built afresh for its config; returns that model (None when the member has no best epoch)."""
+    if member.record.status not in ("ok", "pruned") or member.best_state is None:
+        return None
+    model, _ = build_model(member.config, task.n_in, task.n_out)
+    model.load_state_dict(member.best_state)
+    model.to(device)
+    member.record.test_loss, member.record.test_acc = evaluate_split(
+        model, task.test, task.loss, device, member.config.precision
+    )
+    return model
+
+
+def start_run(member: Member, task: Task, device: torch.device) -> nn.Module:
+    """Fill ``member``'s record with the task and model fields and return its model (built from
+    ``config.seed``, moved to ``device``)."""
+    config, record = member.config, member.record
+    if task.name != config.task:
+        raise SbrnnError(f"task {task.name!r} was given for a config of task {config.task!r}")
+    record.device = describe_device(device)
+    describe_task(record, task)
+    model, spec = build_model(config, task.n_in, task.n_out)
+    _describe_model(record, model, spec, device)
+    return model.to(device)
+
+
+def failure_text(exc: BaseException) -> str:
+    """An exception as the one line a ``failed`` record holds."""
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
 def train_run(
     config: RunConfig,
     task: Task | None = None,
@@ -186,82 +360,33 @@ def train_run(
             ``config.task_options`` and ``config.seed``. Its name must be ``config.task``.
         device: ``cpu``, ``cuda`` or ``cuda:N``; None = CUDA when available, else CPU.
         threads: torch intra-op threads (``torch.set_num_threads``, process-wide); None = leave.
-        progress: called as ``progress(epoch, metrics)`` after each epoch.
+        progress: called as ``progress(epoch, metrics)`` after each epoch; a true return prunes.
         save: a directory to write the best-epoch model into (:mod:`sbrnn.child.checkpoint`)
             when the run ends ``ok``.
     """
     started = time.perf_counter()
-    record = _blank_record(config)
+    member = Member(config, _blank_record(config))
     try:
         torch_device = resolve_device(device)
-        record.device = describe_device(torch_device)
         if threads is not None:
             if threads < 1:
                 raise SbrnnError(f"threads = {threads} is out of range; allowed: integers >= 1")
             torch.set_num_threads(threads)
-            record.threads = threads
+            member.record.threads = threads
         if task is None:
             task = build_task(config.task, seed=config.seed, **config.task_options)
-        elif task.name != config.task:
-            raise SbrnnError(f"task {task.name!r} was given for a config of task {config.task!r}")
-        describe_task(record, task)
-        model, spec = build_model(config, task.n_in, task.n_out)
-        _describe_model(record, model, spec, torch_device)
-        model.to(torch_device)
-        best_state = _fit(model, task, config, torch_device, record, progress)
-        if record.status == "ok":
-            model.load_state_dict(best_state)
-            record.test_loss, record.test_acc = evaluate_split(
-                model, task.test, task.loss, torch_device, config.precision
-            )
-            if save is not None:
-                keys = ("min_val_loss", "best_epoch", "test_loss", "test_acc")
-                metrics = {k: getattr(record, k) for k in keys}
-                save_model(save, model, spec, config, task, metrics)
+        model = start_run(member, task, torch_device)
+        fit(SingleTrainee(model, config.lr), [member], task, torch_device, progress)
+        best = test_member(member, task, torch_device)
+        if best is not None and save is not None and member.record.status == "ok":
+            keys = ("min_val_loss", "best_epoch", "test_loss", "test_acc")
+            metrics = {k: getattr(member.record, k) for k in keys}
+            save_model(save, best, resolve(config, task.n_in, task.n_out)[0], config, task, metrics)
     except Exception as exc:  # noqa: BLE001 - a run's own failure becomes its record, by design
-        record.status = "failed"
-        record.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    record.wall_seconds = time.perf_counter() - started
-    return record
-
-
-def _fit(
-    model: nn.Module, task: Task, config: RunConfig, device: torch.device, record: RunRecord,
-    progress: Progress | None,
-) -> dict[str, torch.Tensor] | None:
-    """The epoch loop; appends to the record's curves in place. Returns the best epoch's state."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)  # one kernel per step
-    generator = _data_generator(config.seed)
-    train_x = task.train.x.to(device)
-    train_y = _targets(task.train.y.to(device), task.loss)
-    n = len(task.train)
-    best_state = None
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        order = torch.randperm(n, generator=generator).to(device)
-        total = torch.zeros((), device=device, dtype=torch.float64)
-        for start in range(0, n, config.batch_size):
-            index = order[start:start + config.batch_size]
-            x, y = train_x.index_select(0, index).float(), train_y.index_select(0, index)
-            with autocast(device, config.precision):
-                output = model(x)
-            loss = batch_loss(output, y, task.loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach().double() * index.numel()
-        train_loss = float(total) / n
-        val_loss, val_acc = evaluate_split(model, task.val, task.loss, device, config.precision)
-        outcome = record_epoch(record, epoch, train_loss, val_loss, val_acc)
-        if outcome == "diverged":
-            return best_state
-        if outcome == "best":
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if progress is not None:
-            progress(epoch, {"train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc})
-        if patience_spent(config, record, epoch):
-            break
-    return best_state
+        member.record.status = "failed"
+        member.record.error = failure_text(exc)
+    member.record.wall_seconds = time.perf_counter() - started
+    return member.record
 
 
 def record_epoch(record: RunRecord, epoch: int, train_loss: float, val_loss: float,
