@@ -77,12 +77,14 @@ def test_huge_learning_rate_diverges_and_keeps_only_finite_epochs():
 def test_divergence_keeps_the_curve_so_far(monkeypatch):
     calls = []
 
-    def nan_from_third_epoch(model, split, *args, **kwargs):
-        calls.append(1)
-        loss, acc = evaluate_split(model, split, *args, **kwargs)
-        return (float("nan") if len(calls) >= 3 else loss), acc
+    real_evaluate = train_module.evaluate
 
-    monkeypatch.setattr(train_module, "evaluate_split", nan_from_third_epoch)
+    def nan_from_third_epoch(outputs, split, *args, **kwargs):
+        calls.append(1)
+        losses, accs = real_evaluate(outputs, split, *args, **kwargs)
+        return ([float("nan")] if len(calls) >= 3 else losses), accs
+
+    monkeypatch.setattr(train_module, "evaluate", nan_from_third_epoch)
     record = train_run(RunConfig(**FAST))
     assert record.status == "diverged" and "epoch 3" in record.error
     assert len(record.train_loss) == len(record.val_loss) == len(record.val_acc) == 2
