@@ -30,7 +30,9 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from sbrnn.child.sweep import DaskCluster, LocalProcesses, plan_sweep, run_job, run_population_job, run_sweep
+from sbrnn.child.sweep.coordinator import run_sweep
+from sbrnn.child.sweep.executors import DaskCluster, LocalProcesses, run_job, run_population_job
+from sbrnn.child.sweep.plan import plan_sweep
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.records import read_records
 

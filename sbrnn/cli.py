@@ -7,13 +7,23 @@ import json
 import shlex
 import sys
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich import box
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from sbrnn import __version__
@@ -187,13 +197,58 @@ def _parse_task_options(values: list[str] | None) -> dict:
     return options
 
 
+def _bar(description: str, total: int):
+    """A started rich progress bar on stderr for ``total`` units of ``description``, and its task id."""
+    from rich import progress
+
+    columns = (progress.TextColumn("{task.description}"), progress.BarColumn(), progress.MofNCompleteColumn(),
+               progress.TimeRemainingColumn())
+    bar = progress.Progress(*columns, console=err_console)
+    bar.start()
+    return bar, bar.add_task(description, total=total)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr for ``total`` units of ``description``; yields ``advance(n)``."""
+    bar, task = _bar(description, total)
+    try:
+        yield lambda n: bar.advance(task, n)
+    finally:
+        bar.stop()
+
+
+@contextlib.contextmanager
+def _progress_bars() -> Iterator[Callable[[str, int, int], None]]:
+    """A :data:`sbrnn.datasets.progress.Progress` callback for builders: each piece of work it is
+    told of is drawn as a rich bar on stderr from its first report until ``done == total``."""
+    live: dict[str, tuple] = {}  # description -> (bar, task id), until done
+
+    def progress(description: str, done: int, total: int) -> None:
+        if description not in live:
+            live[description] = _bar(description, total)
+        bar, task = live[description]
+        bar.update(task, completed=done, total=total)
+        if done >= total:
+            bar.stop()
+            del live[description]
+
+    try:
+        yield progress
+    finally:
+        for bar, _ in live.values():
+            bar.stop()
+
+
 def _build_task(name: str, seed: int, options: dict):
-    """The registered task ``name`` (the registry rejects unknown options); any error is one line."""
+    """The registered task ``name`` (the registry rejects unknown options), its generation or
+    collection drawn as progress bars; any error is one line."""
     from sbrnn.datasets.registry import build_task
 
     try:
-        with err_console.status(f"building task {name}"):
-            return build_task(name, seed=seed, **options)
+        with err_console.status(f"building task {name}"), _progress_bars() as progress:
+            # an option named progress replaces the callback, and the registry rejects it as unknown
+            return build_task(name, seed=seed, **{"progress": progress, **options})
     except SbrnnError:
         raise
     except (TypeError, ValueError, RuntimeError) as exc:
@@ -449,7 +504,6 @@ def _evaluate_in_env(model: Path, env: str, episodes: int, seed: int, max_steps:
                      json_out: bool) -> None:
     """``child evaluate --env``: roll the saved child out and show its returns and score."""
     from sbrnn.child.rollout import evaluate_in_env
-    from sbrnn.datasets.cache import progress_bar
 
     with progress_bar(f"{env} episodes", episodes) as advance:
         result = evaluate_in_env(model, env, episodes, seed, max_steps, advance)
@@ -472,6 +526,55 @@ def _evaluate_in_env(model: Path, env: str, episodes: int, seed: int, max_steps:
     else:
         table.add_row("normalised score", "- (no reference scores for this environment)")
     console.print(table)
+
+
+class _RunsPerHour(ProgressColumn):
+    """Runs finished per hour in this session."""
+
+    def render(self, task) -> Text:
+        if not task.completed or not task.elapsed:
+            return Text("- runs/h", style="progress.data.speed")
+        return Text(f"{3600 * task.completed / task.elapsed:,.0f} runs/h", style="progress.data.speed")
+
+
+class _SweepEta(ProgressColumn):
+    """Time left at this session's mean pace (robust to runs that take minutes each)."""
+
+    def render(self, task) -> Text:
+        if not task.completed or not task.elapsed or task.total is None:
+            return Text("ETA -:--:--", style="progress.remaining")
+        left = round((task.total - task.completed) * task.elapsed / task.completed)
+        return Text(f"ETA {left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}", style="progress.remaining")
+
+
+class _SweepProgress:
+    """The sweep's progress bar: runs done of total, failed and diverged, runs/h, ETA. Use as a
+    context manager; :meth:`begin` is ``run_sweep``'s ``on_start``, the instance its ``on_record``."""
+
+    def __init__(self, console: Console, description: str = "sweep") -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[red]{task.fields[failed]} failed[/] {task.fields[diverged]} diverged"),
+            _RunsPerHour(), TimeElapsedColumn(), _SweepEta(), console=console,
+        )
+        self._description = description
+        self._task = None
+        self._counts = {"failed": 0, "diverged": 0}
+
+    def begin(self, total: int) -> None:
+        self._task = self._progress.add_task(self._description, total=total, **self._counts)
+
+    def __enter__(self):
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def __call__(self, record) -> None:
+        if record.status in self._counts:
+            self._counts[record.status] += 1
+        self._progress.update(self._task, advance=1, **self._counts)
 
 
 @child_app.command("sweep")
@@ -525,7 +628,8 @@ def child_sweep(
 ) -> None:
     """Train many children into a records directory; rerun the same command to resume."""
     from sbrnn.child import space as sampling
-    from sbrnn.child import sweep as sweeps
+    from sbrnn.child.sweep import coordinator, executors
+    from sbrnn.child.sweep.plan import describe_plan, plan_sweep
 
     for flag, value in (("--threads", threads), ("--workers", workers), ("--population", population)):
         if value < 1:
@@ -537,7 +641,7 @@ def child_sweep(
                                           ("--task-option", task_option)) if value]
         if given:
             raise SbrnnError(f"give either --plan or {given[0]} (a plan file holds tasks, budgets, runs)")
-        from sbrnn.child.plan_file import load_plan
+        from sbrnn.child.sweep.plan_file import load_plan
 
         planned = load_plan(plan).planned_runs()
     else:
@@ -549,7 +653,7 @@ def child_sweep(
             stds=weight_space.parse_grid(stds, "stds") if stds else None,
             lr=lr,
         )
-        planned = sweeps.plan_sweep(
+        planned = plan_sweep(
             task, budget, runs, epochs=epochs, seed=seed, space=space, pins=pins,
             include_baselines=include_baselines, balanced=balanced, batch_size=batch_size,
             task_options=_parse_task_options(task_option),
@@ -557,7 +661,7 @@ def child_sweep(
     if records.exists() and not records.is_dir():
         raise SbrnnError(f"--records {str(records)!r} is a file; allowed: a directory (new or existing)")
     if dry_run:
-        rows = sweeps.describe_plan(planned, records)
+        rows = describe_plan(planned, records)
         if json_out:
             _print_json(rows)
             return
@@ -570,22 +674,22 @@ def child_sweep(
                           f"{r['lr']:.6g}", r["run_id"], r["recorded"] or "-")
         console.print(table)
         return
-    runner = sweeps.run_population_job if population > 1 else sweeps.run_job
+    runner = executors.run_population_job if population > 1 else executors.run_job
     if scheduler is not None or local_cluster is not None:
-        executor = sweeps.DaskCluster(scheduler, local_cluster, threads, runner=runner)
+        executor = executors.DaskCluster(scheduler, local_cluster, threads, runner=runner)
     elif workers > 1:
-        executor = sweeps.LocalProcesses(workers, threads, runner=runner)
+        executor = executors.LocalProcesses(workers, threads, runner=runner)
     else:
-        executor = sweeps.InProcess(threads, runner=runner)
-    progress = sweeps.SweepProgress(err_console)
+        executor = executors.InProcess(threads, runner=runner)
+    progress = _SweepProgress(err_console)
 
-    def start(report: sweeps.SweepReport) -> None:
+    def start(report: coordinator.SweepReport) -> None:
         err_console.print(f"{report.planned} planned runs, {report.already_done} already recorded in "
                           f"{records}, {report.to_run} to run on {executor.name}")
-        progress.begin(report)
+        progress.begin(report.to_run)
 
     with _warnings_as_lines(), progress:
-        report = sweeps.run_sweep(
+        report = coordinator.run_sweep(
             planned, records, executor, retry_failed=retry_failed, on_start=start, on_record=progress,
             population=population,
         )
@@ -909,18 +1013,18 @@ def datasets_collect(
 ) -> None:
     """Roll a policy out in a real environment and write the episodes as a local Minari dataset
     (arrow), ready as task minari:<id>."""
-    from sbrnn.datasets import minari_tasks
-    from sbrnn.datasets.cache import progress_bar
+    from sbrnn.datasets.envs import POLICIES
+    from sbrnn.datasets.minari_io import collect
 
     actor: Any = policy
-    if policy not in minari_tasks.POLICIES and Path(policy).is_dir():
+    if policy not in POLICIES and Path(policy).is_dir():
         from sbrnn.child.rollout import load_policy
 
         def actor(environment):
             return load_policy(policy, environment)[0]
 
-    with progress_bar(f"collecting {dataset_id}", max(episodes, 0)) as advance:
-        summary = minari_tasks.collect(dataset_id, env, episodes, actor, seed, max_steps, advance)
+    with _progress_bars() as progress:
+        summary = collect(dataset_id, env, episodes, actor, seed, max_steps, progress)
     if json_out:
         _print_json(summary)
         return

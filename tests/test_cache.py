@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from sbrnn.datasets import cache, rad
 from sbrnn.datasets.registry import build_task
+from sbrnn.errors import SbrnnError
 
 
 @pytest.fixture(autouse=True)
@@ -92,3 +93,22 @@ def test_second_rad_build_loads_without_generating(monkeypatch):
     assert stored["train/images"].dtype == torch.uint8  # compact: one byte per pixel
     with pytest.raises(AssertionError, match="generated again"):
         build_task("rad28", seed=8, **options)
+
+
+def test_builds_report_progress_only_to_a_callback(capsys):
+    options = {"side": 16, "n_train": 24, "n_val": 8, "n_test": 8}
+    assert build_task("rad28", seed=3, **options).meta["cache"]["hit"] is False
+    assert capsys.readouterr().err == ""  # generated with no callback: nothing drawn
+    calls = []
+    reported = build_task("rad28", seed=4, progress=lambda *call: calls.append(call), **options)
+    assert calls[0] == ("RAD digits side 16", 0, 40) and calls[-1] == ("RAD digits side 16", 40, 40)
+    done = [d for _, d, _ in calls]
+    assert done == sorted(done) and {total for *_, total in calls} == {40}
+    assert capsys.readouterr().err == ""
+    # not an option: the same key with or without it, and a load has nothing to report
+    calls.clear()
+    again = build_task("rad28", seed=4, progress=lambda *call: calls.append(call), **options)
+    assert calls == [] and again.meta["cache"] == {**reported.meta["cache"], "hit": True}
+    assert build_task("toy-regression", progress=lambda *call: calls.append(call)).traits and calls == []
+    with pytest.raises(SbrnnError, match="unknown option 'progress' for task rad28"):
+        build_task("rad28", progress=1, **options)

@@ -53,8 +53,10 @@ def test_build_fills_the_cache_then_loads_it():
     summary = json.loads(first.stdout)
     assert summary["sizes"] == {"train": 48, "val": 16, "test": 16}
     assert summary["shapes"]["train"]["x"] == [48, 11, 784] and summary["cache"]["hit"] is False
+    assert "RAD digits side 28" in first.stderr and "80/80" in first.stderr  # the generation's bar
     second = invoke("datasets", "build", "rad28", *SMALL)
     assert second.exit_code == 0, second.output
+    assert "RAD" not in second.stderr  # loaded: nothing generated, no bar
     assert "loaded from" in second.stdout and summary["cache"]["key"] in second.stdout
     assert summary["traits"]["n_train"] == 48 and summary["traits"]["class_entropy"] > 0.5
 
@@ -88,6 +90,7 @@ def test_info_seq_digits():
         (["build", "no-such-task"], "unknown task 'no-such-task'; known tasks: "),
         (["info", "no-such-task"], "rad28"),
         (["build", "rad", "--task-option", "colour=red"], "unknown option 'colour' for task rad; allowed: "),
+        (["build", "rad", "--task-option", "progress=1"], "unknown option 'progress' for task rad"),
         (["build", "rad", "--task-option", "n_train=0"], "n_train 0 is not allowed"),
         (["build", "rad", "--task-option", "side=3"], "side 3 is not allowed"),
         (["build", "rad", "--task-option", "n_train"], "malformed"),

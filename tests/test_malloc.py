@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from sbrnn.child.config import RunConfig
-from sbrnn.child.sweep import DaskCluster, lost_record
+from sbrnn.child.sweep.executors import DaskCluster, lost_record
 
 PROBE = "from sbrnn.child import malloc; print(malloc.restore(), malloc.restore())"
 

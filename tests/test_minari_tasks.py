@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sbrnn.datasets import minari_tasks as mt
-from sbrnn.datasets import rollout_tasks
+from sbrnn.datasets import envs, minari_io, rollout_tasks, windows
 from sbrnn.datasets.registry import build_task, get_info, task_names
 from sbrnn.errors import SbrnnError
 
@@ -22,7 +21,7 @@ EPISODES, STEPS = 5, 12
 @pytest.fixture(scope="module")
 def hammer():
     """Five 12-step episodes of uniform random actions in AdroitHandHammer-v1, and the raw arrays."""
-    summary = mt.collect(HAMMER, "AdroitHandHammer-v1", EPISODES, "random", seed=0, max_steps=STEPS)
+    summary = minari_io.collect(HAMMER, "AdroitHandHammer-v1", EPISODES, "random", seed=0, max_steps=STEPS)
     episodes = list(minari.load_dataset(HAMMER).iterate_episodes())
     return summary, episodes
 
@@ -33,7 +32,8 @@ def test_collect_writes_an_arrow_minari_dataset_of_real_rollouts(hammer):
     assert HAMMER in minari.list_local_datasets()
     metadata = minari.load_dataset(HAMMER).storage.metadata
     assert metadata["data_format"] == "arrow" and metadata["total_episodes"] == EPISODES
-    assert metadata[mt.COLLECTION_KEY]["policy"] == "random" and metadata[mt.COLLECTION_KEY]["seed"] == 0
+    collection = metadata[minari_io.COLLECTION_KEY]
+    assert collection["policy"] == "random" and collection["seed"] == 0
     for episode in episodes:
         assert episode.observations.shape == (STEPS + 1, 46) and episode.actions.shape == (STEPS, 26)
         assert np.all(np.abs(episode.actions) <= 1) and np.isfinite(episode.rewards).all()
@@ -45,8 +45,8 @@ def test_collect_writes_an_arrow_minari_dataset_of_real_rollouts(hammer):
 
 def test_collection_is_seeded(hammer):
     _, episodes = hammer
-    mt.collect("local/hammer/again-v0", "AdroitHandHammer-v1", 2, "random", seed=0, max_steps=STEPS)
-    mt.collect("local/hammer/other-v0", "AdroitHandHammer-v1", 2, "random", seed=1, max_steps=STEPS)
+    minari_io.collect("local/hammer/again-v0", "AdroitHandHammer-v1", 2, "random", seed=0, max_steps=STEPS)
+    minari_io.collect("local/hammer/other-v0", "AdroitHandHammer-v1", 2, "random", seed=1, max_steps=STEPS)
     again = list(minari.load_dataset("local/hammer/again-v0").iterate_episodes())
     other = list(minari.load_dataset("local/hammer/other-v0").iterate_episodes())
     for a, b in zip(again, episodes):
@@ -56,8 +56,8 @@ def test_collection_is_seeded(hammer):
 
 
 def train_episode_arrays(episodes, seed, kind):
-    train, _, _ = mt.split_episodes(len(episodes), seed)
-    pairs = [mt._pairs(kind, episodes[i].observations.astype(np.float64),
+    train, _, _ = windows.split_episodes(len(episodes), seed)
+    pairs = [windows._pairs(kind, episodes[i].observations.astype(np.float64),
                        episodes[i].actions.astype(np.float64)) for i in train]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
@@ -86,13 +86,13 @@ def test_behaviour_cloning_round_trip(hammer):
 
 
 def test_split_is_by_episode_and_seeded():
-    parts = mt.split_episodes(5000, seed=0)
+    parts = windows.split_episodes(5000, seed=0)
     assert [len(p) for p in parts] == [4500, 250, 250]  # hammer expert-v2: the paper's split
     assert len(set(np.concatenate(parts).tolist())) == 5000
-    assert [len(p) for p in mt.split_episodes(100, 0)] == [90, 5, 5]
-    assert not np.array_equal(mt.split_episodes(100, 0)[1], mt.split_episodes(100, 1)[1])
+    assert [len(p) for p in windows.split_episodes(100, 0)] == [90, 5, 5]
+    assert not np.array_equal(windows.split_episodes(100, 0)[1], windows.split_episodes(100, 1)[1])
     with pytest.raises(SbrnnError, match="at least 3 episodes"):
-        mt.split_counts(2)
+        windows.split_counts(2)
 
 
 def test_windows_slice_each_episode(hammer):
@@ -113,7 +113,7 @@ def test_windows_slice_each_episode(hammer):
 
 def test_task_tensors_are_cached(hammer, monkeypatch):
     first = build_task(f"minari:{HAMMER}", seed=4)
-    monkeypatch.setattr(mt, "_build_tensors", lambda *a: pytest.fail("built twice"))
+    monkeypatch.setattr(windows, "build_tensors", lambda *a: pytest.fail("built twice"))
     second = build_task(f"minari:{HAMMER}", seed=4)
     assert torch.equal(first.train.x, second.train.x) and first.traits == second.traits
     assert (first.meta.pop("cache")["hit"], second.meta.pop("cache")["hit"]) == (False, True)
@@ -153,7 +153,7 @@ def test_dynamics_targets_are_observation_changes():
     assert dataset_id == "sbrnn/hopper/random-e8-s0-v0" and task.meta["kind"] == "forward_dynamics"
     episodes = list(minari.load_dataset(dataset_id).iterate_episodes())
     assert len({len(e.actions) for e in episodes}) > 1  # the hopper falls: unequal episode lengths
-    train, _, _ = mt.split_episodes(len(episodes), 0)
+    train, _, _ = windows.split_episodes(len(episodes), 0)
     first = episodes[train[0]]
     x = task.train.x[0].double().numpy() * task.meta["input_std"] + np.asarray(task.meta["input_mean"])
     y = task.train.y[0].double().numpy() * task.meta["target_std"] + np.asarray(task.meta["target_mean"])
@@ -162,20 +162,31 @@ def test_dynamics_targets_are_observation_changes():
     np.testing.assert_allclose(y, first.observations[1:4] - first.observations[:3], atol=1e-4)
 
 
+def test_collection_reports_progress_only_to_a_callback(capsys):
+    calls = []
+    task = build_task("pendulum-dynamics", episodes=3, max_steps=20, window=5,
+                      progress=lambda *call: calls.append(call))
+    dataset_id = task.meta["dataset_id"]
+    assert dataset_id == "sbrnn/pendulum/random-e3-t20-s0-v0"
+    assert calls == [(f"collecting {dataset_id}", done, 3) for done in range(4)]  # per episode
+    build_task("pendulum-dynamics", episodes=4, max_steps=20, window=5)  # collects, without a callback
+    assert capsys.readouterr().err == ""
+
+
 def test_local_collection_happens_once_and_replaces_a_half_written_one(monkeypatch):
-    dataset_id = mt.local_collection("Hopper-v5", "hopper", "random", 3, seed=5, max_steps=4)
+    dataset_id = minari_io.local_collection("Hopper-v5", "hopper", "random", 3, seed=5, max_steps=4)
     assert dataset_id == "sbrnn/hopper/random-e3-t4-s5-v0"
     calls = []
-    real_collect = mt.collect
-    monkeypatch.setattr(mt, "collect", lambda *a, **k: calls.append(a) or real_collect(*a, **k))
-    assert mt.local_collection("Hopper-v5", "hopper", "random", 3, seed=5, max_steps=4) == dataset_id
+    real_collect = minari_io.collect
+    monkeypatch.setattr(minari_io, "collect", lambda *a, **k: calls.append(a) or real_collect(*a, **k))
+    assert minari_io.local_collection("Hopper-v5", "hopper", "random", 3, seed=5, max_steps=4) == dataset_id
     assert calls == []
-    metadata_file = mt._metadata_file(dataset_id)  # as if the collecting process had been killed
+    metadata_file = minari_io.metadata_file(dataset_id)  # as if the collecting process had been killed
     metadata = json.loads(metadata_file.read_text())
-    del metadata[mt.COLLECTION_KEY]
+    del metadata[minari_io.COLLECTION_KEY]
     metadata_file.write_text(json.dumps(metadata))
-    mt.local_collection("Hopper-v5", "hopper", "random", 3, seed=5, max_steps=4)
-    assert len(calls) == 1 and mt._complete(dataset_id)
+    minari_io.local_collection("Hopper-v5", "hopper", "random", 3, seed=5, max_steps=4)
+    assert len(calls) == 1 and minari_io._complete(dataset_id)
 
 
 def test_hammer_local_clones_the_smooth_policy():
@@ -189,35 +200,35 @@ def test_smooth_policy_is_correlated_and_inside_the_box():
     from gymnasium.spaces import Box
 
     space = Box(-2.0, 1.0, (3,), np.float32)
-    policy = mt.make_policy("smooth", space, seed=0)
+    policy = envs.make_policy("smooth", space, seed=0)
     policy.reset()
     actions = np.stack([policy.act(None) for _ in range(2000)])
     assert actions.min() >= -2 and actions.max() <= 1 and actions.dtype == np.float32
     lag1 = np.corrcoef(actions[:-1, 0], actions[1:, 0])[0, 1]
     assert lag1 > 0.8
-    random_policy = mt.make_policy("random", space, seed=0)
+    random_policy = envs.make_policy("random", space, seed=0)
     uniform = np.stack([random_policy.act(None) for _ in range(2000)])
     assert abs(np.corrcoef(uniform[:-1, 0], uniform[1:, 0])[0, 1]) < 0.1
 
 
 def test_bad_collection_inputs(hammer, monkeypatch):
     with pytest.raises(SbrnnError, match="already exists"):
-        mt.collect(HAMMER, "AdroitHandHammer-v1", 1)
+        minari_io.collect(HAMMER, "AdroitHandHammer-v1", 1)
     with pytest.raises(SbrnnError, match="malformed"):
-        mt.collect("no such id!", "AdroitHandHammer-v1", 1)
+        minari_io.collect("no such id!", "AdroitHandHammer-v1", 1)
     with pytest.raises(SbrnnError, match="out of range"):
-        mt.collect("local/x-v0", "Hopper-v5", 0)
+        minari_io.collect("local/x-v0", "Hopper-v5", 0)
     with pytest.raises(SbrnnError, match="cannot be made"):
-        mt.collect("local/x-v0", "NoSuchEnv-v0", 1)
+        minari_io.collect("local/x-v0", "NoSuchEnv-v0", 1)
     with pytest.raises(SbrnnError, match="policy 'greedy' is unknown"):
-        mt.collect("local/x-v0", "Hopper-v5", 1, "greedy")
+        minari_io.collect("local/x-v0", "Hopper-v5", 1, "greedy")
     with pytest.raises(SbrnnError, match="seed = -1"):
-        mt.collect("local/x-v0", "Hopper-v5", 1, seed=-1)
-    monkeypatch.setattr(mt, "collect", lambda *a, **k: pytest.fail("collected before checking"))
+        minari_io.collect("local/x-v0", "Hopper-v5", 1, seed=-1)
+    monkeypatch.setattr(minari_io, "collect", lambda *a, **k: pytest.fail("collected before checking"))
     for bad in ({"episodes": 2}, {"episodes": "many"}, {"collect_seed": -1}, {"seed": -3}, {"window": 0}):
         with pytest.raises(SbrnnError, match="out of range"):
             build_task("hopper-dynamics", **bad)
-    assert not mt.dataset_path("local/x-v0").exists()
+    assert not minari_io.dataset_path("local/x-v0").exists()
 
 
 def test_hdf5_dataset_with_reference_scores_builds(hammer):
@@ -230,7 +241,7 @@ def test_hdf5_dataset_with_reference_scores_builds(hammer):
     buffers = [EpisodeBuffer(observations=e.observations, actions=e.actions, rewards=list(e.rewards),
                              terminations=list(e.terminations), truncations=list(e.truncations))
                for e in episodes]
-    env = mt.make_env("AdroitHandHammer-v1", STEPS)
+    env = envs.make_env("AdroitHandHammer-v1", STEPS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         minari.create_dataset_from_buffers("test/hammer/h5-v0", buffers, env=env, data_format="hdf5",

@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from sbrnn.child.plan_file import load_plan, reference_budget, round_significant, task_budgets
-from sbrnn.child.sweep import plan_sweep
+from sbrnn.child.sweep.plan import plan_sweep
+from sbrnn.child.sweep.plan_file import load_plan, reference_budget, round_significant, task_budgets
 from sbrnn.cli import app
 from sbrnn.errors import SbrnnError
 from sbrnn.records import read_records, record_files
@@ -104,7 +104,7 @@ def test_plan_and_task_flags_do_not_mix(tmp_path):
 
 
 def test_jobs_go_round_robin_across_tasks():
-    from sbrnn.child.sweep import interleave_tasks
+    from sbrnn.child.sweep.coordinator import interleave_tasks
 
     plan = plan_sweep(["toy-anomaly", "toy-regression", "seq-digits"], [3000], 3, epochs=1)
     order = [job[0].task for job in interleave_tasks([(p.config,) for p in plan])]

@@ -8,7 +8,8 @@ import pytest
 
 from sbrnn.child import kernels
 from sbrnn.child.config import RunConfig
-from sbrnn.child.sweep import pending_runs, plan_sweep
+from sbrnn.child.sweep.coordinator import pending_runs
+from sbrnn.child.sweep.plan import plan_sweep
 from sbrnn.child.train import train_run
 from sbrnn.records import (
     SCHEMA,

@@ -13,7 +13,7 @@ from sbrnn.child.config import RunConfig
 from sbrnn.child.rollout import ChildPolicy, evaluate_in_env, load_policy
 from sbrnn.child.train import train_run
 from sbrnn.cli import app
-from sbrnn.datasets import minari_tasks as mt
+from sbrnn.datasets import envs, minari_io
 from sbrnn.errors import SbrnnError
 
 pytestmark = pytest.mark.usefixtures("offline_minari")
@@ -25,7 +25,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny dense child trained one epoch on 5 collected 12-step hammer episodes, in 6-step windows."""
-    mt.collect(HAMMER, "AdroitHandHammer-v1", 5, "random", seed=0, max_steps=12)
+    minari_io.collect(HAMMER, "AdroitHandHammer-v1", 5, "random", seed=0, max_steps=12)
     directory = tmp_path_factory.mktemp("model")
     config = RunConfig(task=f"minari:{HAMMER}", task_options={"window": 6}, arch="dense", budget=None,
                        hidden=8, epochs=1, batch_size=4)
@@ -51,7 +51,7 @@ def test_evaluate_in_env_runs_the_policy_and_scores_it(model_dir):
 def test_policy_carries_state_and_normalises_both_ways(model_dir):
     module, info = load_model(model_dir)
     meta = info["task"]["meta"]
-    env = mt.make_env("AdroitHandHammer-v1")
+    env = envs.make_env("AdroitHandHammer-v1")
     policy = ChildPolicy(module, meta, env.action_space)
     observations = next(iter(minari.load_dataset(HAMMER).iterate_episodes())).observations[:-1]
     policy.reset()
@@ -72,7 +72,7 @@ def test_policy_carries_state_and_normalises_both_ways(model_dir):
 
 
 def test_load_policy_refuses_other_tasks_and_environments(model_dir, tmp_path):
-    hopper = mt.make_env("Hopper-v5")
+    hopper = envs.make_env("Hopper-v5")
     with pytest.raises(SbrnnError, match="maps 46 observations to 26 actions"):
         load_policy(model_dir, hopper)
     config = RunConfig(task="toy-regression", task_options={"n_train": 32, "n_val": 8, "n_test": 8},
@@ -133,7 +133,7 @@ def test_cli_bad_inputs_exit_2(model_dir, args, message):
     result = invoke(*[model_dir if a == "MODEL" else a for a in args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
-    assert not mt.dataset_path("local/a-v0").exists()
+    assert not minari_io.dataset_path("local/a-v0").exists()
 
 
 def test_reference_scores_prefer_the_training_dataset_of_the_same_environment():

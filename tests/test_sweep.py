@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sbrnn.child import sweep as sweeps
 from sbrnn.child.space import Pins
+from sbrnn.child.sweep import coordinator, executors
+from sbrnn.child.sweep.plan import plan_sweep
 from sbrnn.datasets import registry, synthetic
 from sbrnn.records import read_records, read_table, record_files
 
@@ -31,10 +32,10 @@ def _cli(*args: str, **kwargs) -> subprocess.Popen:
 
 
 def test_six_run_sweep_records_every_run_once_and_resumes(tmp_path, one_thread):
-    plan = sweeps.plan_sweep(["toy-anomaly", "toy-regression"], [300], 3, **TOY)
+    plan = plan_sweep(["toy-anomaly", "toy-regression"], [300], 3, **TOY)
     assert len(plan) == 6
     seen = []
-    report = sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1), on_record=seen.append)
+    report = coordinator.run_sweep(plan, tmp_path, executors.InProcess(1), on_record=seen.append)
     assert (report.finished, report.statuses, report.interrupted) == (6, {"ok": 6}, False)
     assert sorted(p.name for p in record_files(tmp_path)) == sorted(f"{p.run_id}.parquet" for p in plan)
     records = {r.run_id: r for r in read_records(tmp_path)}
@@ -43,9 +44,9 @@ def test_six_run_sweep_records_every_run_once_and_resumes(tmp_path, one_thread):
         assert (r.task, r.budget, r.lr, r.seed) == (p.config.task, 300.0, p.config.lr, 5)
         assert (r.d_hx, r.d_hh, r.d_hy) == p.config.densities[0]
         assert len(r.val_loss) == 2 and r.min_val_loss == min(r.val_loss)
-    in_order = sweeps.interleave_tasks([(p.config,) for p in plan])  # in process: tasks alternating
+    in_order = coordinator.interleave_tasks([(p.config,) for p in plan])  # in process: tasks alternating
     assert [r.run_id for r in seen] == [job[0].run_id() for job in in_order]
-    again = sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1))
+    again = coordinator.run_sweep(plan, tmp_path, executors.InProcess(1))
     assert (again.already_done, again.to_run, again.finished) == (6, 0, 0)
 
 
@@ -80,7 +81,7 @@ def test_ctrl_c_then_kill_9_mid_sweep_then_rerun_finishes_exactly_the_plan(tmp_p
     assert rerun.returncode == 0, err
     assert f"{after_kill} already recorded" in err
     assert json.loads(out)["finished"] == 10 - after_kill
-    planned = {p.run_id for p in sweeps.plan_sweep(["toy-anomaly"], [300], 10, epochs=2, seed=1)}
+    planned = {p.run_id for p in plan_sweep(["toy-anomaly"], [300], 10, epochs=2, seed=1)}
     ids = read_table(records).column("run_id").to_pylist()
     assert sorted(ids) == sorted(planned)  # every planned run, once each
     assert len(record_files(records)) == 10
@@ -88,8 +89,8 @@ def test_ctrl_c_then_kill_9_mid_sweep_then_rerun_finishes_exactly_the_plan(tmp_p
 
 def test_local_cluster_gives_the_same_records_as_local_runs(tmp_path, one_thread):
     args = ["toy-regression"], [300], 3
-    plan = sweeps.plan_sweep(*args, **TOY)
-    sweeps.run_sweep(plan, tmp_path / "local", sweeps.InProcess(1))
+    plan = plan_sweep(*args, **TOY)
+    coordinator.run_sweep(plan, tmp_path / "local", executors.InProcess(1))
     proc = _cli("child", "sweep", "--task", "toy-regression", "--runs", "3", "--budget", "300",
                 "--epochs", "2", "--seed", "5", "--records", str(tmp_path / "dask"), "--local-cluster", "2")
     out, err = proc.communicate(timeout=180)
@@ -119,24 +120,24 @@ def test_failed_and_diverged_runs_are_recorded_and_retried(tmp_path, monkeypatch
         "flaky", "toy-anomaly that fails while broken", info.n_in, info.n_out, info.steps, info.loss,
         "synthetic", flaky,
     ))
-    plan = sweeps.plan_sweep(["flaky"], [300], 2, epochs=1)
-    plan += sweeps.plan_sweep(["toy-regression"], [300], 1, epochs=2, pins=Pins(lr=1e9))
-    report = sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1))
+    plan = plan_sweep(["flaky"], [300], 2, epochs=1)
+    plan += plan_sweep(["toy-regression"], [300], 1, epochs=2, pins=Pins(lr=1e9))
+    report = coordinator.run_sweep(plan, tmp_path, executors.InProcess(1))
     assert report.statuses == {"failed": 2, "diverged": 1}
     records = {r.task: r for r in read_records(tmp_path)}
     assert "data source unavailable" in records["flaky"].error
     assert records["toy-regression"].error and len(records["toy-regression"].val_loss) < 2
     # a plain rerun keeps them; --retry-failed reruns the failed ones and replaces their shards
-    assert sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1)).to_run == 0
+    assert coordinator.run_sweep(plan, tmp_path, executors.InProcess(1)).to_run == 0
     broken["on"] = False
-    retry = sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1), retry_failed=True)
+    retry = coordinator.run_sweep(plan, tmp_path, executors.InProcess(1), retry_failed=True)
     assert (retry.to_run, retry.statuses) == (2, {"ok": 2})
     statuses = sorted(r.status for r in read_records(tmp_path))
     assert statuses == ["diverged", "ok", "ok"] and len(record_files(tmp_path)) == 3
 
 
 def test_a_run_that_kills_its_worker_is_recorded_failed_and_the_rest_finish(tmp_path):
-    plan = sweeps.plan_sweep(["toy-anomaly"], [300], 3, epochs=1)
+    plan = plan_sweep(["toy-anomaly"], [300], 3, epochs=1)
     doomed_id = plan[2].run_id
 
     def dies_on_last_run(job, threads, worker=True):
@@ -149,7 +150,7 @@ def test_a_run_that_kills_its_worker_is_recorded_failed_and_the_rest_finish(tmp_
                           arch=c.arch, h=1, lr=c.lr, batch_size=c.batch_size, epochs=c.epochs, seed=c.seed)
                 for c in job]
 
-    report = sweeps.run_sweep(plan, tmp_path, sweeps.LocalProcesses(1, 1, runner=dies_on_last_run))
+    report = coordinator.run_sweep(plan, tmp_path, executors.LocalProcesses(1, 1, runner=dies_on_last_run))
     assert report.finished == 3 and report.statuses == {"ok": 2, "failed": 1}
     doomed = {r.run_id: r for r in read_records(tmp_path)}[doomed_id]
     assert doomed.status == "failed" and "worker lost the run" in doomed.error
@@ -157,8 +158,8 @@ def test_a_run_that_kills_its_worker_is_recorded_failed_and_the_rest_finish(tmp_
 
 
 def test_truncated_shard_is_skipped_with_a_warning_and_rerun(tmp_path, one_thread):
-    plan = sweeps.plan_sweep(["toy-anomaly"], [300], 2, epochs=1)
-    sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1))
+    plan = plan_sweep(["toy-anomaly"], [300], 2, epochs=1)
+    coordinator.run_sweep(plan, tmp_path, executors.InProcess(1))
     victim = tmp_path / f"{plan[0].run_id}.parquet"
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])
@@ -172,7 +173,7 @@ def test_truncated_shard_is_skipped_with_a_warning_and_rerun(tmp_path, one_threa
     assert any(str(victim) in m for m in messages) and any("notes.parquet" in m for m in messages)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        report = sweeps.run_sweep(plan, tmp_path, sweeps.InProcess(1))  # reruns the truncated one
+        report = coordinator.run_sweep(plan, tmp_path, executors.InProcess(1))  # reruns the truncated one
         ids = read_table(tmp_path).column("run_id").to_pylist()
     assert (report.to_run, report.statuses) == (1, {"ok": 1})
     assert sorted(ids) == sorted(p.run_id for p in plan)

@@ -7,7 +7,7 @@ import pytest
 
 from sbrnn.child import space as sampling
 from sbrnn.child.spec import uniform_grid
-from sbrnn.child.sweep import plan_sweep
+from sbrnn.child.sweep.plan import plan_sweep
 from sbrnn.errors import SbrnnError
 
 

@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from sbrnn.cli import app
-from sbrnn.datasets import classic, minari_tasks, registry, seqdigits
+from sbrnn.datasets import classic, envs, minari_io, registry, seqdigits
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.datasets.task import Split, Task
 from sbrnn.datasets.traits import TRAIT_NAMES, task_traits
@@ -176,24 +176,24 @@ def test_digit_readings_are_the_same_pixels():
 
 
 def test_swingup_policy_balances_the_pendulum_and_only_it():
-    env = minari_tasks.make_env("Pendulum-v1")
-    policy = minari_tasks.make_policy("swingup", env.action_space, seed=0, env_id="Pendulum-v1")
-    episodes = list(minari_tasks.rollouts(env, policy, 3, seed=0))
+    env = envs.make_env("Pendulum-v1")
+    policy = envs.make_policy("swingup", env.action_space, seed=0, env_id="Pendulum-v1")
+    episodes = list(envs.rollouts(env, policy, 3, seed=0))
     env.close()
     assert np.mean([e.episode_return for e in episodes]) > -400  # uniform random torques: about -1,230
     assert all(e.observations[-20:, 0].min() > 0.99 for e in episodes)  # upright at the end
     with pytest.raises(SbrnnError, match="policy 'swingup' cannot drive Hopper-v5; allowed: Pendulum-v1"):
-        minari_tasks.make_policy("swingup", env.action_space, seed=0, env_id="Hopper-v5")
+        envs.make_policy("swingup", env.action_space, seed=0, env_id="Hopper-v5")
 
 
 def test_environment_arguments_name_their_own_dataset():
-    plain = minari_tasks.local_collection("Ant-v5", "ant", "random", 3, seed=0, max_steps=3)
-    narrow = minari_tasks.local_collection("Ant-v5", "ant", "random", 3, seed=0, max_steps=3,
-                                           env_kwargs={"include_cfrc_ext_in_observation": False})
+    plain = minari_io.local_collection("Ant-v5", "ant", "random", 3, seed=0, max_steps=3)
+    narrow = minari_io.local_collection("Ant-v5", "ant", "random", 3, seed=0, max_steps=3,
+                                        env_kwargs={"include_cfrc_ext_in_observation": False})
     assert plain != narrow and narrow.startswith("sbrnn/ant/random-e3-t3-k")
-    meta = minari_tasks._open(narrow).storage.metadata[minari_tasks.COLLECTION_KEY]
+    meta = minari_io.open_dataset(narrow).storage.metadata[minari_io.COLLECTION_KEY]
     assert meta["env_kwargs"] == {"include_cfrc_ext_in_observation": False}
-    assert minari_tasks._open(narrow).observation_space.shape == (27,)
-    assert minari_tasks._open(plain).observation_space.shape == (105,)
+    assert minari_io.open_dataset(narrow).observation_space.shape == (27,)
+    assert minari_io.open_dataset(plain).observation_space.shape == (105,)
     with pytest.raises(SbrnnError, match="cannot be made with"):
-        minari_tasks.make_env("Pendulum-v1", env_kwargs={"colour": "red"})
+        envs.make_env("Pendulum-v1", env_kwargs={"colour": "red"})

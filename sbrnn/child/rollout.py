@@ -10,7 +10,7 @@ with the normalisation the task fitted on its train split (saved in the model's 
 and the recurrent state carried from step to step, reset to ``init_state(1)`` when an episode
 starts. Here rather than in :mod:`sbrnn.datasets`: it loads a saved child, and datasets import
 nothing from child; the environment, seeds and episode loop it uses are
-:mod:`sbrnn.datasets.minari_tasks`'.
+:mod:`sbrnn.datasets.envs`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from sbrnn.child.checkpoint import load_model
-from sbrnn.datasets import minari_tasks
+from sbrnn.datasets import envs
 from sbrnn.errors import SbrnnError
 
 NORMALISATION = ("input_mean", "input_std", "target_mean", "target_std")
@@ -88,11 +88,11 @@ def load_policy(directory: str | os.PathLike, env) -> tuple[ChildPolicy, dict]:
 
 def reference_scores(env_id: str, meta: dict) -> tuple[float, float, str] | None:
     """``(ref_min, ref_max, source)`` for normalising returns in ``env_id``: the training dataset's
-    when it came from that environment, else :data:`minari_tasks.REFERENCE_SCORES`; None if unknown."""
+    when it came from that environment, else :data:`envs.REFERENCE_SCORES`; None if unknown."""
     if meta.get("env_id") == env_id and meta.get("ref_min_score") is not None:
         return float(meta["ref_min_score"]), float(meta["ref_max_score"]), f"dataset {meta['dataset_id']}"
-    if env_id in minari_tasks.REFERENCE_SCORES:
-        low, high = minari_tasks.REFERENCE_SCORES[env_id]
+    if env_id in envs.REFERENCE_SCORES:
+        low, high = envs.REFERENCE_SCORES[env_id]
         return low, high, f"{env_id} reference returns (D4RL)"
     return None
 
@@ -117,13 +117,13 @@ def evaluate_in_env(
     (``ddof=0``), and, when reference scores are known (:func:`reference_scores`), the mean and std
     of the normalised score. ``progress(1)`` is called after each episode.
     """
-    minari_tasks.check_int("episodes", episodes, 1)
-    minari_tasks.check_int("seed", seed, 0)
-    env = minari_tasks.make_env(env_id, max_steps)
+    envs.check_int("episodes", episodes, 1)
+    envs.check_int("seed", seed, 0)
+    env = envs.make_env(env_id, max_steps)
     try:
         policy, info = load_policy(model_dir, env)
         returns, lengths = [], []
-        for episode in minari_tasks.rollouts(env, policy, episodes, seed):
+        for episode in envs.rollouts(env, policy, episodes, seed):
             returns.append(episode.episode_return)
             lengths.append(len(episode))
             if progress is not None:

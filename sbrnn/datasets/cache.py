@@ -22,8 +22,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from sbrnn import console
-
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on POSIX: no cross-process lock, writes stay atomic
@@ -147,13 +145,3 @@ def stored_params(path: str | Path) -> dict:
     with safe_open(str(path), framework="pt") as handle:
         return json.loads((handle.metadata() or {}).get("params", "{}"))
 
-
-@contextlib.contextmanager
-def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on the shared stderr console; yields ``advance(n)``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console.stderr) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,8 +29,11 @@ from pathlib import Path
 import torch
 
 from sbrnn.datasets import cache, sources, transforms
+from sbrnn.datasets.progress import Progress, counter
 from sbrnn.datasets.task import Split, Task
 from sbrnn.errors import SbrnnError
+
+_LOG = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 3
 """Bumped whenever generation changes what a key produces, so old cache files are not reused."""
@@ -194,11 +199,12 @@ def _single_threaded_ops():
 
 
 def generate_split(pool: sources.Pool, split: str, spec: RadSpec, workers: int | None = None,
-                   advance=None) -> dict:
+                   advance: Callable[[int], None] | None = None) -> dict:
     """The ``spec.size(split)`` sequences of ``split`` from ``pool`` (see :func:`generate_chunk`).
 
     Made :data:`CHUNK` at a time by ``workers`` threads (default: the usable cores). Every chunk
-    draws from its own generator, so the result does not depend on ``workers``.
+    draws from its own generator, so the result does not depend on ``workers``. ``advance(n)`` is
+    called with the ``n`` sequences of each chunk made.
     """
     table = _class_table(pool.labels)
     count = spec.size(split)
@@ -217,10 +223,11 @@ def generate_split(pool: sources.Pool, split: str, spec: RadSpec, workers: int |
     return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
 
 
-def generate(spec: RadSpec, data_root=None, download: bool = False, workers: int | None = None
-             ) -> tuple[dict, cache.Entry]:
+def generate(spec: RadSpec, data_root=None, download: bool = False, workers: int | None = None,
+             progress: Progress | None = None) -> tuple[dict, cache.Entry]:
     """All three splits of ``spec``, from the cache or generated once (by ``workers`` threads) and
-    stored there.
+    stored there; generation is reported through ``progress`` (:mod:`sbrnn.datasets.progress`) in
+    sequences, as the work ``RAD <source> side <side>``.
 
     Returns ``({split: tensors}, entry)``; tensors as in :func:`generate_chunk`.
     """
@@ -233,11 +240,13 @@ def generate(spec: RadSpec, data_root=None, download: bool = False, workers: int
                 f"of some digit; allowed: n <= {smallest}"
             )
         total = sum(spec.size(s) for s in SPLITS)
+        _LOG.info("generating %d RAD sequences (%s, side %d, n %d, seed %d)", total, spec.source, spec.side,
+                  spec.n, spec.seed)
+        advance = counter(progress, f"RAD {spec.source} side {spec.side}", total)
         flat = {}
-        with cache.progress_bar(f"RAD {spec.source} side {spec.side}", total) as advance:
-            for split in SPLITS:
-                data = generate_split(pools[split], split, spec, workers, advance)
-                flat.update({f"{split}/{k}": v for k, v in data.items()})
+        for split in SPLITS:
+            data = generate_split(pools[split], split, spec, workers, advance)
+            flat.update({f"{split}/{k}": v for k, v in data.items()})
         return flat
 
     flat, entry = cache.load_or_build("rad", spec.params(), build)
@@ -255,9 +264,12 @@ def to_inputs(images: torch.Tensor, query_step: bool, chunk: int = 4096) -> torc
     return x
 
 
-def build(name: str, spec: RadSpec, data_root=None, download: bool = False) -> Task:
-    """The RAD :class:`Task` for ``spec`` (``cross_entropy``; ``y`` is the anomaly's position)."""
-    splits, entry = generate(spec, data_root, download)
+def build(name: str, spec: RadSpec, data_root=None, download: bool = False,
+          progress: Progress | None = None) -> Task:
+    """The RAD :class:`Task` for ``spec`` (``cross_entropy``; ``y`` is the anomaly's position):
+    inputs ``[N, steps, side*side]`` float16, labels ``[N]`` int64; generation (on a cache miss) is
+    reported through ``progress`` (see :func:`generate`)."""
+    splits, entry = generate(spec, data_root, download, progress=progress)
     parts = [Split(to_inputs(splits[s]["images"], spec.query_step), splits[s]["label"]) for s in SPLITS]
     meta = {
         "generator": "rad",
@@ -280,40 +292,44 @@ def _spec(source: str, seed, side, n, no_anomaly_prob, query_step, n_train, n_va
 def build_rad(
     seed: int = 0, side: int = 50, n: int = 10, no_anomaly_prob: float = 0.0, query_step: bool = True,
     n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
+    progress: Progress | None = None,
 ) -> Task:
     """``rad``: RAD on the embedded digits, 2,500 inputs (side 50), 11 steps, 10 classes."""
-    return build("rad", _spec("digits", seed, side, n, no_anomaly_prob, query_step, n_train, n_val, n_test))
+    spec = _spec("digits", seed, side, n, no_anomaly_prob, query_step, n_train, n_val, n_test)
+    return build("rad", spec, progress=progress)
 
 
 def build_rad28(
     seed: int = 0, side: int = 28, n: int = 10, no_anomaly_prob: float = 0.0, query_step: bool = True,
     n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
+    progress: Progress | None = None,
 ) -> Task:
     """``rad28``: RAD on the embedded digits at MNIST's own side, 784 inputs."""
-    return build("rad28", _spec("digits", seed, side, n, no_anomaly_prob, query_step, n_train, n_val, n_test))
+    spec = _spec("digits", seed, side, n, no_anomaly_prob, query_step, n_train, n_val, n_test)
+    return build("rad28", spec, progress=progress)
 
 
 def build_preset(
     name: str, seed: int = 0, side: int = 50, n: int = 10, no_anomaly_prob: float = 0.0,
     query_step: bool = True, n_train: int = PRESET_SIZES[0], n_val: int = PRESET_SIZES[1],
-    n_test: int = PRESET_SIZES[2],
+    n_test: int = PRESET_SIZES[2], progress: Progress | None = None,
 ) -> Task:
     """The RAD task ``name`` on the embedded digits; the registry binds each of :data:`PRESETS`
     (``functools.partial(build_preset, name, **PRESETS[name])``) so its options default to it."""
     spec = RadSpec("digits", side, n, no_anomaly_prob, query_step, n_train, n_val, n_test, seed=seed)
-    return build(name, spec)
+    return build(name, spec, progress=progress)
 
 
 def build_rad_mnist(
     seed: int = 0, side: int = 50, n: int = 10, no_anomaly_prob: float = 0.0, query_step: bool = True,
     n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
-    data_root: str | None = None, download: bool = False,
+    data_root: str | None = None, download: bool = False, progress: Progress | None = None,
 ) -> Task:
     """``rad-mnist``: the paper's RAD on MNIST (``data_root``/MNIST/raw), 30,000 / 1,000 / 1,000."""
     spec = _spec("mnist", seed, side, n, no_anomaly_prob, query_step, n_train, n_val, n_test)
     if not isinstance(download, bool):
         raise SbrnnError(f"download {download!r} is not allowed; allowed: true or false")
-    return build("rad-mnist", spec, data_root, download)
+    return build("rad-mnist", spec, data_root, download, progress)
 
 
 def write_preview(task: Task, path: str | Path, rows: int = 4, split: str = "train") -> Path:

@@ -14,7 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sbrnn.datasets import cache, classic, minari_tasks, rad, rollout_tasks, seqdigits, sources, synthetic
+from sbrnn.datasets import (
+    cache,
+    classic,
+    minari_io,
+    minari_tasks,
+    rad,
+    rollout_tasks,
+    seqdigits,
+    sources,
+    synthetic,
+)
+from sbrnn.datasets.progress import Progress
 from sbrnn.datasets.task import Task
 from sbrnn.datasets.traits import TRAIT_NAMES, task_traits
 from sbrnn.datasets.traits import VERSION as TRAITS_VERSION
@@ -27,8 +38,9 @@ FAMILIES = ("synthetic", "rad", "sequential-digits", "classic", "behaviour-cloni
 class TaskInfo:
     """What the registry knows of a task before building it.
 
-    ``builder(seed=..., **options)`` returns the :class:`Task`; ``offline()`` says whether it can
-    be built on this machine without a network; ``family`` groups tasks of one kind
+    ``builder(seed=..., **options)`` returns the :class:`Task`; builders that do long work also take
+    ``progress`` (:mod:`sbrnn.datasets.progress`), which is not an option. ``offline()`` says whether
+    it can be built on this machine without a network; ``family`` groups tasks of one kind
     (:data:`FAMILIES`). ``n_in``, ``n_out`` and ``steps`` are the dims at the default options.
     """
 
@@ -93,12 +105,18 @@ def get_info(name: str) -> TaskInfo:
 
 
 def task_options(info: TaskInfo) -> dict[str, Any] | None:
-    """The options ``info.builder`` takes besides ``seed``, with their defaults (``None`` if it takes
-    any keyword)."""
+    """The options ``info.builder`` takes besides ``seed`` and ``progress``, with their defaults
+    (``None`` if it takes any keyword)."""
     params = inspect.signature(info.builder).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
-    return {p.name: p.default for p in params if p.name != "seed" and p.kind is not p.VAR_POSITIONAL}
+    return {p.name: p.default for p in params
+            if p.name not in ("seed", "progress") and p.kind is not p.VAR_POSITIONAL}
+
+
+def _reports_progress(info: TaskInfo) -> bool:
+    """Whether ``info.builder`` takes a ``progress`` callback by name."""
+    return "progress" in inspect.signature(info.builder).parameters
 
 
 def _record_params(info: TaskInfo, seed: int, options: dict) -> dict:
@@ -111,7 +129,7 @@ def _data_files(task: Task) -> list[str]:
     """The files a build reads from or writes to the cache: its tensors and its Minari dataset."""
     files = [task.meta["cache"]["path"]] if "cache" in task.meta else []
     if "dataset_id" in task.meta:
-        files.append(str(minari_tasks.dataset_path(task.meta["dataset_id"])))
+        files.append(str(minari_io.dataset_path(task.meta["dataset_id"])))
     return files
 
 
@@ -138,16 +156,25 @@ def size_on_disk(info: TaskInfo) -> int | None:
     return None if None in sizes else sum(sizes)
 
 
-def build_task(name: str, seed: int = 0, **options) -> Task:
+def build_task(name: str, seed: int = 0, progress: Progress | None = None, **options) -> Task:
     """Build task ``name`` from ``seed``, with its traits; the same name, options and seed give
-    the same tensors."""
+    the same tensors.
+
+    ``progress`` (:mod:`sbrnn.datasets.progress`) is told of the long work of a build (generating,
+    collecting) when the builder does any; it is not a task option, so it enters no cache key or
+    record. A ``progress`` that is not callable came from a task's options (a config's
+    ``task_options``, ``--task-option progress=...``) and is rejected as an unknown option.
+    """
+    if progress is not None and not callable(progress):
+        options, progress = {**options, "progress": progress}, None
     info = get_info(name)
     allowed = task_options(info)
     unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
     if unknown:
         listed = ", ".join(f"{k} (default {v!r})" for k, v in allowed.items()) or "none"
         raise SbrnnError(f"unknown option {unknown[0]!r} for task {name}; allowed: {listed}")
-    return _with_traits(info, info.builder(seed=seed, **options), seed, options)
+    reporting = {"progress": progress} if progress is not None and _reports_progress(info) else {}
+    return _with_traits(info, info.builder(seed=seed, **options, **reporting), seed, options)
 
 
 def _add(name: str, family: str, shape: tuple[int, int, int, str], source: str, builder: Callable[..., Task],
@@ -229,14 +256,14 @@ def _minari_info(name: str) -> TaskInfo:
         name, f"behaviour cloning on Minari {dataset_id} ({shape.episodes} episodes of {shape.env_id}): "
         "obs_t -> action_t", shape.n_obs, shape.n_act, shape.steps, "mse", "minari",
         minari_tasks.minari_builder(dataset_id),
-        lambda: minari_tasks.is_local(dataset_id), "behaviour-cloning",
+        lambda: minari_io.is_local(dataset_id), "behaviour-cloning",
     )
 
 
-register(_minari_info(f"minari:{minari_tasks.DEFAULT_DATASET}"))
+register(_minari_info(f"minari:{minari_io.DEFAULT_DATASET}"))
 register_prefix(
     "minari:", _minari_info,
-    lambda: [f"minari:{d}" for d in minari_tasks.local_dataset_ids() if not d.startswith("sbrnn/")],
+    lambda: [f"minari:{d}" for d in minari_io.local_dataset_ids() if not d.startswith("sbrnn/")],
 )
 COLLECTED = {
     "hammer-local": ((46, 26, 200), "behaviour cloning of smooth random actions in AdroitHandHammer-v1 "

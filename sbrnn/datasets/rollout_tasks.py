@@ -3,7 +3,7 @@
 Each task names an environment, a policy and a collection size (:data:`COLLECTIONS`). The first
 build rolls the policy out in the real environment (MuJoCo, Gymnasium-Robotics or classic
 control; all offline), seeded by the ``collect_seed`` option, and writes the episodes once into
-the local Minari path (:func:`~sbrnn.datasets.minari_tasks.local_collection`); later builds, and
+the local Minari path (:func:`~sbrnn.datasets.minari_io.local_collection`); later builds, and
 every task seed, read that dataset. ``collect_seed`` is an option of its own so that the runs of a
 sweep (one seed each) share one collected dataset. The task is then
 :func:`~sbrnn.datasets.minari_tasks.episode_task`: split by episode (90 / 5 / 5 %), normalised
@@ -26,7 +26,9 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sbrnn.datasets import minari_tasks
+from sbrnn.datasets import minari_io, minari_tasks
+from sbrnn.datasets.envs import check_int
+from sbrnn.datasets.progress import Progress
 from sbrnn.datasets.task import Task
 
 
@@ -38,7 +40,7 @@ class Collection:
         env_id: the Gymnasium environment; ``env_kwargs`` the arguments it is made with.
         short: the dataset id's middle part (``sbrnn/<short>/...``).
         kind: ``behaviour_cloning`` or ``forward_dynamics``.
-        policy: a name from :data:`~sbrnn.datasets.minari_tasks.POLICIES`.
+        policy: a name from :data:`~sbrnn.datasets.envs.POLICIES`.
         episodes, max_steps, window: the defaults of the task's options.
     """
 
@@ -83,15 +85,16 @@ def can_collect(env_id: str) -> bool:
 
 
 def build(name: str, seed: int = 0, episodes: int = 100, max_steps: int | None = None,
-          collect_seed: int = 0, window: int | None = None) -> Task:
-    """The task ``name`` of :data:`COLLECTIONS` (collected first if need be). Inputs and targets
-    ``[N, window, n]`` float32, normalised."""
+          collect_seed: int = 0, window: int | None = None, progress: Progress | None = None) -> Task:
+    """The task ``name`` of :data:`COLLECTIONS` (collected first if need be, the collection reported
+    through ``progress`` in episodes). Inputs and targets ``[N, window, n]`` float32, normalised."""
     spec = COLLECTIONS[name]
-    minari_tasks.check_int("seed", seed, 0)  # fail on a bad seed or window before collecting
+    check_int("seed", seed, 0)  # fail on a bad seed or window before collecting
     if window is not None:
-        minari_tasks.check_int("window", window, 1)
-    dataset_id = minari_tasks.local_collection(
+        check_int("window", window, 1)
+    dataset_id = minari_io.local_collection(
         spec.env_id, spec.short, spec.policy, episodes, collect_seed, max_steps, spec.env_kwargs or None,
+        progress,
     )
     return minari_tasks.episode_task(name, dataset_id, spec.kind, seed, window)
 

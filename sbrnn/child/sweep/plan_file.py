@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sbrnn.child.sweep import PlannedRun, plan_sweep
+from sbrnn.child.sweep.plan import PlannedRun, plan_sweep
 from sbrnn.datasets.registry import get_info
 from sbrnn.errors import SbrnnError
 

@@ -1,0 +1,125 @@
+"""Planning a sweep (pure): per task and budget the baselines, the balanced configuration, then draws.
+
+Draw ``i`` at (task, budget) takes its generator from ``(seed, task, budget, i)``
+(:func:`sbrnn.child.space.run_rng`),
+so the same command plans the same configurations, seeds and run ids on any machine.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sbrnn.child import space as sampling
+from sbrnn.child.config import RunConfig
+from sbrnn.child.model import resolve
+from sbrnn.datasets import registry
+from sbrnn.datasets.registry import get_info
+from sbrnn.errors import SbrnnError
+from sbrnn.vocabulary import BASELINE_ARCHS
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep: a label (``random 3``, ``dense``, ``balanced``, ...) and its config."""
+
+    label: str
+    config: RunConfig
+
+    @property
+    def run_id(self) -> str:
+        return self.config.run_id()
+
+
+def plan_sweep(
+    tasks: Sequence[str],
+    budgets: Sequence[float],
+    runs: int,
+    *,
+    epochs: int = 25,
+    seed: int = 0,
+    space: str = "paper",
+    pins: sampling.Pins | None = None,
+    include_baselines: bool = False,
+    balanced: bool = False,
+    batch_size: int = 16,
+    task_options: Mapping[str, object] | None = None,
+    patience: int | None = None,
+) -> list[PlannedRun]:
+    """The runs of a sweep, in a fixed order: per task, per budget, baselines, balanced, draws.
+
+    Draw ``i`` at (task, budget) takes densities, init means and stds and the learning rate
+    from ``space`` (``pins`` fix any of them for every draw) with the generator
+    :func:`sbrnn.child.space.run_rng` of ``(seed, task, budget, i)``. Every run trains with the
+    sweep seed, which builds the task's data (one data set per task for the whole sweep) and
+    draws masks, init and data order; baselines and the balanced configuration use the pinned
+    learning rate (or the default 1e-3). Identical configs (everything pinned) collapse to one
+    run. ``task_options`` (builder options such as ``n_train``) apply to every task; ``patience``
+    (early stopping) to every run. Raises
+    :class:`SbrnnError` for an unknown task or option, a budget too small for a task's dims, or
+    an empty sweep.
+    """
+    if not tasks:
+        raise SbrnnError("give at least one --task")
+    if not budgets:
+        raise SbrnnError("give at least one --budget")
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 0:
+        raise SbrnnError(f"runs = {runs!r} is out of range; allowed: integers >= 0")
+    sampling.check_space(space)
+    pins = pins or sampling.Pins()
+    lr = pins.lr if pins.lr is not None else RunConfig.lr
+    planned: dict[str, PlannedRun] = {}
+
+    def add(label: str, config: RunConfig, n_in: int, n_out: int) -> None:
+        resolve(config, n_in, n_out)  # a budget the task cannot hold fails here, before any run
+        planned.setdefault(config.run_id(), PlannedRun(label, config))
+
+    options = dict(task_options or {})
+    for task in dict.fromkeys(tasks):
+        info = get_info(task)
+        allowed = registry.task_options(info)
+        unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
+        if unknown:
+            listed = ", ".join(allowed) or "none"
+            raise SbrnnError(f"unknown option {unknown[0]!r} for task {task}; allowed: {listed}")
+        for budget in dict.fromkeys(float(b) for b in budgets):
+            if not (math.isfinite(budget) and budget > 0):
+                raise SbrnnError(f"budget = {budget:g} is out of range; allowed: a number > 0")
+            common = {"task": task, "task_options": options, "budget": budget, "epochs": epochs,
+                      "batch_size": batch_size, "patience": patience}
+            if include_baselines:
+                for arch in BASELINE_ARCHS:
+                    add(arch, RunConfig(**common, arch=arch, lr=lr, seed=seed), info.n_in, info.n_out)
+            if balanced:
+                add("balanced", RunConfig(**common, lr=lr, seed=seed), info.n_in, info.n_out)
+            for i in range(runs):
+                rng = sampling.run_rng(seed, task, budget, i)
+                hp = sampling.draw(rng, space, pins)
+                config = RunConfig(
+                    **common, densities=hp.densities, means=hp.means, stds=hp.stds, lr=hp.lr, seed=seed,
+                )
+                add(f"random {i}", config, info.n_in, info.n_out)
+    if not planned:
+        raise SbrnnError("the sweep plans no runs; give --runs >= 1, --include-baselines or --balanced")
+    return list(planned.values())
+
+
+def describe_plan(plan: Sequence[PlannedRun], records: str | os.PathLike) -> list[dict]:
+    """One JSON-ready row per planned run: its label, config summary, ``h`` and recorded status."""
+    from sbrnn.child.sweep.coordinator import recorded_statuses
+
+    done = recorded_statuses(records)
+    rows = []
+    for p in plan:
+        config = p.config
+        info = get_info(config.task)
+        spec, h = resolve(config, info.n_in, info.n_out)
+        rows.append({
+            "label": p.label, "run_id": p.run_id, "task": config.task, "budget": config.budget,
+            "arch": config.arch, "h": h, "densities": [list(r) for r in spec.densities] if spec else None,
+            "hidden_proportion": spec.hidden_proportion if spec else None, "lr": config.lr,
+            "epochs": config.epochs, "seed": config.seed, "recorded": done.get(p.run_id),
+        })
+    return rows
