@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +51,55 @@ def _bins(values: pd.Series) -> np.ndarray:
     return np.digitize(values.to_numpy(dtype=float), BIN_EDGES)
 
 
-def binned_min_loss(frame: pd.DataFrame, column: str) -> list[dict]:
+@dataclass(frozen=True)
+class Bin:
+    """One bin of a Table III/IV row: its ok runs, their mean minimum validation loss (None
+    without ok runs) and the diverged runs in it."""
+
+    bin: str
+    runs: int
+    mean_min_val_loss: float | None
+    diverged: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TaskCounts:
+    """A task's runs: how many ended in each status (:data:`sbrnn.vocabulary.STATUSES`), and in all."""
+
+    task: str
+    statuses: dict[str, int]
+    total: int
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, **self.statuses, "total": self.total}
+
+
+@dataclass(frozen=True)
+class RecordsSummary:
+    """What :func:`summary` finds in a records directory: ``runs`` in all, ``counts`` by task, and
+    ``bins[task][column]``, the task's Table III/IV row for each column of :data:`BINNED`."""
+
+    runs: int
+    counts: tuple[TaskCounts, ...]
+    bins: dict[str, dict[str, tuple[Bin, ...]]]
+
+    def to_dict(self) -> dict:
+        """JSON-ready: ``{"runs", "counts": [{"task", <status>..., "total"}], "tasks": {task:
+        {column: [bins]}}}``."""
+        return {
+            "runs": self.runs,
+            "counts": [c.to_dict() for c in self.counts],
+            "tasks": {task: {column: [b.to_dict() for b in bins] for column, bins in views.items()}
+                      for task, views in self.bins.items()},
+        }
+
+
+def binned_min_loss(frame: pd.DataFrame, column: str) -> tuple[Bin, ...]:
     """Table III/IV row for ``column``: per bin, ok runs, their mean minimum validation loss, and
-    the diverged runs in that bin. The mean is None for a bin without ok runs."""
+    the diverged runs in that bin."""
     has_value = frame[column].notna()
     rows = []
     index = _bins(frame.loc[has_value, column])
@@ -60,28 +107,24 @@ def binned_min_loss(frame: pd.DataFrame, column: str) -> list[dict]:
     for i, label in enumerate(BIN_LABELS):
         in_bin = binned[binned["_bin"] == i]
         ok = in_bin[(in_bin["status"] == "ok") & in_bin["min_val_loss"].notna()]
-        rows.append({
-            "bin": label,
-            "runs": int(len(ok)),
-            "mean_min_val_loss": float(ok["min_val_loss"].mean()) if len(ok) else None,
-            "diverged": int((in_bin["status"] == "diverged").sum()),
-        })
-    return rows
+        rows.append(Bin(
+            bin=label,
+            runs=int(len(ok)),
+            mean_min_val_loss=float(ok["min_val_loss"].mean()) if len(ok) else None,
+            diverged=int((in_bin["status"] == "diverged").sum()),
+        ))
+    return tuple(rows)
 
 
-def summary(frame: pd.DataFrame) -> dict:
-    """Counts by task and status, and per task the binned views of :data:`BINNED`.
-
-    Returns ``{"runs": N, "counts": [{"task", "ok", "diverged", "failed", "total"}, ...],
-    "tasks": {task: {"hidden_proportion": [bin rows], "model_density": [bin rows]}}}``.
-    """
+def summary(frame: pd.DataFrame) -> RecordsSummary:
+    """Counts by task and status, and per task the binned views of :data:`BINNED`."""
     counts = []
-    tasks = {}
+    bins = {}
     for task, rows in frame.groupby("task", sort=True):
         by_status = rows["status"].value_counts()
-        counts.append({"task": task, **{s: int(by_status.get(s, 0)) for s in STATUSES}, "total": len(rows)})
-        tasks[task] = {column: binned_min_loss(rows, column) for column in BINNED}
-    return {"runs": int(len(frame)), "counts": counts, "tasks": tasks}
+        counts.append(TaskCounts(task, {s: int(by_status.get(s, 0)) for s in STATUSES}, len(rows)))
+        bins[task] = {column: binned_min_loss(rows, column) for column in BINNED}
+    return RecordsSummary(int(len(frame)), tuple(counts), bins)
 
 
 def export(directory: str | os.PathLike, out: str | os.PathLike) -> int:

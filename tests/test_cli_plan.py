@@ -40,7 +40,7 @@ def test_plan_table_with_hidden():
 
 
 def test_recommend_json():
-    result = invoke("parent", "recommend", "--in", "2500", "--out", "10", "--json")
+    result = invoke("parent", "recommend", "--a-priori", "--in", "2500", "--out", "10", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     rec = out["recommended"]
@@ -52,7 +52,7 @@ def test_recommend_json():
 
 
 def test_recommend_table():
-    result = invoke("parent", "recommend", "--in", "46", "--out", "26", "--budget", "50000")
+    result = invoke("parent", "recommend", "--a-priori", "--in", "46", "--out", "26", "--budget", "50000")
     assert result.exit_code == 0, result.output
     assert "block hh sparsified" in result.output and "lstm" in result.output
 
@@ -68,8 +68,8 @@ def test_recommend_table():
         (["child", "plan", "--in", "25", "--out", "1", "--budget", "1e5", "--densities", "1.2"],
          "(0, 1]"),
         (["child", "plan", "--in", "25", "--out", "1"], "--budget"),
-        (["parent", "recommend", "--in", "25", "--out", "1", "--target", "1.5"], "target = 1.5"),
-        (["parent", "recommend", "--in", "25", "--out", "1", "--target", "0"], "target = 0"),
+        (["parent", "recommend", "--a-priori", "--in", "25", "--out", "1", "--target", "1.5"], "target = 1.5"),
+        (["parent", "recommend", "--a-priori", "--in", "25", "--out", "1", "--target", "0"], "target = 0"),
         (["parent", "recommend", "--in", "25", "--out", "1", "--bogus"], "--bogus"),
         (["child", "plan", "--in", "many", "--out", "1", "--budget", "10"], "--in"),
     ],

@@ -73,8 +73,8 @@ def test_a_diverged_run_is_recorded_and_exits_1(tmp_path):
         (["--task", "nope"], "unknown task 'nope'"),
         (["--task", "toy-anomaly", "--arch", "gru"], "arch 'gru'"),
         (["--task", "toy-anomaly", "--arch", "dense", "--densities", ".5"], "densities apply to arch sbrnn"),
-        (["--task", "toy-anomaly", "--arch", "lstm", "--balanced"], "--balanced"),
-        (["--task", "toy-anomaly", "--densities", ".5", "--balanced"], "--balanced"),
+        (["--task", "toy-anomaly", "--arch", "lstm", "--balanced"], "balanced densities apply to arch sbrnn"),
+        (["--task", "toy-anomaly", "--densities", ".5", "--balanced"], "only one of densities and balanced"),
         (["--task", "toy-anomaly", "--densities", ".5,x"], "malformed"),
         (["--task", "toy-anomaly", "--densities", "1.5"], "(0, 1]"),
         (["--task", "toy-anomaly", "--epochs", "0"], "epochs = 0"),
@@ -82,7 +82,7 @@ def test_a_diverged_run_is_recorded_and_exits_1(tmp_path):
         (["--task", "toy-anomaly", "--lr", "-1"], "lr = -1"),
         (["--task", "toy-anomaly", "--budget", "50"], "budget = 50 is too small"),
         (["--task", "toy-anomaly", "--arch", "lstm", "--budget", "20"], "budget = 20 is too small"),
-        (["--task", "toy-anomaly", "--budget", "5000", "--hidden", "4"], "--budget and --hidden"),
+        (["--task", "toy-anomaly", "--budget", "5000", "--hidden", "4"], "only one of budget and hidden"),
         (["--task", "toy-anomaly", "--task-option", "colour=red"], "unknown option 'colour'"),
         (["--task", "toy-anomaly", "--task-option", "n_train"], "malformed"),
         (["--task", "toy-anomaly", "--task-option", "n_train=-3"], "cannot be built"),
@@ -90,7 +90,7 @@ def test_a_diverged_run_is_recorded_and_exits_1(tmp_path):
         (["--task", "toy-anomaly", "--activation", "gelu"], "activation 'gelu'"),
         (["--task", "toy-anomaly", "--device", "tpu"], "device 'tpu'"),
         (["--task", "toy-anomaly", "--threads", "0"], "--threads 0"),
-        (["--task", "toy-anomaly", "--arch", "sbrnn", "--uniform-density", ".3"], "--uniform-density"),
+        (["--task", "toy-anomaly", "--arch", "sbrnn", "--uniform-density", ".3"], "uniform density applies"),
     ],
 )
 def test_train_bad_input_one_line_exit_2(args, needle, tmp_path):
@@ -100,6 +100,16 @@ def test_train_bad_input_one_line_exit_2(args, needle, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert needle in lines[0]
     assert not list(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+def test_config_from_options_knows_the_defaults():
+    from sbrnn.child.config import DEFAULT_BUDGET, RunConfig
+
+    assert RunConfig.from_options(task="toy-anomaly").budget == DEFAULT_BUDGET
+    by_hidden = RunConfig.from_options(task="toy-anomaly", hidden=12)
+    assert (by_hidden.budget, by_hidden.hidden) == (None, 12)
+    assert RunConfig.from_options(arch="uniform", uniform_density=0.3).uniform_density == 0.3
+    assert RunConfig.from_options(balanced=True) == RunConfig()
 
 
 def test_evaluate_bad_input(tmp_path):

@@ -1,15 +1,15 @@
-"""`sbrnn parent fit | predict | recommend | evaluate`: JSON, tables and one-line errors."""
+"""`sbrnn parent fit | predict | recommend | evaluate` and `child train --config`: JSON, tables, one-line errors."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from test_parent_data import EPOCHS, make_records
+from conftest import make_synthetic_records
 from typer.testing import CliRunner
 
 from sbrnn.cli import app
-from sbrnn.records import records_table, write_atomic, write_record
+from sbrnn.records import read_records, records_table, write_atomic, write_record
 
 runner = CliRunner()
 
@@ -21,75 +21,94 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def fitted_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("parent_cli")
-    records = make_records(120, seed=11, tasks=("toy-a", "toy-b"))
+    records = make_synthetic_records(150, seed=11, tasks=("syn-a", "syn-b", "syn-c"))
     write_atomic(records_table(records[:-2]), root / "records" / "sweep.parquet")
     for record in records[-2:]:  # and two one-run shards
         write_record(record, root / "records")
-    unseen = make_records(40, seed=12, tasks=("toy-a", "toy-b"))
+    unseen = make_synthetic_records(45, seed=12, tasks=("syn-a", "syn-b", "syn-c"))
     write_atomic(records_table(unseen), root / "unseen" / "x.parquet")
-    result = invoke("parent", "fit", root / "records", "--model", "rf", "--out", root / "parent",
-                    "--folds", "3", "--trees", "20", "--json")
+    result = invoke("parent", "fit", root / "records", "--model", "xgb", "--out", root / "parent", "--folds", "3",
+                    "--trees", "20", "--members", "2", "--name", "cli-test", "--json")
     assert result.exit_code == 0, result.output
     return root, json.loads(result.stdout)
 
 
-def test_fit_json(fitted_dir):
+def test_fit_json_and_table(fitted_dir, tmp_path):
     root, report = fitted_dir
     assert report["parent"] == str(root / "parent") and (root / "parent" / "manifest.json").is_file()
-    assert report["counts"]["runs"] == 120 and report["counts"]["status"]["diverged"] > 0
-    assert set(report["cv"]) == {"rf", "hidden_proportion", "constant"}
-    assert set(report["leave_one_task_out"]["rf"]["per_task"]) == {"toy-a", "toy-b"}
-    assert report["epochs"] == EPOCHS and report["models"]["rf"]["n_estimators"] == 20
-    assert len(report["records_sha256"]) == 64
+    assert report["counts"]["runs"] == 150 and report["counts"]["tasks"] == 3
+    assert set(report["cv"]) == {"xgb", "hidden_proportion", "constant"}
+    assert set(report["leave_one_task_out"]) == {"xgb", "hidden_proportion"}
+    assert report["models"]["xgb"]["n_estimators"] == 20 and len(report["records_sha256"]) == 64
+    assert any("only 3 tasks" in w for w in report["warnings"])
+    table = invoke("parent", "fit", root / "records", "--out", tmp_path / "p", "--folds", 2, "--trees", 5,
+                   "--members", 1)
+    assert table.exit_code == 0, table.output
+    for needle in ("k-fold", "Leave one task out", "regret@1", "hp alone", "constant", "Brier", "warning: only"):
+        assert needle in table.stdout
 
 
-def test_fit_table(fitted_dir, tmp_path):
-    root, _ = fitted_dir
-    result = invoke("parent", "fit", root / "records", "--out", tmp_path / "p", "--folds", 2, "--trees", 5)
-    assert result.exit_code == 0, result.output
-    for needle in ("k-fold", "leave one task out", "hp alone", "constant", "diverged", "Brier"):
-        assert needle in result.stdout
-
-
-def test_predict(fitted_dir):
+def test_predict(fitted_dir, tmp_path):
     root, _ = fitted_dir
     args = ["parent", "predict", "--model", root / "parent", "--in", 8, "--out", 6, "--budget", 3000,
             "--densities", ".5,.4,1/1,1,1", "--lr", "2e-3"]
-    result = invoke(*args, "--json")
+    result = invoke(*args, "--json", "--plot", tmp_path / "p.png")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert out["epochs"] == list(range(1, EPOCHS + 1)) and len(out["curve"]) == EPOCHS
+    assert len(out["curve"]) == 8 and out["min_low"] <= out["min_val_loss"] <= out["min_high"]
     assert all(lo <= mid <= hi for lo, mid, hi in zip(out["curve_low"], out["curve"], out["curve_high"]))
-    assert out["min_low"] <= out["min_val_loss"] <= out["min_high"] and 0 <= out["p_converge"] <= 1
-    assert out["steps"] == 6 and out["loss_kind"] == "cross_entropy" and out["lr"] == 2e-3
-    assert out["plan"]["densities"] == [[0.5, 0.4, 1], [1, 1, 1]] and out["training_counts"]["runs"] == 120
-    table = invoke(*args)
-    assert table.exit_code == 0 and "minimum" in table.stdout and "P(converges)" in table.stdout
+    assert out["task"]["steps"] == 6 and "syn-a" in out["note"] and out["extrapolation"]["inside"]
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    table = invoke(*args, "--arch", "lstm")
+    assert table.exit_code == 0 and "minimum" in table.stdout and "parent cli-test" in table.stdout
 
 
-def test_recommend_with_model(fitted_dir):
+def test_recommend_and_train_its_top_configuration(fitted_dir, tmp_path):
     root, _ = fitted_dir
     args = ["parent", "recommend", "--in", 3, "--out", 2, "--budget", 1500, "--model", root / "parent"]
     result = invoke(*args, "--top", 3, "--seed", 1, "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert len(out["top"]) == 3 and out["loss_kind"] == "mse" and out["steps"] == 8
-    assert len({str(r["densities"]) for r in out["top"]}) == 3
-    for key in ("h", "densities", "hidden_proportion", "predicted_min", "min_low", "min_high", "p_converge"):
-        assert key in out["top"][0]
-    table = invoke(*args)
-    assert table.exit_code == 0 and "ranked by the rf parent" in table.stdout
+    assert out["mode"] == "learned" and len(out["top"]) == 3 and out["task"]["steps"] == 8
+    assert out["parent"]["name"] == "cli-test" and set(out["baselines"]) == {"dense", "uniform", "lstm"}
+    assert out["train_command"].startswith("sbrnn child train --task TASK")
+    table = invoke(*args, "--plot", tmp_path / "r.png")
+    assert table.exit_code == 0, table.output
+    for needle in ("a-priori", "lstm", "train the top-1: sbrnn child train", "ranked by the parent"):
+        assert needle in table.stdout
+    far = invoke("parent", "recommend", "--in", 4000, "--out", 2, "--steps", 8, "--loss", "mse", "--model",
+                 root / "parent")
+    assert far.exit_code == 0 and "a-priori fallback" in far.stdout
+    # train the recommendation's top configuration on a real (tiny) task
+    saved = tmp_path / "rec.json"
+    saved.write_text(result.stdout)
+    trained = invoke("child", "train", "--config", saved, "--task", "toy-regression", "--task-option", "n_train=32",
+                     "--task-option", "n_val=16", "--task-option", "n_test=16", "--epochs", 1, "--threads", 1,
+                     "--records", tmp_path / "runs", "--json")
+    assert trained.exit_code == 0, trained.output
+    [record] = read_records(tmp_path / "runs")
+    top = out["top"][0]
+    assert (record.arch, record.budget, record.lr) == (top["arch"], top["budget"], top["lr"])
+    assert record.origin == "config" and record.label == "cli-test rank 1"
+    clash = invoke("child", "train", "--config", saved, "--budget", 5000)
+    assert clash.exit_code == 2 and "either --config or --budget" in clash.stderr
+
+
+def test_a_priori_needs_no_parent():
+    result = invoke("parent", "recommend", "--in", 2500, "--out", 10, "--a-priori", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["recommended"]["sparsified_block"] == "hx"
 
 
 def test_evaluate(fitted_dir, tmp_path):
     root, _ = fitted_dir
-    result = invoke("parent", "evaluate", "--model", root / "parent", root / "unseen", "--out", tmp_path,
-                    "--json")
+    result = invoke("parent", "evaluate", "--model", root / "parent", root / "unseen", "--out", tmp_path, "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert out["counts"]["runs"] == 40 and out["counts"]["seen_in_training"] == 0
-    assert out["unseen"]["rf"]["pooled"]["n"] == out["counts"]["converged"]
-    assert (tmp_path / "fig10.png").read_bytes()[:4] == b"\x89PNG"
+    assert out["counts"]["runs"] == 45 and out["counts"]["seen_in_training"] == 0
+    assert 0 <= out["band_coverage"] <= 1
+    for name in ("fig10.png", "curves.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "metrics.json").read_text())["unseen"] == out["unseen"]
 
 
@@ -98,20 +117,20 @@ def test_evaluate(fitted_dir, tmp_path):
     (["parent", "fit", "{root}/records", "--out", "{tmp}/p", "--folds", "1"], "folds = 1"),
     (["parent", "fit", "{tmp}/nothing", "--out", "{tmp}/p"], "does not exist"),
     (["parent", "fit", "{root}/records", "--out", "{tmp}/p", "--trees", "0", "--folds", "2"], "trees = 0"),
-    (["parent", "predict", "--model", "{tmp}", "--in", "8", "--out", "6", "--budget", "3000"],
-     "no manifest.json"),
+    (["parent", "predict", "--model", "{tmp}", "--in", "8", "--out", "6", "--budget", "3000"], "no manifest.json"),
     (["parent", "predict", "--model", "{root}/parent", "--in", "8", "--out", "6", "--budget", "3000",
       "--loss", "hinge"], "'hinge' is unknown"),
-    (["parent", "predict", "--model", "{root}/parent", "--in", "80", "--out", "6", "--budget", "3000"],
-     "give --steps and --loss"),
     (["parent", "predict", "--model", "{root}/parent", "--in", "8", "--out", "6", "--budget", "3000",
       "--kind", "mlp"], "no 'mlp' model"),
     (["parent", "predict", "--model", "{root}/parent", "--in", "8", "--out", "6", "--budget", "30"],
-     "budget = 30 is too small"),
-    (["parent", "recommend", "--in", "8", "--out", "6", "--top", "3"], "give --model too"),
+     "is too small"),
+    (["parent", "recommend", "--model", "{root}/parent", "--out", "6"], "give --in and --out"),
     (["parent", "recommend", "--in", "8", "--out", "6", "--model", "{root}/parent", "--top", "0"], "top = 0"),
+    (["parent", "recommend", "--in", "8", "--out", "6", "--model", "{root}/parent", "--task", "rad"],
+     "either --task or --in/--out"),
     (["parent", "evaluate", "--model", "{root}/parent", "{root}/records", "--out", "{tmp}/e"],
      "no converged runs the parent did not see"),
+    (["child", "train", "--config", "{tmp}/none.json"], "cannot be read"),
 ])
 def test_bad_input_one_line_exit_2(fitted_dir, tmp_path, args, needle):
     root, _ = fitted_dir
@@ -127,7 +146,7 @@ def test_tampered_parent_is_refused(fitted_dir, tmp_path):
 
     root, _ = fitted_dir
     copy = shutil.copytree(root / "parent", tmp_path / "parent")
-    with open(copy / "rf_curve.skops", "ab") as fh:
-        fh.write(b"\0")
+    victim = next(p for p in copy.iterdir() if p.suffix == ".ubj")
+    victim.write_bytes(victim.read_bytes() + b"\0")
     result = invoke("parent", "recommend", "--in", 8, "--out", 6, "--budget", 3000, "--model", copy)
-    assert result.exit_code == 2 and "rf_curve.skops was modified" in result.stderr
+    assert result.exit_code == 2 and "was modified" in result.stderr

@@ -1,121 +1,66 @@
-"""Parent files: round trip without pickle; tampered, foreign, other-version and untrusted files refused."""
+"""A parent on disk: the same predictions after a round trip, tampering refused, versions named."""
 
 from __future__ import annotations
 
-import functools
 import json
-import pickle
 import shutil
 
 import numpy as np
 import pytest
-from test_parent_data import make_records
 
 from sbrnn.errors import SbrnnError
-from sbrnn.parent.features import training_data
-from sbrnn.parent.models import KINDS, fit_parent
-from sbrnn.parent.store import MANIFEST, load_parent, save_parent, sha256_file
+from sbrnn.parent import store
+from sbrnn.parent.features import TaskContext
+from sbrnn.parent.recommend import configuration
 
 
-@functools.cache
-def small_parent():
-    records = make_records(80, seed=4)
-    data = training_data(records)
-    task = {"toy-a": {"n_x": 8, "n_y": 6, "steps": 6, "loss_kind": "cross_entropy"}}
-    parent = fit_parent(data.X, data.Y, data.converged, list(KINDS), epochs=data.epochs, n_estimators=10,
-                        n_members=2, tasks=task, training_runs=[str(r) for r in data.run_id])
-    return parent, data.X[:7]
+def test_round_trip_gives_the_same_predictions(synthetic_parent, tmp_path):
+    parent, report = synthetic_parent
+    store.save_parent(parent, tmp_path, report)
+    loaded, manifest = store.load_parent(tmp_path)
+    task = TaskContext(12, 3, 6, "cross_entropy")
+    configs = [configuration("dense", 12, 3, 2000), configuration("lstm", 12, 3, 2000)]
+    a = parent.predict_configs(configs, task)
+    b = loaded.predict_configs(configs, task)
+    assert [x.to_dict() for x in a] == [y.to_dict() for y in b]
+    assert loaded.tasks == parent.tasks and loaded.budgets == parent.budgets and loaded.band_floor == parent.band_floor
+    assert manifest["name"] == "synthetic" and manifest["records_sha256"] == report["records_sha256"]
+    assert not list(tmp_path.glob(".*.tmp*"))
 
 
-@pytest.fixture
-def saved(tmp_path):
-    parent, _ = small_parent()
-    save_parent(parent, tmp_path / "parent", {"counts": {"runs": 80}, "records_sha256": "abc"})
-    return tmp_path / "parent"
-
-
-def _no_pickle(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("pickle was used to load a parent")
-
-    for name in ("load", "loads", "Unpickler"):
-        monkeypatch.setattr(pickle, name, refuse)
-    monkeypatch.setattr(np, "load", functools.partial(np.load, allow_pickle=False))
-
-
-def test_round_trip_without_pickle(saved, monkeypatch):
-    parent, X = small_parent()
-    _no_pickle(monkeypatch)
-    loaded, manifest = load_parent(saved)
-    assert manifest["metrics"]["counts"] == {"runs": 80} and manifest["records_sha256"] == "abc"
-    assert set(manifest["files"]) == {p.name for p in saved.iterdir() if p.name != MANIFEST}
-    assert loaded.epochs == parent.epochs and loaded.training_runs == parent.training_runs
-    for kind in KINDS:
-        want, got = parent.predict(X, kind), loaded.predict(X, kind)
-        for field in ("log_curve", "log_curve_std", "log_min", "log_min_std", "p_converge"):
-            np.testing.assert_allclose(getattr(got, field), getattr(want, field), rtol=1e-6)
-    names = sorted(p.name for p in saved.iterdir())
-    assert any(n.endswith(".ubj") for n in names) and any(n.endswith(".skops") for n in names)
-    assert not any(n.endswith((".pkl", ".pickle", ".joblib")) for n in names)
-
-
-def test_resave_replaces_old_files(saved):
-    parent, _ = small_parent()
-    rf_only = type(parent)(parent.feature_names, parent.epochs, {"rf": parent.regressors["rf"]},
-                           {"rf": parent.classifiers["rf"]}, "rf")
-    save_parent(rf_only, saved)
-    names = sorted(p.name for p in saved.iterdir())
-    assert names == sorted([MANIFEST, "rf_curve.skops", "rf_converges.skops"])
-    assert set(load_parent(saved)[0].regressors) == {"rf"}
-
-
-@pytest.mark.parametrize("name", ["rf_curve.skops", "xgb_curve_0.ubj", "mlp_converges.skops"])
-def test_modified_file_is_refused(saved, name):
-    path = saved / name
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(SbrnnError, match=f"{name} was modified"):
-        load_parent(saved)
-
-
-def _edit_manifest(directory, **changes):
-    path = directory / MANIFEST
-    manifest = json.loads(path.read_text())
-    manifest.update(changes)
-    path.write_text(json.dumps(manifest))
-
-
-@pytest.mark.parametrize("changes, needle", [
-    ({"format": "something-else"}, "not an sbrnn parent manifest"),
-    ({"schema_version": 99}, "schema version 99"),
-    ({"feature_names": ["d_hx"]}, "other features"),
-    ({"files": {"../escape.skops": "0" * 64}}, "outside the parent directory"),
-])
-def test_foreign_or_other_version_is_refused(saved, changes, needle):
-    _edit_manifest(saved, **changes)
-    with pytest.raises(SbrnnError, match=needle):
-        load_parent(saved)
-
-
-def test_missing_or_unreadable_manifest(tmp_path, saved):
+def test_tampered_foreign_and_other_version_parents(synthetic_parent, tmp_path):
+    parent, report = synthetic_parent
+    store.save_parent(parent, tmp_path / "p", report)
+    bad = shutil.copytree(tmp_path / "p", tmp_path / "tampered")
+    victim = next(p for p in bad.iterdir() if p.suffix == ".ubj")
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    with pytest.raises(SbrnnError, match="was modified"):
+        store.load_parent(bad)
+    other = shutil.copytree(tmp_path / "p", tmp_path / "other")
+    manifest = json.loads((other / store.MANIFEST).read_text())
+    manifest["sbrnn_version"] = "0.0.1"
+    (other / store.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.warns(RuntimeWarning, match="written by sbrnn 0.0.1"):
+        store.load_parent(other)
+    manifest["schema_version"] = 1
+    (other / store.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(SbrnnError, match="schema version 1"):
+        store.load_parent(other)
     with pytest.raises(SbrnnError, match="no manifest.json"):
-        load_parent(tmp_path / "nowhere")
-    (saved / MANIFEST).write_text("{not json")
-    with pytest.raises(SbrnnError, match="not readable JSON"):
-        load_parent(saved)
+        store.load_parent(tmp_path)
 
 
-def test_untrusted_type_is_refused_even_with_a_matching_hash(saved, monkeypatch):
-    """A skops file holding a type outside the allow-list is never loaded, whatever the manifest says."""
-    import skops.io
-    from sklearn.preprocessing import FunctionTransformer
+def test_the_shipped_parent_loads_or_says_it_is_missing(monkeypatch, tmp_path):
+    monkeypatch.setattr(store, "shipped_directory", lambda: tmp_path)
+    with pytest.raises(SbrnnError, match="ships no parent"):
+        store.load_shipped()
 
-    path = saved / "rf_curve.skops"
-    skops.io.dump(FunctionTransformer(func=shutil.rmtree), path)  # a callable would be untrusted
-    manifest = json.loads((saved / MANIFEST).read_text())
-    manifest["files"]["rf_curve.skops"] = sha256_file(path)
-    (saved / MANIFEST).write_text(json.dumps(manifest))
-    _no_pickle(monkeypatch)
-    with pytest.raises(SbrnnError, match="does not trust .*shutil.rmtree"):
-        load_parent(saved)
+
+def test_a_parent_fits_reproducibly(synthetic_records):
+    from sbrnn.parent.evaluate import fit_and_evaluate
+
+    records = synthetic_records(80, seed=5, tasks=("syn-a", "syn-b"))
+    first, _ = fit_and_evaluate(records, ["xgb"], folds=2, trees=20, members=2)
+    second, _ = fit_and_evaluate(records, ["xgb"], folds=2, trees=20, members=2)
+    X = np.zeros((3, len(first.feature_names)))
+    np.testing.assert_array_equal(first.predict(X).log_curve, second.predict(X).log_curve)

@@ -36,16 +36,17 @@ def model_dir(tmp_path_factory):
 
 def test_evaluate_in_env_runs_the_policy_and_scores_it(model_dir):
     result = evaluate_in_env(model_dir, "AdroitHandHammer-v1", episodes=2, seed=0, max_steps=8)
-    assert result["lengths"] == [8, 8] and len(result["returns"]) == 2
-    assert np.isfinite(result["returns"]).all()
-    assert result["mean_return"] == pytest.approx(np.mean(result["returns"]))
-    assert result["std_return"] == pytest.approx(np.std(result["returns"]))
-    assert (result["ref_min_score"], result["ref_max_score"]) == (-267.07, 12635.71)
-    assert "D4RL" in result["ref_source"]
-    expected = 100 * (result["mean_return"] + 267.07) / (12635.71 + 267.07)
-    assert result["mean_normalised_score"] == pytest.approx(expected)
+    assert result.lengths == [8, 8] and result.mean_length == 8 and len(result.returns) == 2
+    assert np.isfinite(result.returns).all()
+    assert result.mean_return == pytest.approx(np.mean(result.returns))
+    assert result.std_return == pytest.approx(np.std(result.returns))
+    assert (result.ref_min_score, result.ref_max_score) == (-267.07, 12635.71)
+    assert "D4RL" in result.ref_source
+    expected = 100 * (result.mean_return + 267.07) / (12635.71 + 267.07)
+    assert result.mean_normalised_score == pytest.approx(expected)
+    assert json.loads(json.dumps(result.to_dict()))["returns"] == result.returns
     again = evaluate_in_env(model_dir, "AdroitHandHammer-v1", episodes=2, seed=0, max_steps=8)
-    assert again["returns"] == result["returns"]  # seeded
+    assert again.returns == result.returns  # seeded
 
 
 def test_policy_carries_state_and_normalises_both_ways(model_dir):

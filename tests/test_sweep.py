@@ -13,11 +13,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from sbrnn.child.space import Pins
 from sbrnn.child.sweep import coordinator, executors
 from sbrnn.child.sweep.plan import plan_sweep
 from sbrnn.datasets import registry, synthetic
+from sbrnn.errors import SbrnnError
 from sbrnn.records import read_records, read_table, record_files
 
 TOY = dict(epochs=2, seed=5)
@@ -205,3 +207,17 @@ def test_cli_sweep_bad_input_is_one_line(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert not list(tmp_path.iterdir())
+
+
+def test_make_executor_picks_where_the_runs_go():
+    assert isinstance(executors.make_executor(), executors.InProcess)
+    local = executors.make_executor(workers=2, threads=1, population=3)
+    assert isinstance(local, executors.LocalProcesses) and local.runner is executors.run_population_job
+    cluster = executors.make_executor(local_cluster=2)
+    assert isinstance(cluster, executors.DaskCluster) and cluster.runner is executors.run_job
+    cases = [({"threads": 0}, "threads = 0 is out of range"), ({"population": 0}, "population = 0"),
+             ({"workers": 2, "scheduler": "tcp://h:1"}, "only one of"),
+             ({"local_cluster": 0}, "local cluster size = 0 is out of range")]
+    for kwargs, message in cases:
+        with pytest.raises(SbrnnError, match=message):
+            executors.make_executor(**kwargs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,15 @@ def load_policy(directory: str | os.PathLike, env) -> tuple[ChildPolicy, dict]:
     return ChildPolicy(module, meta, env.action_space, name), info
 
 
+def policy_for(policy: str) -> str | Callable[..., ChildPolicy]:
+    """A collection's ``policy`` (:func:`sbrnn.datasets.minari_io.collect`) from its name: one of
+    :data:`sbrnn.datasets.envs.POLICIES` as it is; a directory holding a saved child as the
+    function that loads that child as a policy for an environment."""
+    if policy in envs.POLICIES or not Path(policy).is_dir():
+        return policy
+    return lambda env: load_policy(policy, env)[0]
+
+
 def reference_scores(env_id: str, meta: dict) -> tuple[float, float, str] | None:
     """``(ref_min, ref_max, source)`` for normalising returns in ``env_id``: the training dataset's
     when it came from that environment, else :data:`envs.REFERENCE_SCORES`; None if unknown."""
@@ -102,6 +112,42 @@ def normalised_score(returns: np.ndarray, ref_min: float, ref_max: float) -> np.
     return 100.0 * (np.asarray(returns, np.float64) - ref_min) / (ref_max - ref_min)
 
 
+@dataclass(frozen=True)
+class EnvEvaluation:
+    """A saved child's episodes as a policy in a real environment, and their score.
+
+    ``returns`` and ``lengths`` are per episode; ``mean_return`` and ``std_return`` (``ddof=0``)
+    summarise them. When reference scores are known (:func:`reference_scores`: ``ref_min_score``,
+    ``ref_max_score`` and where they come from, ``ref_source``), the mean and std of the
+    normalised score; otherwise those five are None.
+    """
+
+    model: str
+    run_id: str | None
+    task: str
+    env_id: str
+    episodes: int
+    seed: int
+    max_steps: int | None
+    returns: list[float]
+    lengths: list[int]
+    mean_return: float
+    std_return: float
+    ref_min_score: float | None = None
+    ref_max_score: float | None = None
+    ref_source: str | None = None
+    mean_normalised_score: float | None = None
+    std_normalised_score: float | None = None
+
+    @property
+    def mean_length(self) -> float:
+        """Steps per episode, on average."""
+        return sum(self.lengths) / len(self.lengths)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def evaluate_in_env(
     model_dir: str | os.PathLike,
     env_id: str,
@@ -109,13 +155,10 @@ def evaluate_in_env(
     seed: int = 0,
     max_steps: int | None = None,
     progress: Callable[[int], None] | None = None,
-) -> dict:
+) -> EnvEvaluation:
     """Run the child saved in ``model_dir`` for ``episodes`` episodes of ``env_id`` (reset seeds
-    from ``seed``, each episode capped at ``max_steps`` when given) and score it.
-
-    Returns the per-episode ``returns`` and ``lengths``, ``mean_return`` and ``std_return``
-    (``ddof=0``), and, when reference scores are known (:func:`reference_scores`), the mean and std
-    of the normalised score. ``progress(1)`` is called after each episode.
+    from ``seed``, each episode capped at ``max_steps`` when given) and score it
+    (:class:`EnvEvaluation`). ``progress(1)`` is called after each episode.
     """
     envs.check_int("episodes", episodes, 1)
     envs.check_int("seed", seed, 0)
@@ -131,20 +174,16 @@ def evaluate_in_env(
     finally:
         env.close()
     returns_arr = np.array(returns)
-    meta = info["task"].get("meta") or {}
-    result = {
-        "model": str(model_dir), "run_id": info.get("run_id"), "task": info["task"]["name"],
-        "env_id": env_id, "episodes": episodes, "seed": seed, "max_steps": max_steps,
-        "returns": returns, "lengths": lengths,
-        "mean_return": float(returns_arr.mean()), "std_return": float(returns_arr.std()),
-        "ref_min_score": None, "ref_max_score": None, "ref_source": None,
-        "mean_normalised_score": None, "std_normalised_score": None,
-    }
-    refs = reference_scores(env_id, meta)
+    scores = {}
+    refs = reference_scores(env_id, info["task"].get("meta") or {})
     if refs is not None:
-        scores = normalised_score(returns_arr, refs[0], refs[1])
-        result.update(
-            ref_min_score=refs[0], ref_max_score=refs[1], ref_source=refs[2],
-            mean_normalised_score=float(scores.mean()), std_normalised_score=float(scores.std()),
-        )
-    return result
+        normalised = normalised_score(returns_arr, refs[0], refs[1])
+        scores = dict(ref_min_score=refs[0], ref_max_score=refs[1], ref_source=refs[2],
+                      mean_normalised_score=float(normalised.mean()),
+                      std_normalised_score=float(normalised.std()))
+    return EnvEvaluation(
+        model=str(model_dir), run_id=info.get("run_id"), task=info["task"]["name"], env_id=env_id,
+        episodes=episodes, seed=seed, max_steps=max_steps, returns=[float(r) for r in returns],
+        lengths=lengths,
+        mean_return=float(returns_arr.mean()), std_return=float(returns_arr.std()), **scores,
+    )

@@ -218,6 +218,12 @@ def hidden_proportion(h_row_counts: Iterable[float]) -> float:
     return t_hh / total if total > 0 else 0.0
 
 
+def reference_budget(n_x: int, n_y: int, min_budget: float = 1000) -> float:
+    """A task's reference budget, ``max(min_budget, n_y (n_x + n_y))``: the weights of a dense y row
+    (``W_yx`` and ``W_yy``, what a child must hold before its hidden layer gets any), or the floor."""
+    return max(float(min_budget), float(n_y * (n_x + n_y)))
+
+
 def hidden_from_budget(n_x: int, n_y: int, budget: float, densities: Grid) -> int:
     """The hidden size whose expected trainable total is closest to ``budget``.
 

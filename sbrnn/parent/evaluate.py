@@ -5,7 +5,7 @@ ones with a curve target, see :mod:`sbrnn.parent.features`):
 
 ``r2_min``           R^2 of the log minimum validation loss;
 ``spearman_min``     Spearman's rho of the minimum (None when either side is constant);
-``rmse_log_curve``   RMSE of the natural-log curve over all ``E`` epochs;
+``rmse_log_curve``   RMSE of the relative log best-so-far curve over its points;
 ``top10_precision``  of the truly best 10% of runs (at least one), the share the model places
                      in its own best 10% (ties in a prediction are broken by record order).
 
@@ -14,15 +14,21 @@ its probability, beside the Brier score of the constant training rate.
 
 Two baselines sit in the same table: ``hidden_proportion`` (a random forest on the hidden
 proportion alone, same trees and depth as ``rf``) and ``constant`` (the training mean curve).
-Folds are shuffled k-fold over all runs, from the seed; leave-one-task-out trains on every other
-task and predicts the held-out one (only with two or more tasks).
+Folds are shuffled k-fold over all runs, from the seed.
+
+Leave-one-task-out (two or more tasks) measures what a recommendation needs, the order of
+configurations inside a task the parent never saw (:mod:`sbrnn.parent.loto`: regret@k, percentile,
+Spearman, random-equivalent trials), beside the hidden proportion alone; and how honest the band
+is: the share of held-out runs whose minimum lies inside the models' one-sigma spread, and the
+floor added to it in quadrature that makes it 68% (the fitted parent's ``band_floor``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from dataclasses import asdict
+from datetime import UTC, datetime
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -30,12 +36,14 @@ from sklearn.dummy import DummyRegressor
 from sklearn.model_selection import KFold
 
 from sbrnn.errors import SbrnnError
+from sbrnn.parent import loto
 from sbrnn.parent.features import (
     FEATURE_NAMES,
     TrainingData,
     records_sha256,
-    task_traits,
+    task_contexts,
     training_data,
+    typical_traits,
 )
 from sbrnn.parent.models import ConvergenceClassifier, CurveRegressor, Parent, check_kind, fit_parent
 from sbrnn.records import RunRecord
@@ -60,8 +68,13 @@ def top_share_precision(actual: np.ndarray, predicted: np.ndarray, share: float 
 def regression_metrics(Y_true: np.ndarray, Y_pred: np.ndarray) -> dict:
     """Metrics of ``[N, E + 1]`` log targets (last column: log minimum) against predictions."""
     n = len(Y_true)
-    out: dict = {"n": int(n), "r2_min": None, "spearman_min": None, "rmse_log_curve": None,
-                 "top10_precision": None}
+    out: dict = {
+        "n": int(n),
+        "r2_min": None,
+        "spearman_min": None,
+        "rmse_log_curve": None,
+        "top10_precision": None,
+    }
     if n == 0:
         return out
     curve_err = Y_pred[:, :-1] - Y_true[:, :-1]
@@ -124,17 +137,8 @@ def _regressor(name: str, trees: int | None, members: int | None, seed: int, n_j
     return CurveRegressor(name, n_estimators=trees, n_members=members, seed=seed, n_jobs=n_jobs)
 
 
-def _evaluations(data: TrainingData, folds: int, seed: int) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
-    """``(evaluation, label, train rows, test rows)`` for k-fold and leave-one-task-out."""
-    n = len(data)
-    splits = [("cv", f"fold {i + 1}", tr, te)
-              for i, (tr, te) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(np.zeros(n)))]
-    tasks = sorted(set(data.task))
-    if len(tasks) >= 2:
-        for t in tasks:
-            held = data.task == t
-            splits.append(("leave_one_task_out", f"task {t}", np.flatnonzero(~held), np.flatnonzero(held)))
-    return splits
+def _folds(data: TrainingData, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    return list(KFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(data))))
 
 
 def check_folds(folds: int) -> int:
@@ -148,83 +152,232 @@ def check_fit_input(data: TrainingData, folds: int) -> None:
     check_folds(folds)
     n_conv = int(data.converged.sum())
     if n_conv < max(folds, 4):
+        counts = data.counts()
         raise SbrnnError(
-            f"the records hold {n_conv} converged runs with features; --folds {folds} needs at "
-            f"least {max(folds, 4)} (counts: {data.counts()})"
+            f"the records hold {n_conv} converged runs with features; {folds}-fold evaluation needs at "
+            f"least {max(folds, 4)} ({counts['runs']} runs: {counts['converged']} converged, "
+            f"{counts['not_converged']} not converged, {sum(counts['excluded'].values())} left out)"
         )
 
 
-def cross_validate(
-    data: TrainingData, kinds: Sequence[str], *, folds: int = 5, trees: int | None = None,
-    members: int | None = None, seed: int = 0, n_jobs: int = 1,
-    on_step: Callable[[str], None] | None = None,
-) -> dict:
-    """k-fold (and, with 2+ tasks, leave-one-task-out) metrics of ``kinds`` and the baselines.
-
-    Returns ``{"cv": {model: table}, "leave_one_task_out": {model: table} or None,
-    "converges": {"cv": {kind: metrics}, "leave_one_task_out": ...}}``; a table is
-    :func:`metric_table` of the out-of-fold predictions.
-    """
-    check_fit_input(data, folds)
-    names = [*kinds, *BASELINES]
-    evaluations = _evaluations(data, folds, seed)
-    K = data.Y.shape[1]
-    oof = {(ev, m): np.full((len(data), K), np.nan) for ev in ("cv", "leave_one_task_out") for m in names}
-    p_oof = {(ev, k): np.full(len(data), np.nan) for ev in ("cv", "leave_one_task_out") for k in kinds}
-    rate_oof = {ev: np.full(len(data), np.nan) for ev in ("cv", "leave_one_task_out")}
-    for name in names:
-        for ev, label, train, test in evaluations:
-            conv_train = train[data.converged[train]]
-            if len(conv_train) >= 2:  # else a held-out task whose peers have under two converged runs
-                model = _regressor(name, trees, members, seed, n_jobs)
-                model.fit(data.X[conv_train], data.Y[conv_train])
-                oof[ev, name][test] = model.predict(data.X[test])
-            if name in kinds:
-                clf = ConvergenceClassifier(name, n_estimators=trees, seed=seed, n_jobs=n_jobs)
-                p_oof[ev, name][test] = clf.fit(data.X[train], data.converged[train]).predict_proba(
-                    data.X[test])[:, 1]
-                rate_oof[ev][test] = data.converged[train].mean()
-            if on_step is not None:
-                on_step(f"{name}: {ev.replace('_', ' ')}, {label}")
-    out: dict = {"cv": {}, "leave_one_task_out": None, "converges": {"cv": {}, "leave_one_task_out": None}}
-    has_loto = any(ev == "leave_one_task_out" for ev, *_ in evaluations)
-    for ev in ("cv", "leave_one_task_out") if has_loto else ("cv",):
-        out[ev] = {}
-        out["converges"][ev] = {}
-        for name in names:
-            rows = data.converged & ~np.isnan(oof[ev, name][:, -1])
-            out[ev][name] = metric_table(data.Y[rows], oof[ev, name][rows], data.task[rows])
-        for kind in kinds:
-            rows = ~np.isnan(p_oof[ev, kind])
-            out["converges"][ev][kind] = convergence_metrics(
-                data.converged[rows], p_oof[ev, kind][rows], rate_oof[ev][rows])
+def fit_warnings(data: TrainingData, folds: int) -> list[str]:
+    """What the metrics cannot say with these records: too few runs for a top-10% precision, too
+    few tasks for leave-one-task-out."""
+    out = []
+    n_conv, tasks = int(data.converged.sum()), len(set(data.task))
+    if n_conv < 10 * folds * 2:
+        out.append(
+            f"only {n_conv} converged runs: each of the {folds} folds tests about {n_conv // folds}, so "
+            "its top-10% precision rests on one or two runs"
+        )
+    if tasks < 2:
+        out.append("one task only: leave-one-task-out (ranking on unseen tasks) cannot be measured")
+    elif tasks < 5:
+        out.append(f"only {tasks} tasks: leave-one-task-out medians rest on {tasks} held-out tasks")
     return out
 
 
+def ranking_scores(parent: Parent, kind: str, test: TrainingData) -> np.ndarray:
+    """The recommendation score of each of ``test``'s runs (lower = better), as
+    :mod:`sbrnn.parent.recommend` ranks: ``p * min + (1 - p) * worst`` of the predicted relative minima."""
+    pred = parent.predict(test.X, kind)
+    minimum = np.exp(pred.log_min)
+    return pred.p_converge * minimum + (1.0 - pred.p_converge) * minimum.max()
+
+
+def _fit_one(data: TrainingData, kind: str, trees, members, seed, n_jobs) -> Parent:
+    return fit_parent(
+        data.X,
+        data.Y,
+        data.converged,
+        [kind],
+        n_estimators=trees,
+        n_members=members,
+        seed=seed,
+        n_jobs=n_jobs,
+    )
+
+
+def cross_validate(
+    data: TrainingData,
+    kinds: Sequence[str],
+    is_random: np.ndarray,
+    *,
+    folds: int = 5,
+    trees: int | None = None,
+    members: int | None = None,
+    seed: int = 0,
+    n_jobs: int = 1,
+    on_step: Callable[[str], None] | None = None,
+) -> dict:
+    """k-fold regression metrics of ``kinds`` and the baselines, and with two or more tasks their
+    leave-one-task-out ranking (:mod:`sbrnn.parent.loto`) and band calibration.
+
+    Returns ``{"cv": {model: table}, "converges": {kind: metrics}, "leave_one_task_out":
+    {model: summary} or None, "band": {kind: band_calibration(...)} or None}``.
+    """
+    check_fit_input(data, folds)
+    names = [*kinds, *BASELINES]
+    K = data.Y.shape[1]
+    oof = {m: np.full((len(data), K), np.nan) for m in names}
+    p_oof = {k: np.full(len(data), np.nan) for k in kinds}
+    rate_oof = np.full(len(data), np.nan)
+    for i, (train, test) in enumerate(_folds(data, folds, seed)):
+        conv_train = train[data.converged[train]]
+        for name in names:
+            if len(conv_train) >= 2:
+                model = _regressor(name, trees, members, seed, n_jobs).fit(
+                    data.X[conv_train], data.Y[conv_train]
+                )
+                oof[name][test] = model.predict(data.X[test])
+            if name in kinds:
+                clf = ConvergenceClassifier(name, n_estimators=trees, seed=seed, n_jobs=n_jobs)
+                p_oof[name][test] = clf.fit(data.X[train], data.converged[train]).predict_proba(data.X[test])[
+                    :, 1
+                ]
+            if on_step is not None:
+                on_step(f"{name}: fold {i + 1}")
+        rate_oof[test] = data.converged[train].mean()
+    out: dict = {"cv": {}, "converges": {}, "leave_one_task_out": None, "band": None}
+    for name in names:
+        rows = data.converged & ~np.isnan(oof[name][:, -1])
+        out["cv"][name] = metric_table(data.Y[rows], oof[name][rows], data.task[rows])
+    for kind in kinds:
+        rows = ~np.isnan(p_oof[kind])
+        out["converges"][kind] = convergence_metrics(data.converged[rows], p_oof[kind][rows], rate_oof[rows])
+    if len(set(data.task)) < 2:
+        return out
+    out["leave_one_task_out"], out["band"] = {}, {}
+    for kind in kinds:
+        residuals: list[np.ndarray] = []
+        groups = loto.leave_one_task_out(
+            data,
+            _ranker(kind, residuals, trees, members, seed, n_jobs),
+            is_random,
+            on_task=None if on_step is None else (lambda t, kind=kind: on_step(f"{kind}: without {t}")),
+        )
+        out["leave_one_task_out"][kind] = {
+            **loto.summarise(groups),
+            "by_group": [g.to_dict() for g in groups],
+        }
+        out["band"][kind] = band_calibration(residuals)
+    hp = _hidden_proportion_ranker(trees, seed, n_jobs)
+    groups = loto.leave_one_task_out(data, hp, is_random)
+    out["leave_one_task_out"]["hidden_proportion"] = {
+        **loto.summarise(groups),
+        "by_group": [g.to_dict() for g in groups],
+    }
+    return out
+
+
+BAND_COVERAGE = 0.6827
+"""The share of held-out runs a one-sigma band should hold."""
+
+
+def band_calibration(residuals: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """How honest the models' spread is on held-out tasks, and the floor that makes it so.
+
+    ``residuals`` are ``(|actual - predicted| log minimum, predicted spread)`` pairs of held-out runs.
+    ``coverage`` is the share inside the spread alone; ``floor`` the constant ``f`` (log units) for
+    which ``sqrt(spread^2 + f^2)`` holds :data:`BAND_COVERAGE` of them (0 when the spread already
+    does): the part of an unseen task's error the models' own disagreement does not show.
+    """
+    if not residuals:
+        return {"coverage": None, "floor": 0.0, "coverage_with_floor": None}
+    error = np.concatenate([r[0] for r in residuals])
+    spread = np.concatenate([r[1] for r in residuals])
+    if len(error) == 0:
+        return {"coverage": None, "floor": 0.0, "coverage_with_floor": None}
+
+    def coverage(floor: float) -> float:
+        return float(np.mean(error <= np.sqrt(spread**2 + floor**2)))
+
+    low, high = 0.0, float(error.max()) + 1e-9
+    if coverage(0.0) < BAND_COVERAGE:
+        for _ in range(60):  # bisection: coverage grows with the floor
+            mid = (low + high) / 2
+            low, high = (mid, high) if coverage(mid) < BAND_COVERAGE else (low, mid)
+    floor = high if coverage(0.0) < BAND_COVERAGE else 0.0
+    return {"coverage": coverage(0.0), "floor": floor, "coverage_with_floor": coverage(floor)}
+
+
+def _ranker(kind: str, residuals: list, trees, members, seed, n_jobs) -> loto.FitPredict:
+    """Leave-one-task-out ``fit_predict`` of ``kind``; appends the held-out runs' ``(|residual|,
+    spread)`` of the log minimum to ``residuals`` (for :func:`band_calibration`)."""
+
+    def fit_predict(train: TrainingData, test: TrainingData) -> np.ndarray:
+        parent = _fit_one(train, kind, trees, members, seed, n_jobs)
+        pred = parent.predict(test.X, kind)
+        ok = test.converged
+        residuals.append((np.abs(test.Y[ok, -1] - pred.log_min[ok]), pred.log_min_std[ok]))
+        return ranking_scores(parent, kind, test)
+
+    return fit_predict
+
+
+def _hidden_proportion_ranker(trees, seed, n_jobs):
+    """The one-feature baseline as a ranker: a forest on the hidden proportion alone."""
+
+    def fit_predict(train: TrainingData, test: TrainingData) -> np.ndarray:
+        model = _regressor("hidden_proportion", trees, None, seed, n_jobs)
+        ok = train.converged
+        model.fit(train.X[ok], train.Y[ok])
+        return model.predict(test.X)[:, -1]
+
+    return fit_predict
+
+
 def fit_steps(kinds: Sequence[str], folds: int, n_tasks: int) -> int:
-    """How many model fits :func:`fit_and_evaluate` reports through ``on_step``."""
-    per_model = folds + (n_tasks if n_tasks >= 2 else 0)
-    return per_model * (len(kinds) + len(BASELINES)) + len(kinds)
+    """How many steps :func:`fit_and_evaluate` reports through ``on_step``."""
+    return folds * (len(kinds) + len(BASELINES)) + (len(kinds) * n_tasks if n_tasks >= 2 else 0) + len(kinds)
 
 
-def _best(cv: dict, kinds: Sequence[str]) -> str:
+def _best(metrics: dict, kinds: Sequence[str]) -> str:
+    """The kind with the lowest median leave-one-task-out regret@1 (then the highest Spearman);
+    without other tasks, the best pooled k-fold R^2 of the minimum."""
+    loto_metrics = metrics.get("leave_one_task_out")
+    if loto_metrics:
+
+        def key(kind: str) -> tuple:
+            s = loto_metrics[kind]
+            regret = s["median_regret"]["1"]
+            rho = s["median_spearman"]
+            return (math.inf if regret is None else regret, -(rho if rho is not None else -1.0))
+
+        return min(kinds, key=key)
+
     def score(kind: str) -> float:
-        r2 = cv[kind]["pooled"]["r2_min"]
+        r2 = metrics["cv"][kind]["pooled"]["r2_min"]
         return -math.inf if r2 is None else r2
 
     return max(kinds, key=score)
 
 
+def is_random_draw(records: Sequence[RunRecord], data: TrainingData) -> np.ndarray:
+    """``[N]``: whether each run of ``data`` is a random draw of a sweep (label ``random i``)."""
+    labels = {r.run_id: r.label or "" for r in records}
+    return np.array([labels.get(str(i), "").startswith("random") for i in data.run_id], dtype=bool)
+
+
 def fit_and_evaluate(
-    records: Sequence[RunRecord], kinds: Sequence[str], *, folds: int = 5, trees: int | None = None,
-    members: int | None = None, seed: int = 0, n_jobs: int = 1,
+    records: Sequence[RunRecord],
+    kinds: Sequence[str],
+    *,
+    folds: int = 5,
+    trees: int | None = None,
+    members: int | None = None,
+    seed: int = 0,
+    n_jobs: int = 1,
+    name: str = "custom",
     on_step: Callable[[str, int], None] | None = None,
 ) -> tuple[Parent, dict]:
-    """Cross-validate ``kinds`` against the baselines, then fit each kind on every record.
+    """Evaluate ``kinds`` against the baselines (k-fold; leave-one-task-out with two or more tasks),
+    then fit each kind on every record.
 
-    ``on_step(description, total)`` is called after each of the ``total`` model fits.
-    Returns the fitted :class:`Parent` (its default kind is the one with the best pooled k-fold
-    ``r2_min``) and the report: counts, settings, the metric tables and the records' SHA-256.
+    ``on_step(description, total)`` is called after each step. Returns the fitted :class:`Parent`
+    (its default kind the best by leave-one-task-out ranking, its band widened so one sigma holds
+    about 68% of held-out runs) and the report: counts, warnings, settings, the metric tables and
+    the records' SHA-256.
     """
     kinds = [check_kind(k) for k in kinds]
     data = training_data(records)
@@ -235,38 +388,66 @@ def fit_and_evaluate(
         if on_step is not None:
             on_step(description, total)
 
-    metrics = cross_validate(data, kinds, folds=folds, trees=trees, members=members, seed=seed,
-                             n_jobs=n_jobs, on_step=step)
-    default = _best(metrics["cv"], kinds)
+    metrics = cross_validate(
+        data,
+        kinds,
+        is_random_draw(records, data),
+        folds=folds,
+        trees=trees,
+        members=members,
+        seed=seed,
+        n_jobs=n_jobs,
+        on_step=step,
+    )
+    default = _best(metrics, kinds)
+    band = (metrics.get("band") or {}).get(default) or {}
+    contexts = task_contexts(records)
+    budgets: dict[str, set] = {}
+    for r in records:
+        if r.budget:
+            budgets.setdefault(r.task, set()).add(float(r.budget))
+    digest = records_sha256(records)
     parent = fit_parent(
-        data.X, data.Y, data.converged, kinds, epochs=data.epochs, n_estimators=trees, n_members=members,
-        seed=seed, n_jobs=n_jobs, default_kind=default, tasks=task_traits(records),
-        training_runs=[str(r) for r in data.run_id],
+        data.X,
+        data.Y,
+        data.converged,
+        kinds,
+        n_estimators=trees,
+        n_members=members,
+        seed=seed,
+        n_jobs=n_jobs,
+        default_kind=default,
         on_fit=lambda k: step(f"{k}: final fit on all runs"),
+        tasks=contexts,
+        budgets={t: tuple(sorted(b)) for t, b in budgets.items()},
+        typical=typical_traits(contexts),
+        band_floor=float(band.get("floor", 0.0)),
+        training_runs=tuple(str(r) for r in data.run_id),
+        name=name,
+        fitted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        records_sha256=digest,
     )
     report = {
         "counts": data.counts(),
-        "epochs": data.epochs,
+        "warnings": fit_warnings(data, folds),
         "folds": folds,
         "seed": seed,
         "models": {k: parent.regressors[k].params() for k in kinds},
         "default_model": default,
-        "tasks": parent.tasks,
-        "records_sha256": records_sha256(records),
+        "band_floor": parent.band_floor,
+        "tasks": {t: asdict(c) for t, c in parent.tasks.items()},
+        "records_sha256": digest,
         **metrics,
     }
     return parent, report
 
 
 def report_rows(report: dict) -> list[dict]:
-    """The metric tables as flat rows: evaluation, model, scope, n and the four metrics."""
+    """The k-fold metric tables as flat rows: evaluation, model, scope, n and the four metrics."""
     rows = []
-    for ev in ("cv", "leave_one_task_out", "unseen"):
+    for ev in ("cv", "unseen"):
         for model, table in (report.get(ev) or {}).items():
             scopes = [("pooled", table["pooled"]), *((f"task {t}", m) for t, m in table["per_task"].items())]
-            if ev == "leave_one_task_out":  # per task = the held-out task
-                scopes = [("pooled", table["pooled"]),
-                          *((f"held out {t}", m) for t, m in table["per_task"].items())]
             for scope, m in scopes:
                 rows.append({"evaluation": ev, "model": model, "scope": scope, **m})
     return rows
@@ -277,12 +458,11 @@ def evaluate_parent(
 ) -> tuple[dict, dict]:
     """Metrics of ``parent`` on the ``records`` it did not see in training.
 
-    Records whose run id is among the parent's training runs are left out and counted. Curves are
-    compared over the parent's ``E`` epochs (padded with the running minimum or cut, as in
-    training). Returns the report and the arrays for :func:`plot_predicted_vs_actual`.
+    Records whose run id is among the parent's training runs are left out and counted. Returns the
+    report and the arrays for :func:`plot_predicted_vs_actual` and :func:`plot_curves` (loss units).
     """
     kind = parent.kind(kind)
-    data = training_data(records, epochs=parent.epochs)
+    data = training_data(records)
     seen = np.isin(data.run_id.astype(str), np.array(parent.training_runs, dtype=str))
     data = data.subset(~seen)
     if not data.converged.any():
@@ -293,67 +473,26 @@ def evaluate_parent(
             f"training set; of the other {counts['runs']}: {counts['not_converged']} not converged{excluded}"
         )
     pred = parent.predict(data.X, kind)
-    Y_pred = np.column_stack([pred.log_curve, pred.log_min])
     c = data.converged
     rate = np.full(len(data), float(parent.classifiers[kind].constant_))
+    inside = np.abs(data.Y[c, -1] - pred.log_min[c]) <= pred.log_min_std[c]
     report = {
         "model": kind,
         "counts": {**data.counts(), "seen_in_training": int(seen.sum())},
-        "epochs": parent.epochs,
-        "unseen": {kind: metric_table(data.Y[c], Y_pred[c], data.task[c])},
+        "unseen": {kind: metric_table(data.Y[c], pred.log_curve[c], data.task[c])},
         "converges": {"unseen": {kind: convergence_metrics(c, pred.p_converge, rate)}},
+        "band_coverage": float(inside.mean()),
     }
+    base = data.baseline[c][:, None]
     arrays = {
-        "actual": np.exp(data.Y[c, -1]),
-        "predicted": np.exp(pred.log_min[c]),
-        "low": np.exp(pred.log_min[c] - pred.log_min_std[c]),
-        "high": np.exp(pred.log_min[c] + pred.log_min_std[c]),
+        "actual": data.min_loss[c],
+        "predicted": data.baseline[c] * np.exp(pred.log_min[c]),
+        "low": data.baseline[c] * np.exp(pred.log_min[c] - pred.log_min_std[c]),
+        "high": data.baseline[c] * np.exp(pred.log_min[c] + pred.log_min_std[c]),
         "task": data.task[c],
+        "curve_actual": base * np.exp(data.Y[c]),
+        "curve_predicted": base * np.exp(pred.log_curve[c]),
+        "curve_low": base * np.exp(pred.log_curve[c] - pred.log_curve_std[c]),
+        "curve_high": base * np.exp(pred.log_curve[c] + pred.log_curve_std[c]),
     }
     return report, arrays
-
-
-def plot_predicted_vs_actual(arrays: dict, path: str | Path, title: str) -> Path:
-    """The paper's Fig. 10: predicted vs actual minimum validation loss, one colour per task.
-
-    ``arrays`` holds ``actual``, ``predicted``, ``low``, ``high`` ``[N]`` (loss units) and
-    ``task`` ``[N]``; bars span the one-spread band. Axes are logarithmic when the losses span
-    more than a factor of 10. Writes a PNG and returns its path.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    actual, predicted = arrays["actual"], arrays["predicted"]
-    fig, ax = plt.subplots(figsize=(6, 6), dpi=120)
-    for t in sorted(set(arrays["task"])):
-        m = arrays["task"] == t
-        err = np.vstack([predicted[m] - arrays["low"][m], arrays["high"][m] - predicted[m]])
-        ax.errorbar(actual[m], predicted[m], yerr=err, fmt="o", ms=3, alpha=0.6, elinewidth=0.6, label=t)
-    both = np.concatenate([actual, arrays["low"], arrays["high"]])
-    lo, hi = float(both.min()), float(both.max())
-    ends = [lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)]
-    if hi / max(lo, 1e-300) > 10:
-        ends = [lo / 1.1, hi * 1.1]
-        from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
-
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(FormatStrFormatter("%g"))
-            axis.set_minor_formatter(NullFormatter())
-    ax.plot(ends, ends, color="black", lw=1, ls="--", label="predicted = actual")
-    ax.set_xlabel("actual minimum validation loss")
-    ax.set_ylabel("predicted minimum validation loss")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-

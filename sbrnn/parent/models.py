@@ -4,7 +4,7 @@
 curve and its log minimum, see :mod:`sbrnn.parent.features`); ``predict(X, return_std=True)``
 also returns a spread ``[N, K]`` in the same (log) units:
 
-``rf``   one RandomForestRegressor (the paper's 1,000 trees, max depth 10); spread = the
+``rf``   one RandomForestRegressor (the paper's max depth 10); spread = the
          standard deviation of the trees' predictions.
 ``xgb``  a bagged ensemble of multi-output XGBoost regressors (each on a bootstrap resample of
          the rows, its own seed); spread = the members' standard deviation.
@@ -19,7 +19,7 @@ converged (or none did) it is the constant observed rate.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -30,9 +30,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from sbrnn.child.spec import SparseBlockSpec
 from sbrnn.errors import SbrnnError
-from sbrnn.parent.features import FEATURE_NAMES, check_loss_kind, spec_features
+from sbrnn.parent.features import FEATURE_NAMES, Configuration, TaskContext, config_features
 
 KINDS = ("rf", "xgb", "mlp")
 
@@ -72,8 +71,14 @@ def _xgb_regressor(params: dict, seed: int, n_jobs: int | None):
     import xgboost
 
     return xgboost.XGBRegressor(
-        n_estimators=params["n_estimators"], max_depth=params["max_depth"], learning_rate=0.05,
-        subsample=0.9, colsample_bytree=0.9, tree_method="hist", random_state=seed, n_jobs=n_jobs,
+        n_estimators=params["n_estimators"],
+        max_depth=params["max_depth"],
+        learning_rate=0.05,
+        subsample=0.9,
+        colsample_bytree=0.9,
+        tree_method="hist",
+        random_state=seed,
+        n_jobs=n_jobs,
     )
 
 
@@ -81,15 +86,24 @@ def _xgb_classifier(params: dict, seed: int, n_jobs: int | None):
     import xgboost
 
     return xgboost.XGBClassifier(
-        n_estimators=params["n_estimators"], max_depth=params["max_depth"], learning_rate=0.05,
-        tree_method="hist", random_state=seed, n_jobs=n_jobs,
+        n_estimators=params["n_estimators"],
+        max_depth=params["max_depth"],
+        learning_rate=0.05,
+        tree_method="hist",
+        random_state=seed,
+        n_jobs=n_jobs,
     )
 
 
 def _mlp_regressor(params: dict, seed: int) -> TransformedTargetRegressor:
     mlp = MLPRegressor(
-        hidden_layer_sizes=MLP_HIDDEN, alpha=1e-2, learning_rate_init=1e-2, max_iter=MLP_MAX_EPOCHS,
-        n_iter_no_change=20, tol=1e-5, random_state=seed,
+        hidden_layer_sizes=MLP_HIDDEN,
+        alpha=1e-2,
+        learning_rate_init=1e-2,
+        max_iter=MLP_MAX_EPOCHS,
+        n_iter_no_change=20,
+        tol=1e-5,
+        random_state=seed,
     )
     return TransformedTargetRegressor(make_pipeline(StandardScaler(), mlp), transformer=StandardScaler())
 
@@ -98,8 +112,13 @@ class _ParentEstimator(BaseEstimator):
     """The parameters shared by the parent's regressor and its convergence classifier."""
 
     def __init__(
-        self, kind: str = "rf", n_estimators: int | None = None, max_depth: int | None = None,
-        n_members: int | None = None, seed: int = 0, n_jobs: int = 1,
+        self,
+        kind: str = "rf",
+        n_estimators: int | None = None,
+        max_depth: int | None = None,
+        n_members: int | None = None,
+        seed: int = 0,
+        n_jobs: int = 1,
     ):
         self.kind = kind
         self.n_estimators = n_estimators
@@ -141,8 +160,10 @@ class CurveRegressor(RegressorMixin, _ParentEstimator):
         self.members_ = []
         if self.kind == "rf":
             rf = RandomForestRegressor(
-                n_estimators=params["n_estimators"], max_depth=params["max_depth"],
-                random_state=self.seed, n_jobs=self.n_jobs,
+                n_estimators=params["n_estimators"],
+                max_depth=params["max_depth"],
+                random_state=self.seed,
+                n_jobs=self.n_jobs,
             )
             self.members_.append(rf.fit(X, Y2))
         for _ in range(params["n_members"] if self.kind != "rf" else 0):
@@ -195,17 +216,25 @@ class ConvergenceClassifier(ClassifierMixin, _ParentEstimator):
         if 0 < y.sum() < len(y):
             if self.kind == "rf":
                 est = RandomForestClassifier(
-                    n_estimators=params["n_estimators"], max_depth=params["max_depth"],
-                    random_state=self.seed, n_jobs=self.n_jobs,
+                    n_estimators=params["n_estimators"],
+                    max_depth=params["max_depth"],
+                    random_state=self.seed,
+                    n_jobs=self.n_jobs,
                 )
             elif self.kind == "xgb":
                 est = _xgb_classifier(params, self.seed, self.n_jobs)
             else:
                 est = make_pipeline(
                     StandardScaler(),
-                    MLPClassifier(hidden_layer_sizes=MLP_HIDDEN, alpha=1e-2, learning_rate_init=1e-2,
-                                  max_iter=MLP_MAX_EPOCHS, n_iter_no_change=20, tol=1e-5,
-                                  random_state=self.seed),
+                    MLPClassifier(
+                        hidden_layer_sizes=MLP_HIDDEN,
+                        alpha=1e-2,
+                        learning_rate_init=1e-2,
+                        max_iter=MLP_MAX_EPOCHS,
+                        n_iter_no_change=20,
+                        tol=1e-5,
+                        random_state=self.seed,
+                    ),
                 )
             with threadpool_limits(1, user_api="blas"):
                 self.estimator_ = est.fit(X, y.astype(np.int64))
@@ -227,55 +256,78 @@ class ConvergenceClassifier(ClassifierMixin, _ParentEstimator):
 
 @dataclass(frozen=True)
 class Prediction:
-    """A parent's prediction for ``N`` configurations over ``E`` epochs (log units, natural log).
+    """A parent's prediction for ``N`` configurations, in relative log units (see
+    :mod:`sbrnn.parent.features`: ``log(best-so-far loss / baseline loss)``).
 
     Attributes:
-        log_curve, log_curve_std: ``[N, E]`` predicted log validation loss and its spread.
-        log_min, log_min_std: ``[N]`` predicted log minimum validation loss and its spread.
+        log_curve, log_curve_std: ``[N, CURVE_POINTS]`` predicted relative log best-so-far loss at
+            the curve's fractions of the planned epochs, and its one-sigma band (calibrated).
         p_converge: ``[N]`` probability that the run converges.
     """
 
     log_curve: np.ndarray
     log_curve_std: np.ndarray
-    log_min: np.ndarray
-    log_min_std: np.ndarray
     p_converge: np.ndarray
 
-    def summary(self, i: int) -> dict:
-        """Configuration ``i`` in loss units: the curve with a one-spread band, and the minimum."""
-        mean, std = self.log_curve[i], self.log_curve_std[i]
-        return {
-            "curve": np.exp(mean).tolist(),
-            "curve_low": np.exp(mean - std).tolist(),
-            "curve_high": np.exp(mean + std).tolist(),
-            "min_val_loss": float(np.exp(self.log_min[i])),
-            "min_low": float(np.exp(self.log_min[i] - self.log_min_std[i])),
-            "min_high": float(np.exp(self.log_min[i] + self.log_min_std[i])),
-            "log_min_std": float(self.log_min_std[i]),
-            "p_converge": float(self.p_converge[i]),
-        }
+    @property
+    def log_min(self) -> np.ndarray:
+        """``[N]`` the predicted relative log minimum (the curve's last point)."""
+        return self.log_curve[:, -1]
+
+    @property
+    def log_min_std(self) -> np.ndarray:
+        return self.log_curve_std[:, -1]
+
+
+@dataclass(frozen=True)
+class ConfigPrediction:
+    """One configuration's prediction in loss units on a task whose constant-predictor loss is
+    ``baseline``: the best-so-far curve at the fractions ``1/8 .. 8/8`` of the planned epochs with
+    its one-sigma band, the minimum with its band, and the probability that it converges."""
+
+    curve: tuple[float, ...]
+    curve_low: tuple[float, ...]
+    curve_high: tuple[float, ...]
+    min_val_loss: float
+    min_low: float
+    min_high: float
+    relative_min: float
+    p_converge: float
+    baseline: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
 class Parent:
-    """Fitted parent models of one or more kinds, over one feature list and curve length.
+    """Fitted parent models of one or more kinds over :data:`FEATURE_NAMES`.
 
     Attributes:
-        feature_names: the columns of ``X`` (:data:`sbrnn.parent.features.FEATURE_NAMES`).
-        epochs: ``E``, the predicted curve length.
-        regressors, classifiers: kind -> fitted :class:`CurveRegressor` / :class:`ConvergenceClassifier`.
-        default_kind: the kind used when none is named (the best cross-validated one).
-        tasks: task name -> ``{"n_x", "n_y", "steps", "loss_kind"}`` seen in training.
-        training_runs: run ids of the training records.
+        regressors, classifiers: kind -> fitted :class:`CurveRegressor` (relative log curves,
+            ``CURVE_POINTS`` outputs) / :class:`ConvergenceClassifier`.
+        default_kind: the kind used when none is named (the best by leave-one-task-out ranking).
+        tasks: task name -> :class:`TaskContext` of the training tasks; budgets: the budgets each was
+            recorded at.
+        typical: per loss kind, the median traits of the training tasks (for dims-only queries).
+        band_floor: added in quadrature to the models' spread (relative log units) so that the
+            one-sigma band holds about 68% of held-out runs of unseen tasks (calibrated leave one
+            task out; 0 when not calibrated).
+        training_runs: run ids of the training records; name, fitted_at, records_sha256: provenance.
     """
 
-    feature_names: tuple[str, ...]
-    epochs: int
     regressors: dict[str, CurveRegressor]
     classifiers: dict[str, ConvergenceClassifier]
     default_kind: str
-    tasks: dict[str, dict] = field(default_factory=dict)
+    tasks: dict[str, TaskContext] = field(default_factory=dict)
+    budgets: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    typical: dict[str, dict[str, float]] = field(default_factory=dict)
+    band_floor: float = 0.0
     training_runs: tuple[str, ...] = ()
+    name: str = "custom"
+    fitted_at: str = ""
+    records_sha256: str = ""
+    feature_names: tuple[str, ...] = FEATURE_NAMES
 
     def kind(self, kind: str | None = None) -> str:
         """``kind``, or the default; an :class:`SbrnnError` if this parent has no such model."""
@@ -285,58 +337,65 @@ class Parent:
         return kind
 
     def predict(self, X: np.ndarray, kind: str | None = None) -> Prediction:
-        """Features ``[N, F]`` -> :class:`Prediction`."""
+        """Features ``[N, F]`` -> :class:`Prediction` (relative log units)."""
         kind = self.kind(kind)
         X = np.asarray(X, dtype=np.float64).reshape(-1, len(self.feature_names))
         mean, std = self.regressors[kind].predict(X, return_std=True)
         p = self.classifiers[kind].predict_proba(X)[:, 1]
-        return Prediction(mean[:, :-1], std[:, :-1], mean[:, -1], std[:, -1], p)
+        return Prediction(mean, np.sqrt(std**2 + self.band_floor**2), p)
 
-    def context(self, n_x: int, n_y: int, steps: int | None, loss_kind: str | None) -> tuple[int, str]:
-        """``(steps, loss_kind)`` as given, or from the training task with these dims (or the only
-        task seen); an :class:`SbrnnError` when they are not given and the tasks do not settle them."""
-        if steps is None or loss_kind is None:
-            same = [t for t in self.tasks.values() if t["n_x"] == n_x and t["n_y"] == n_y]
-            known = {(t["steps"], t["loss_kind"]) for t in (same or self.tasks.values())}
-            if len(known) != 1:
-                seen = "; ".join(
-                    f"{name}: {t['n_x']} in, {t['n_y']} out, {t['steps']} steps, {t['loss_kind']}"
-                    for name, t in self.tasks.items()
+    def context(self, task: TaskContext) -> TaskContext:
+        """``task`` with the traits it lacks filled from :attr:`typical` (see
+        :meth:`TaskContext.with_traits`)."""
+        return task.with_traits(self.typical)
+
+    def predict_configs(
+        self, configs: Sequence[Configuration], task: TaskContext, kind: str | None = None
+    ) -> list[ConfigPrediction]:
+        """Predictions in loss units for ``configs`` on ``task`` (its traits filled where missing)."""
+        task = self.context(task)
+        if not configs:
+            return []
+        X = np.stack([config_features(c, task) for c in configs])
+        pred = self.predict(X, kind)
+        base = task.baseline_loss
+        out = []
+        for i in range(len(configs)):
+            mean, std = pred.log_curve[i], pred.log_curve_std[i]
+            out.append(
+                ConfigPrediction(
+                    curve=tuple(float(v) for v in base * np.exp(mean)),
+                    curve_low=tuple(float(v) for v in base * np.exp(mean - std)),
+                    curve_high=tuple(float(v) for v in base * np.exp(mean + std)),
+                    min_val_loss=float(base * np.exp(mean[-1])),
+                    min_low=float(base * np.exp(mean[-1] - std[-1])),
+                    min_high=float(base * np.exp(mean[-1] + std[-1])),
+                    relative_min=float(np.exp(mean[-1])),
+                    p_converge=float(pred.p_converge[i]),
+                    baseline=float(base),
                 )
-                raise SbrnnError(f"give --steps and --loss for this task; the parent was trained on {seen}")
-            known_steps, known_loss = known.pop()
-            steps = known_steps if steps is None else steps
-            loss_kind = known_loss if loss_kind is None else loss_kind
-        return steps, check_loss_kind(loss_kind)
-
-    def predict_spec(
-        self, spec: SparseBlockSpec, *, budget: float, lr: float, steps: int | None = None,
-        loss_kind: str | None = None, kind: str | None = None,
-    ) -> dict:
-        """The predicted curve (with its band) and minimum of one configuration not yet trained."""
-        kind = self.kind(kind)
-        steps, loss_kind = self.context(spec.n_x, spec.n_y, steps, loss_kind)
-        X = spec_features(spec, steps=steps, loss_kind=loss_kind, budget=budget, lr=lr)
-        return {
-            "model": kind,
-            "steps": steps,
-            "loss_kind": loss_kind,
-            "lr": lr,
-            "plan": spec.plan(budget),
-            "epochs": list(range(1, self.epochs + 1)),
-            **self.predict(X, kind).summary(0),
-        }
+            )
+        return out
 
 
 def fit_parent(
-    X: np.ndarray, Y: np.ndarray, converged: np.ndarray, kinds: Sequence[str], *, epochs: int,
-    n_estimators: int | None = None, n_members: int | None = None, seed: int = 0, n_jobs: int = 1,
-    default_kind: str | None = None, tasks: dict | None = None, training_runs: Sequence[str] = (),
+    X: np.ndarray,
+    Y: np.ndarray,
+    converged: np.ndarray,
+    kinds: Sequence[str],
+    *,
+    n_estimators: int | None = None,
+    n_members: int | None = None,
+    seed: int = 0,
+    n_jobs: int = 1,
+    default_kind: str | None = None,
     on_fit: Callable[[str], None] | None = None,
+    **provenance,
 ) -> Parent:
     """Fit one regressor (on converged rows) and one classifier (on all rows) per kind.
 
-    ``X [N, F]``, ``Y [N, E + 1]`` (NaN rows where not converged), ``converged [N]`` bool.
+    ``X [N, F]``, ``Y [N, CURVE_POINTS]`` (NaN rows where not converged), ``converged [N]`` bool;
+    ``provenance`` fills the :class:`Parent`'s other fields (tasks, typical, band_floor, ...).
     ``on_fit(kind)`` is called after each kind is fitted (for progress bars).
     """
     regressors, classifiers = {}, {}
@@ -346,7 +405,4 @@ def fit_parent(
         classifiers[kind] = ConvergenceClassifier(**args).fit(X, converged)
         if on_fit is not None:
             on_fit(kind)
-    return Parent(
-        tuple(FEATURE_NAMES), int(epochs), regressors, classifiers, default_kind or kinds[0],
-        dict(tasks or {}), tuple(training_runs),
-    )
+    return Parent(regressors, classifiers, default_kind or kinds[0], **provenance)

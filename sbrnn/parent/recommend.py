@@ -1,24 +1,43 @@
-"""Recommendations: child configurations for a task, from its dims and a budget.
+"""Recommendations: child configurations for a task, from its dims (and traits, when known) and a budget.
 
-:func:`a_priori` uses the dims and the budget alone (the paper's balancing rule);
-:func:`model_ranked` ranks many candidates by a fitted parent's predictions.
+:func:`a_priori` uses the dims and the budget alone (the paper's balancing rule). :func:`recommend`
+ranks many candidates by a fitted parent — the a-priori family, draws from the paper's sweep space
+and perturbations of the best, and the dense, uniform-0.2 and LSTM baselines (a baseline may be
+the recommendation where the parent predicts it wins) — and says how far the task lies from the
+parent's training tasks (:func:`extrapolation`). Where it lies outside them the parent's ranking is
+not trusted: the recommendation falls back to the a-priori family, the paper's balanced
+configuration first, and says so (``mode = "a-priori fallback"``).
 """
 
 from __future__ import annotations
 
+import math
+import shlex
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from sbrnn.child.space import DENSITY_RANGE, MIN_LR, MIN_STD, Hyperparameters, draw
-from sbrnn.child.spec import H_ROW, Grid, SparseBlockSpec, balance, baselines
+from sbrnn.child.spec import (
+    H_ROW,
+    SparseBlockSpec,
+    balance,
+    baselines,
+    format_grid,
+    lstm_hidden,
+    reference_budget,
+)
 from sbrnn.errors import SbrnnError
-from sbrnn.parent.features import spec_features
-from sbrnn.parent.models import Parent
+from sbrnn.parent.features import Configuration, TaskContext
+from sbrnn.parent.models import ConfigPrediction, Parent
 
 DEFAULT_LR = 1e-3
-"""Learning rate of the a-priori family: the mean of the sweep's distribution."""
+"""Learning rate of the a-priori family and the baselines: the mean of the sweep's distribution."""
+
+BALANCED_TARGETS = tuple(round(0.3 + 0.05 * i, 2) for i in range(9))
+"""Target hidden proportions of the a-priori family: 0.3, 0.35, ..., 0.7."""
 
 
 def a_priori(n_in: int, n_out: int, budget: float, target: float = 0.5) -> dict:
@@ -30,11 +49,7 @@ def a_priori(n_in: int, n_out: int, budget: float, target: float = 0.5) -> dict:
     """
     balanced = balance(n_in, n_out, budget, target)
     base = baselines(n_in, n_out, budget)
-    recommended = {
-        **balanced.spec.plan(budget),
-        "sparsified_block": balanced.block,
-        "target": target,
-    }
+    recommended = {**balanced.spec.plan(budget), "sparsified_block": balanced.block, "target": target}
     return {
         "recommended": recommended,
         "baselines": {
@@ -45,32 +60,72 @@ def a_priori(n_in: int, n_out: int, budget: float, target: float = 0.5) -> dict:
     }
 
 
-BALANCED_TARGETS = tuple(round(0.3 + 0.05 * i, 2) for i in range(9))
-"""Target hidden proportions of the a-priori family: 0.3, 0.35, ..., 0.7."""
-
-
 @dataclass(frozen=True)
 class Candidate:
-    """A configuration to score: the weight space (``h`` from the budget), learning rate, origin."""
+    """A configuration to score and where it came from (``balanced hx 0.5``, ``draw``, ``dense``, ...)."""
 
-    spec: SparseBlockSpec
-    lr: float
+    config: Configuration
     source: str
 
     @property
-    def key(self) -> Grid:
-        """Candidates with the same densities are the same recommendation (``h`` follows from them)."""
-        return self.spec.densities
+    def key(self) -> tuple:
+        """Candidates with the same architecture and densities are one recommendation."""
+        spec = self.config.spec
+        return (self.config.arch, None if spec is None else spec.densities)
+
+
+def _block(arch: str, spec: SparseBlockSpec, budget: float, lr: float, source: str) -> Candidate:
+    return Candidate(Configuration(arch, budget, lr, spec), source)
 
 
 def balanced_family(n_in: int, n_out: int, budget: float) -> list[Candidate]:
-    """The a-priori family: each h-row block sparsified in turn to each of :data:`BALANCED_TARGETS`."""
+    """The a-priori family: each h-row block sparsified in turn to each of :data:`BALANCED_TARGETS`
+    (the paper's rule is the largest block at 0.5, :func:`a_priori`); a block that cannot bring
+    the hidden proportion within 0.1 of a target (a small block of a wide row) leaves it out."""
     out = []
     for block in H_ROW:
         for target in BALANCED_TARGETS:
-            spec = balance(n_in, n_out, budget, target, block=block).spec
-            out.append(Candidate(spec, DEFAULT_LR, f"balanced {block} {target:g}"))
+            balanced = balance(n_in, n_out, budget, target, block=block)
+            if abs(balanced.achieved - target) <= 0.1:
+                out.append(_block("sbrnn", balanced.spec, budget, DEFAULT_LR, f"balanced {block} {target:g}"))
     return out
+
+
+def baseline_candidates(n_in: int, n_out: int, budget: float) -> dict[str, Candidate]:
+    """The dense, uniform-0.2 and LSTM children at ``budget`` (learning rate :data:`DEFAULT_LR`)."""
+    base = baselines(n_in, n_out, budget)
+    return {
+        "dense": _block("dense", base["dense"], budget, DEFAULT_LR, "dense"),
+        "uniform": _block("uniform", base["uniform"], budget, DEFAULT_LR, "uniform"),
+        "lstm": Candidate(
+            Configuration("lstm", budget, DEFAULT_LR, hidden=lstm_hidden(n_in, n_out, budget)), "lstm"
+        ),
+    }
+
+
+def configuration(
+    arch: str,
+    n_in: int,
+    n_out: int,
+    budget: float,
+    lr: float = DEFAULT_LR,
+    densities=None,
+    means=None,
+    stds=None,
+) -> Configuration:
+    """The configuration of ``arch`` at ``budget`` (``h`` from it): ``sbrnn`` with ``densities``
+    (and init ``means``/``stds``), or a baseline (``dense``, ``uniform`` at 0.2, ``lstm``)."""
+    if arch == "lstm":
+        return Configuration("lstm", budget, lr, hidden=lstm_hidden(n_in, n_out, budget))
+    if arch in ("dense", "uniform"):
+        spec = baselines(n_in, n_out, budget)[arch]
+        init = {k: v for k, v in (("means", means), ("stds", stds)) if v is not None}
+        return Configuration(arch, budget, lr, SparseBlockSpec(n_in, n_out, spec.h, spec.densities, **init))
+    if arch != "sbrnn":
+        raise SbrnnError(f"arch {arch!r} is unknown; allowed: sbrnn, dense, uniform, lstm")
+    return Configuration(
+        arch, budget, lr, SparseBlockSpec.from_budget(n_in, n_out, budget, densities, means, stds)
+    )
 
 
 def _spec(n_in: int, n_out: int, budget: float, hp: Hyperparameters) -> SparseBlockSpec | None:
@@ -88,110 +143,319 @@ def sweep_draws(n_in: int, n_out: int, budget: float, rng: np.random.Generator, 
         hp = draw(rng, "paper")
         spec = _spec(n_in, n_out, budget, hp)
         if spec is not None:
-            out.append(Candidate(spec, hp.lr, "draw"))
+            out.append(_block("sbrnn", spec, budget, hp.lr, "draw"))
     return out
 
 
-def perturb(candidate: Candidate, budget: float, rng: np.random.Generator) -> Candidate | None:
-    """A nearby configuration: densities and init stds scaled by ``exp(N(0, .3))`` and
-    ``exp(N(0, .2))``, means shifted by ``N(0, .001)``, the learning rate scaled by ``exp(N(0, .2))``;
-    rounded as in the sweep space; ``h`` from the budget."""
-    spec = candidate.spec
+def perturb(candidate: Candidate, rng: np.random.Generator) -> Candidate | None:
+    """A nearby configuration of a block candidate: densities and init stds scaled by
+    ``exp(N(0, .3))`` and ``exp(N(0, .2))``, means shifted by ``N(0, .001)``, the learning rate
+    scaled by ``exp(N(0, .2))``; rounded as in the sweep space; ``h`` from the budget."""
+    config = candidate.config
+    if config.spec is None:
+        return None
+    spec, budget = config.spec, config.budget
     d = np.clip((np.ravel(spec.densities) * np.exp(rng.normal(0, 0.3, 6))).round(2), *DENSITY_RANGE)
     m = (np.ravel(spec.means) + rng.normal(0, 0.001, 6)).round(3)
     s = np.maximum((np.ravel(spec.stds) * np.exp(rng.normal(0, 0.2, 6))).round(3), MIN_STD)
-    lr = max(round(candidate.lr * float(np.exp(rng.normal(0, 0.2))), 6), MIN_LR)
+    lr = max(round(config.lr * float(np.exp(rng.normal(0, 0.2))), 6), MIN_LR)
     grids = [tuple(tuple(float(x) for x in row) for row in v.reshape(2, 3)) for v in (d, m, s)]
     new = _spec(spec.n_x, spec.n_y, budget, Hyperparameters(*grids, lr))
-    return None if new is None else Candidate(new, lr, "perturbed")
+    return None if new is None else _block("sbrnn", new, budget, lr, "perturbed")
 
 
-def _score(parent: Parent, kind: str, candidates: list[Candidate], budget: float, steps: int,
-           loss_kind: str) -> list[dict]:
-    """Predictions for ``candidates``; ``score`` is the expected minimum validation loss when a run
-    that does not converge counts as the worst candidate's predicted minimum:
-    ``p * min + (1 - p) * worst``."""
-    X = np.stack([spec_features(c.spec, steps=steps, loss_kind=loss_kind, budget=budget, lr=c.lr)
-                  for c in candidates])
-    pred = parent.predict(X, kind)
-    minimum = np.exp(pred.log_min)
-    worst = float(minimum.max())
-    score = pred.p_converge * minimum + (1.0 - pred.p_converge) * worst
-    rows = []
-    for i, c in enumerate(candidates):
-        s = pred.summary(i)
-        rows.append({
-            "source": c.source,
-            "h": c.spec.h,
-            "densities": [list(r) for r in c.spec.densities],
-            "means": [list(r) for r in c.spec.means],
-            "stds": [list(r) for r in c.spec.stds],
-            "lr": c.lr,
-            "hidden_proportion": c.spec.hidden_proportion,
-            "model_density": c.spec.model_density,
-            "total_trainable": round(c.spec.total_trainable),
-            "predicted_min": s["min_val_loss"],
-            "min_low": s["min_low"],
-            "min_high": s["min_high"],
-            "log_min_std": s["log_min_std"],
-            "p_converge": s["p_converge"],
-            "score": float(score[i]),
-            "_candidate": c,
-        })
-    return rows
+@dataclass(frozen=True)
+class Scored:
+    """One scored configuration: what to train and what the parent predicts for it.
+
+    ``score`` ranks (lower is better): the expected minimum validation loss when a run that does
+    not converge counts as the worst candidate's predicted minimum, ``p * min + (1 - p) * worst``.
+    """
+
+    rank: int
+    source: str
+    arch: str
+    budget: float
+    h: int
+    lr: float
+    densities: tuple | None
+    means: tuple | None
+    stds: tuple | None
+    hidden_proportion: float | None
+    model_density: float | None
+    total_trainable: int
+    prediction: ConfigPrediction
+    score: float
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["prediction"] = self.prediction.to_dict()
+        return out
+
+    def train_args(self) -> list[str]:
+        """The ``sbrnn child train`` options that train this configuration (task options apart)."""
+        args = ["--arch", self.arch, "--budget", f"{self.budget:g}", "--lr", f"{self.lr:g}"]
+        if self.arch == "sbrnn":
+            args += [
+                "--densities",
+                format_grid(self.densities),
+                "--means",
+                format_grid(self.means),
+                "--stds",
+                format_grid(self.stds),
+            ]
+        return args
 
 
-def _distinct_best(rows: list[dict], k: int) -> list[dict]:
-    """The ``k`` best-scoring rows with distinct densities."""
+def _scored(rank: int, candidate: Candidate, prediction: ConfigPrediction, score: float) -> Scored:
+    config, spec = candidate.config, candidate.config.spec
+    return Scored(
+        rank=rank,
+        source=candidate.source,
+        arch=config.arch,
+        budget=config.budget,
+        h=config.h,
+        lr=config.lr,
+        densities=None if spec is None else spec.densities,
+        means=None if spec is None else spec.means,
+        stds=None if spec is None else spec.stds,
+        hidden_proportion=None if spec is None else spec.hidden_proportion,
+        model_density=None if spec is None else spec.model_density,
+        total_trainable=round(spec.total_trainable) if spec is not None else 0,
+        prediction=prediction,
+        score=score,
+    )
+
+
+def _score(parent: Parent, kind: str, candidates: Sequence[Candidate], task: TaskContext) -> list[tuple]:
+    """``(candidate, prediction, score)`` for every candidate (see :class:`Scored`)."""
+    predictions = parent.predict_configs([c.config for c in candidates], task, kind)
+    worst = max(p.min_val_loss for p in predictions)
+    return [
+        (c, p, p.p_converge * p.min_val_loss + (1.0 - p.p_converge) * worst)
+        for c, p in zip(candidates, predictions)
+    ]
+
+
+def _distinct_best(rows: list[tuple], k: int) -> list[tuple]:
+    """The ``k`` best-scoring rows with distinct architecture and densities."""
     out, seen = [], set()
-    for row in sorted(rows, key=lambda r: r["score"]):
-        key = row["_candidate"].key
-        if key not in seen:
-            seen.add(key)
+    for row in sorted(rows, key=lambda r: r[2]):
+        if row[0].key not in seen:
+            seen.add(row[0].key)
             out.append(row)
             if len(out) == k:
                 break
     return out
 
 
-def model_ranked(
-    parent: Parent, n_in: int, n_out: int, budget: float, *, top: int = 5, seed: int = 0,
-    kind: str | None = None, steps: int | None = None, loss_kind: str | None = None,
-    draws: int = 256, rounds: int = 2, per_round: int = 64,
-) -> dict:
-    """Recommendations ranked by a fitted parent.
+@dataclass(frozen=True)
+class Extrapolation:
+    """How far a task lies from a parent's training tasks.
 
-    Candidates: the a-priori :func:`balanced_family`, ``draws`` :func:`sweep_draws`, then
-    ``rounds`` rounds of ``per_round`` :func:`perturb` ations of the current best eight. All take
-    ``h`` from ``budget``. They are ranked by ``score`` (see :func:`_score`); the ``top`` best with
-    distinct densities are returned, each with its predicted minimum, one-spread band and
-    convergence probability.
+    ``distance`` is the Euclidean distance, in units of the training tasks' spread, from the task's
+    descriptor (``log n_x``, ``log n_y``, ``log T``, loss kind, ``log`` budget over the reference
+    budget) to the nearest training (task, budget); ``limit`` is the largest such distance between
+    a training task and its nearest other one (how far apart the parent's own tasks are).
+    ``outside`` says which dims lie outside the training range; ``inside`` is True when the
+    distance is within the limit and nothing lies outside.
+    """
+
+    nearest_task: str
+    distance: float
+    limit: float
+    outside: tuple[str, ...]
+    inside: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _descriptor(n_x: int, n_y: int, steps: int, loss_kind: str, budget: float) -> np.ndarray:
+    ratio = budget / reference_budget(n_x, n_y, min_budget=1)
+    return np.array(
+        [
+            math.log(n_x),
+            math.log(n_y),
+            math.log(steps),
+            1.0 if loss_kind == "cross_entropy" else 0.0,
+            math.log(ratio),
+        ]
+    )
+
+
+def extrapolation(parent: Parent, task: TaskContext, budget: float) -> Extrapolation:
+    """See :class:`Extrapolation`. The training points are each task at its recorded budgets."""
+    points, names = [], []
+    for name, context in parent.tasks.items():
+        for b in parent.budgets.get(name, ()) or (budget,):
+            points.append(_descriptor(context.n_x, context.n_y, context.steps, context.loss_kind, b))
+            names.append(name)
+    points = np.array(points)
+    scale = points.std(axis=0)
+    scale[scale == 0] = 1.0
+    query = _descriptor(task.n_x, task.n_y, task.steps, task.loss_kind, budget)
+    distances = np.sqrt((((points - query) / scale) ** 2).sum(axis=1))
+    nearest = int(np.argmin(distances))
+    limit = 0.0
+    for name in set(names):
+        own = np.array([n == name for n in names])
+        if own.all():
+            continue
+        gaps = np.sqrt((((points[own][:, None, :] - points[~own][None, :, :]) / scale) ** 2).sum(-1))
+        limit = max(limit, float(gaps.min(axis=1).max()))
+    outside = []
+    for label, value, column in (("inputs", task.n_x, 0), ("outputs", task.n_y, 1), ("steps", task.steps, 2)):
+        low, high = np.exp(points[:, column].min()), np.exp(points[:, column].max())
+        if not low * 0.999 <= value <= high * 1.001:
+            outside.append(f"{label} {value} outside {low:.0f}-{high:.0f}")
+    if task.loss_kind not in {c.loss_kind for c in parent.tasks.values()}:
+        outside.append(f"loss {task.loss_kind} unseen")
+    inside = distances[nearest] <= limit and not outside
+    return Extrapolation(names[nearest], float(distances[nearest]), limit, tuple(outside), bool(inside))
+
+
+def infer_context(
+    parent: Parent, n_x: int, n_y: int, steps: int | None = None, loss_kind: str | None = None
+) -> tuple[TaskContext, str | None]:
+    """The context of a task known by its dims: ``steps`` and ``loss_kind`` as given, else those of
+    the parent's training task with these dims, else of the nearest one by ``log`` dims. Returns the
+    context and a note saying where what was not given came from (None when nothing was taken)."""
+    if steps is not None and loss_kind is not None:
+        return TaskContext(n_x, n_y, steps, loss_kind), None
+    if not parent.tasks:
+        raise SbrnnError("this parent knows no tasks; give the sequence length and the loss kind")
+
+    def gap(context: TaskContext) -> float:
+        return math.hypot(math.log(context.n_x / n_x), math.log(context.n_y / n_y))
+
+    name, nearest = min(parent.tasks.items(), key=lambda item: (gap(item[1]), item[0]))
+    context = TaskContext(n_x, n_y, steps or nearest.steps, loss_kind or nearest.loss_kind)
+    taken = [
+        f"{what} {value}"
+        for what, value, given in (("steps", context.steps, steps), ("loss", context.loss_kind, loss_kind))
+        if given is None
+    ]
+    same = nearest.n_x == n_x and nearest.n_y == n_y
+    return context, (
+        f"{' and '.join(taken)} taken from the parent's task {name}"
+        + ("" if same else f" ({nearest.n_x} in, {nearest.n_y} out), the nearest by dims")
+    )
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A parent's recommendation for a task and budget.
+
+    ``mode`` is ``learned`` (ranked by the parent) or ``a-priori fallback`` (the task lies outside
+    the parent's tasks: the a-priori family only, the paper's balanced configuration first);
+    ``top`` the configurations in order, ``a_priori`` the paper's balanced configuration and
+    ``baselines`` the dense, uniform-0.2 and LSTM children, each with the parent's prediction.
+    """
+
+    parent: dict
+    task: TaskContext
+    task_name: str | None
+    budget: float
+    mode: str
+    extrapolation: Extrapolation
+    top: tuple[Scored, ...]
+    a_priori: Scored
+    baselines: dict[str, Scored]
+    candidates: dict[str, int]
+
+    def to_dict(self) -> dict:
+        return {
+            "parent": self.parent,
+            "task": {**asdict(self.task), "name": self.task_name},
+            "budget": self.budget,
+            "mode": self.mode,
+            "extrapolation": self.extrapolation.to_dict(),
+            "top": [s.to_dict() for s in self.top],
+            "a_priori": self.a_priori.to_dict(),
+            "baselines": {k: v.to_dict() for k, v in self.baselines.items()},
+            "candidates": self.candidates,
+            "train_command": self.train_command(),
+        }
+
+    def train_command(self, rank: int = 1) -> str:
+        """A copy-paste ``sbrnn child train`` line for the configuration at ``rank``."""
+        chosen = self.top[rank - 1]
+        task = ["--task", self.task_name] if self.task_name else ["--task", "TASK"]
+        return shlex.join(["sbrnn", "child", "train", *task, *chosen.train_args()])
+
+
+def recommend(
+    parent: Parent,
+    task: TaskContext,
+    budget: float,
+    *,
+    top: int = 5,
+    seed: int = 0,
+    kind: str | None = None,
+    task_name: str | None = None,
+    draws: int = 256,
+    rounds: int = 2,
+    per_round: int = 64,
+) -> Recommendation:
+    """Rank candidates for ``task`` at ``budget`` by ``parent`` (see the module doc).
+
+    Candidates: the a-priori :func:`balanced_family`, ``draws`` :func:`sweep_draws`, the three
+    baselines, then ``rounds`` rounds of ``per_round`` :func:`perturb` ations of the current best
+    eight. All take ``h`` from ``budget``. Outside the parent's tasks only the a-priori family is
+    ranked, with the paper's rule (the largest h-row block at 0.5) first.
     """
     if not (isinstance(top, int) and top >= 1):
         raise SbrnnError(f"top = {top!r} is out of range; allowed: integers >= 1")
+    if not (math.isfinite(budget) and budget > 0):
+        raise SbrnnError(f"budget = {budget:g} is out of range; allowed: a number > 0")
     kind = parent.kind(kind)
-    steps, loss_kind = parent.context(n_in, n_out, steps, loss_kind)
+    n_in, n_out = task.n_x, task.n_y
     rng = np.random.default_rng(seed)
-    candidates = balanced_family(n_in, n_out, budget) + sweep_draws(n_in, n_out, budget, rng, draws)
-    rows = _score(parent, kind, candidates, budget, steps, loss_kind)
-    for _ in range(rounds):
-        best = _distinct_best(rows, 8)
-        nearby = [perturb(best[i % len(best)]["_candidate"], budget, rng) for i in range(per_round)]
-        nearby = [c for c in nearby if c is not None]
-        if nearby:
-            candidates = [r["_candidate"] for r in rows] + nearby
-            rows = _score(parent, kind, candidates, budget, steps, loss_kind)
-    chosen = _distinct_best(rows, top)
-    sources = Counter(r["source"].split(" ")[0] for r in rows)
-    return {
-        "model": kind,
-        "n_in": n_in,
-        "n_out": n_out,
-        "budget": budget,
-        "steps": steps,
-        "loss_kind": loss_kind,
-        "seen_task": any(t["n_x"] == n_in and t["n_y"] == n_out for t in parent.tasks.values()),
-        "candidates": dict(sorted(sources.items())),
-        "top": [{"rank": i + 1, **{k: v for k, v in r.items() if k != "_candidate"}}
-                for i, r in enumerate(chosen)],
-    }
+    where = extrapolation(parent, task, budget)
+    rule = a_priori(n_in, n_out, budget)["recommended"]
+    paper = _block(
+        "sbrnn",
+        balance(n_in, n_out, budget, 0.5).spec,
+        budget,
+        DEFAULT_LR,
+        f"a-priori {rule['sparsified_block']} 0.5",
+    )
+    base = baseline_candidates(n_in, n_out, budget)
+    family = balanced_family(n_in, n_out, budget)
+    if where.inside:
+        mode = "learned"
+        candidates = [paper, *family, *base.values(), *sweep_draws(n_in, n_out, budget, rng, draws)]
+        rows = _score(parent, kind, candidates, task)
+        for _ in range(rounds):
+            best = [r[0] for r in _distinct_best(rows, 8) if r[0].config.spec is not None]
+            nearby = [perturb(best[i % len(best)], rng) for i in range(per_round)] if best else []
+            nearby = [c for c in nearby if c is not None]
+            if nearby:
+                rows = _score(parent, kind, [r[0] for r in rows] + nearby, task)
+        chosen = _distinct_best(rows, top)
+    else:
+        mode = "a-priori fallback"
+        candidates = [paper, *family, *base.values()]
+        rows = _score(parent, kind, candidates, task)
+        ranked = _distinct_best([r for r in rows[1:] if r[0].config.arch == "sbrnn"], top)
+        chosen = [rows[0], *[r for r in ranked if r[0].key != paper.key]][:top]
+    scored = {id(r[0]): r for r in rows}
+    sources = Counter(r[0].source.split(" ")[0] for r in rows)
+    return Recommendation(
+        parent={
+            "name": parent.name,
+            "fitted_at": parent.fitted_at,
+            "records_sha256": parent.records_sha256,
+            "model": kind,
+        },
+        task=parent.context(task),
+        task_name=task_name,
+        budget=float(budget),
+        mode=mode,
+        extrapolation=where,
+        top=tuple(_scored(i + 1, *r) for i, r in enumerate(chosen)),
+        a_priori=_scored(0, *scored[id(paper)]),
+        baselines={name: _scored(0, *scored[id(c)]) for name, c in base.items()},
+        candidates=dict(sorted(sources.items())),
+    )

@@ -2,8 +2,10 @@
 
 A parent directory holds::
 
-    manifest.json            format, schema version, feature names, curve length, tasks, the
-                             training records' SHA-256 and run ids, per-file SHA-256, the metrics
+    manifest.json            format, schema version, sbrnn version, name and fit time, feature
+                             names, curve points, training tasks (dims, loss, traits, budgets),
+                             typical traits, band floor, the training records' SHA-256 and run
+                             ids, per-file SHA-256, the metrics
     rf_curve.skops           RandomForestRegressor             (skops)
     rf_converges.skops       RandomForestClassifier            (skops; absent when constant)
     xgb_curve_<i>.ubj        XGBRegressor member i             (XGBoost's own UBJSON)
@@ -14,7 +16,11 @@ A parent directory holds::
 Loading reads the manifest as JSON, refuses a foreign format, another schema version or other
 feature names, checks every file's SHA-256 against the manifest *before* opening it, and opens
 skops files only when every type they hold is a scikit-learn/numpy type skops trusts or one of
-:data:`SKOPS_TRUSTED`. Nothing is unpickled; each refusal is one :class:`SbrnnError` line.
+:data:`SKOPS_TRUSTED`. Nothing is unpickled; each refusal is one :class:`SbrnnError` line. A
+parent written by another sbrnn version (same schema) loads with a warning naming both versions.
+
+:func:`load_shipped` loads the parent that ships with the package (``sbrnn/parent/zoo``, fitted on
+the committed meta-dataset ``data/zoo-v1`` by ``python benchmarks/fit_zoo_parent.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import hashlib
 import json
 import os
 import re
+import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +38,14 @@ import numpy as np
 from sbrnn import __version__
 from sbrnn.errors import SbrnnError
 from sbrnn.io import atomic_write, atomic_write_text
-from sbrnn.parent.features import FEATURE_NAMES
+from sbrnn.parent.features import CURVE_POINTS, FEATURE_NAMES, TaskContext
 from sbrnn.parent.models import KINDS, ConvergenceClassifier, CurveRegressor, Parent
 
 FORMAT = "sbrnn-parent"
-STORE_VERSION = 1
+STORE_VERSION = 2
+"""2: relative curve targets at CURVE_POINTS fractions, task contexts with traits, band floor."""
+SHIPPED = "zoo"
+"""The package-data folder of the shipped parent (``sbrnn/parent/zoo``)."""
 MANIFEST = "manifest.json"
 SKOPS_TRUSTED = (
     "sklearn.tree._tree.Tree",
@@ -150,11 +161,16 @@ def save_parent(parent: Parent, directory: str | os.PathLike, metrics: dict | No
         "format": FORMAT,
         "schema_version": STORE_VERSION,
         "sbrnn_version": __version__,
+        "name": parent.name,
+        "fitted_at": parent.fitted_at,
         "feature_names": list(parent.feature_names),
-        "epochs": parent.epochs,
+        "curve_points": CURVE_POINTS,
         "default_model": parent.default_kind,
-        "tasks": parent.tasks,
-        "records_sha256": (metrics or {}).get("records_sha256"),
+        "tasks": {t: asdict(c) for t, c in parent.tasks.items()},
+        "budgets": {t: list(b) for t, b in parent.budgets.items()},
+        "typical_traits": parent.typical,
+        "band_floor": parent.band_floor,
+        "records_sha256": parent.records_sha256,
         "training_runs": list(parent.training_runs),
         "models": models,
         "files": files,
@@ -215,8 +231,11 @@ def load_parent(directory: str | os.PathLike) -> tuple[Parent, dict]:
     for kind, entry in manifest["models"].items():
         params = entry["params"]
         regressor = CurveRegressor(
-            kind, n_estimators=params.get("n_estimators"), max_depth=params.get("max_depth"),
-            n_members=params.get("n_members"), seed=params.get("seed", 0),
+            kind,
+            n_estimators=params.get("n_estimators"),
+            max_depth=params.get("max_depth"),
+            n_members=params.get("n_members"),
+            seed=params.get("seed", 0),
         )
         regressor.members_ = [_read_estimator(kind, "curve", directory / n) for n in entry["curve_files"]]
         regressor.n_outputs_ = int(entry["n_outputs"])
@@ -226,11 +245,46 @@ def load_parent(directory: str | os.PathLike) -> tuple[Parent, dict]:
         file = entry["converges"]["file"]
         classifier.estimator_ = None if file is None else _read_estimator(kind, "converges", directory / file)
         regressors[kind], classifiers[kind] = regressor, classifier
-    if int(manifest["epochs"]) + 1 != next(iter(regressors.values())).n_outputs_:
-        raise SbrnnError(f"{directory / MANIFEST} is inconsistent: epochs do not match the models' outputs")
+    if next(iter(regressors.values())).n_outputs_ != CURVE_POINTS:
+        raise SbrnnError(f"{directory / MANIFEST} is inconsistent: its models predict another curve length")
+    if manifest.get("sbrnn_version") != __version__:
+        warnings.warn(
+            f"parent {directory} was written by sbrnn {manifest.get('sbrnn_version')}; this is sbrnn "
+            f"{__version__} (same parent schema {STORE_VERSION}: loading it)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     parent = Parent(
-        tuple(manifest["feature_names"]), int(manifest["epochs"]), regressors, classifiers,
-        manifest["default_model"], manifest.get("tasks", {}), tuple(manifest.get("training_runs", [])),
+        regressors,
+        classifiers,
+        manifest["default_model"],
+        tasks={t: TaskContext(**c) for t, c in manifest.get("tasks", {}).items()},
+        budgets={t: tuple(b) for t, b in manifest.get("budgets", {}).items()},
+        typical=manifest.get("typical_traits", {}),
+        band_floor=float(manifest.get("band_floor", 0.0)),
+        training_runs=tuple(manifest.get("training_runs", [])),
+        name=manifest.get("name", "custom"),
+        fitted_at=manifest.get("fitted_at", ""),
+        records_sha256=manifest.get("records_sha256") or "",
     )
     parent.kind(manifest["default_model"])
     return parent, manifest
+
+
+def shipped_directory() -> Path:
+    """Where the shipped parent's files are (package data)."""
+    from importlib import resources
+
+    return Path(str(resources.files("sbrnn.parent").joinpath(SHIPPED)))
+
+
+def load_shipped() -> tuple[Parent, dict]:
+    """The parent that ships with sbrnn (see the module doc); an :class:`SbrnnError` when this
+    installation has none."""
+    directory = shipped_directory()
+    if not (directory / MANIFEST).is_file():
+        raise SbrnnError(
+            f"this sbrnn installation ships no parent ({directory} has no {MANIFEST}); fit one with "
+            "`sbrnn parent fit RECORDS --out DIR` and pass it as the model"
+        )
+    return load_parent(directory)

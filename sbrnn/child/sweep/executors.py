@@ -3,8 +3,8 @@
 A *job* is a tuple of configs trained on one worker, one record each (one config, or a
 population of compatible ones). An :class:`Executor` takes jobs and yields ``(job, records)``
 as each finishes, or ``(job, exception)`` when its worker could not return records (it died, or
-the cluster cancelled it): :class:`InProcess` (``--workers 1``), :class:`LocalProcesses` (joblib's
-loky, ``--workers N``) and :class:`DaskCluster` (``--scheduler`` / ``--local-cluster``).
+the cluster cancelled it): :class:`InProcess`, :class:`LocalProcesses` (joblib's loky) and
+:class:`DaskCluster` (a running scheduler, or a local cluster); :func:`make_executor` picks one.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class Executor(Protocol):
 
 
 class InProcess:
-    """Runs jobs one at a time in the coordinating process (``--workers 1``)."""
+    """Runs jobs one at a time in the coordinating process."""
 
     name = "in process"
 
@@ -157,7 +157,7 @@ class LocalProcesses:
 
     def __init__(self, workers: int, threads: int | None = 1, runner: JobRunner = run_job) -> None:
         if workers < 1:
-            raise SbrnnError(f"--workers {workers} is out of range; allowed: integers >= 1")
+            raise SbrnnError(f"workers = {workers} is out of range; allowed: integers >= 1")
         self.workers = workers
         self.threads = threads
         self.runner = runner
@@ -218,11 +218,11 @@ class DaskCluster:
     def __init__(self, address: str | None = None, local_workers: int | None = None,
                  threads: int | None = 1, runner: JobRunner = run_job) -> None:
         if (address is None) == (local_workers is None):
-            raise SbrnnError("give exactly one of --scheduler and --local-cluster")
+            raise SbrnnError("give exactly one of a scheduler address and a local cluster size")
         if local_workers is not None and local_workers < 1:
-            raise SbrnnError(f"--local-cluster {local_workers} is out of range; allowed: integers >= 1")
+            raise SbrnnError(f"local cluster size = {local_workers} is out of range; allowed: integers >= 1")
         if address is not None and not address.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
-            raise SbrnnError(f"--scheduler {address!r} is not an address; allowed: tcp://HOST:PORT")
+            raise SbrnnError(f"scheduler {address!r} is not an address; allowed: tcp://HOST:PORT")
         self.address = address
         self.local_workers = local_workers
         self.threads = threads
@@ -286,3 +286,27 @@ class DaskCluster:
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+
+
+def make_executor(workers: int = 1, threads: int = 1, population: int = 1, scheduler: str | None = None,
+                  local_cluster: int | None = None) -> Executor:
+    """The executor of a sweep: a Dask cluster (the scheduler at address ``scheduler``, or a local
+    cluster of ``local_cluster`` one-thread workers), ``workers`` local processes when more than
+    one, else this process. Each worker uses ``threads`` torch threads and trains up to
+    ``population`` compatible runs together (:func:`run_population_job`) or one at a time
+    (:func:`run_job`).
+
+    Raises :class:`SbrnnError` for a count below 1, or for more than one of several workers, a
+    scheduler and a local cluster.
+    """
+    for name, value in (("threads", threads), ("workers", workers), ("population", population)):
+        if value < 1:
+            raise SbrnnError(f"{name} = {value} is out of range; allowed: integers >= 1")
+    if sum([workers != 1, scheduler is not None, local_cluster is not None]) > 1:
+        raise SbrnnError("give only one of several workers, a scheduler address and a local cluster size")
+    runner = run_population_job if population > 1 else run_job
+    if scheduler is not None or local_cluster is not None:
+        return DaskCluster(scheduler, local_cluster, threads, runner=runner)
+    if workers > 1:
+        return LocalProcesses(workers, threads, runner=runner)
+    return InProcess(threads, runner=runner)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sbrnn.child import space as sampling
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import resolve
+from sbrnn.child.spec import Grid
 from sbrnn.datasets import registry
 from sbrnn.datasets.registry import get_info
 from sbrnn.errors import SbrnnError
@@ -62,9 +63,9 @@ def plan_sweep(
     an empty sweep.
     """
     if not tasks:
-        raise SbrnnError("give at least one --task")
+        raise SbrnnError("give at least one task")
     if not budgets:
-        raise SbrnnError("give at least one --budget")
+        raise SbrnnError("give at least one budget")
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 0:
         raise SbrnnError(f"runs = {runs!r} is out of range; allowed: integers >= 0")
     sampling.check_space(space)
@@ -102,12 +103,36 @@ def plan_sweep(
                 )
                 add(f"random {i}", config, info.n_in, info.n_out)
     if not planned:
-        raise SbrnnError("the sweep plans no runs; give --runs >= 1, --include-baselines or --balanced")
+        raise SbrnnError("the sweep plans no runs; give runs >= 1, or include the baselines or the balanced "
+                          "configuration")
     return list(planned.values())
 
 
-def describe_plan(plan: Sequence[PlannedRun], records: str | os.PathLike) -> list[dict]:
-    """One JSON-ready row per planned run: its label, config summary, ``h`` and recorded status."""
+@dataclass(frozen=True)
+class PlanRow:
+    """A planned run as a dry run lists it: label, run id, its config's summary, the hidden size and
+    densities it resolves to (None for the LSTM), and its recorded status (None: not recorded)."""
+
+    label: str
+    run_id: str
+    task: str
+    budget: float | None
+    arch: str
+    h: int
+    densities: Grid | None
+    hidden_proportion: float | None
+    lr: float
+    epochs: int
+    seed: int
+    recorded: str | None
+
+    def to_dict(self) -> dict:
+        """JSON-ready; the densities as nested lists."""
+        return {**asdict(self), "densities": [list(r) for r in self.densities] if self.densities else None}
+
+
+def describe_plan(plan: Sequence[PlannedRun], records: str | os.PathLike) -> list[PlanRow]:
+    """One :class:`PlanRow` per planned run, with its status in the records directory ``records``."""
     from sbrnn.child.sweep.coordinator import recorded_statuses
 
     done = recorded_statuses(records)
@@ -116,10 +141,10 @@ def describe_plan(plan: Sequence[PlannedRun], records: str | os.PathLike) -> lis
         config = p.config
         info = get_info(config.task)
         spec, h = resolve(config, info.n_in, info.n_out)
-        rows.append({
-            "label": p.label, "run_id": p.run_id, "task": config.task, "budget": config.budget,
-            "arch": config.arch, "h": h, "densities": [list(r) for r in spec.densities] if spec else None,
-            "hidden_proportion": spec.hidden_proportion if spec else None, "lr": config.lr,
-            "epochs": config.epochs, "seed": config.seed, "recorded": done.get(p.run_id),
-        })
+        rows.append(PlanRow(
+            label=p.label, run_id=p.run_id, task=config.task, budget=config.budget, arch=config.arch, h=h,
+            densities=spec.densities if spec else None,
+            hidden_proportion=spec.hidden_proportion if spec else None, lr=config.lr, epochs=config.epochs,
+            seed=config.seed, recorded=done.get(p.run_id),
+        ))
     return rows

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sbrnn.child.spec import reference_budget
 from sbrnn.child.sweep.plan import PlannedRun, plan_sweep
 from sbrnn.datasets.registry import get_info
 from sbrnn.errors import SbrnnError
@@ -57,11 +58,6 @@ def round_significant(value: float, digits: int = 2) -> float:
         raise SbrnnError(f"budget {value:g} is out of range; allowed: > 0")
     scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
     return round(value * scale) / scale
-
-
-def reference_budget(n_x: int, n_y: int, min_budget: float = 1000) -> float:
-    """``max(min_budget, n_y (n_x + n_y))``: the dense y row's weights, or the floor."""
-    return max(float(min_budget), float(n_y * (n_x + n_y)))
 
 
 def task_budgets(n_x: int, n_y: int, factors, min_budget: float = 1000) -> list[float]:

@@ -1,0 +1,92 @@
+"""The ``sbrnn`` command line: each command parses its options, calls the library, renders the result.
+
+One module per command group (:mod:`.child`, :mod:`.parent`, :mod:`.datasets`, :mod:`.records`);
+shared options and their checks in :mod:`.options`, progress bars in :mod:`.progress`, every
+table and JSON document in :mod:`.render`. Importing this package imports no torch: commands
+import the library they call when they run.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from sbrnn import __version__
+from sbrnn.cli import child, datasets, parent, records
+from sbrnn.errors import SbrnnError
+
+
+def _click_class(name: str) -> type[Exception]:
+    """Click's exception class ``name`` as Typer raises it (Typer may vendor its own click)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+_ClickException = _click_class("ClickException")
+_UsageError = _click_class("UsageError")
+
+
+class _OneLineErrors(TyperGroup):
+    """Bad input of any kind ends in one line on stderr and exit status 2, never a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _ClickException as exc:
+            message = " ".join(exc.format_message().split())
+            if message:  # empty after a group printed its own help
+                typer.echo(f"error: {message}", err=True)
+            sys.exit(2 if isinstance(exc, _UsageError) else exc.exit_code)
+        except SbrnnError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(130)
+        code = rv if isinstance(rv, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def invoke(self, ctx):
+        """Ctrl-C in a command that does not report it itself: one line, exit status 130."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    help="Sparse block RNNs: plan, train and sweep children; fit parents that recommend them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(child.app, name="child")
+app.add_typer(parent.app, name="parent")
+app.add_typer(datasets.app, name="datasets")
+app.add_typer(records.app, name="records")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sbrnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Sparse block RNNs: plan, train and sweep children; fit parents that recommend them."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

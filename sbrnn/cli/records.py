@@ -1,0 +1,95 @@
+"""``sbrnn records``: summarise, compact, export and plot a records directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sbrnn.cli.options import JsonOpt, RecordsArg, warnings_as_lines
+from sbrnn.cli.render import Column, number, print_json, print_lines, render
+from sbrnn.errors import SbrnnError
+from sbrnn.vocabulary import STATUSES
+
+app = typer.Typer(help="Summarise, export and plot run records.", no_args_is_help=True)
+
+COUNT_COLUMNS = (Column("task"), *(number(status) for status in STATUSES), number("total"))
+
+
+@app.command("summary")
+def summary(directory: RecordsArg, json_out: JsonOpt = False) -> None:
+    """Counts by task and status; mean minimum validation loss by hidden-proportion and
+    model-density bin per task (the paper's Tables III and IV), with run counts per bin."""
+    from sbrnn import records_report
+
+    with warnings_as_lines():
+        result = records_report.summary(records_report.load_frame(directory))
+    if json_out:
+        print_json(result)
+        return
+    render(result.counts, COUNT_COLUMNS, title=f"{result.runs} runs in {directory}")
+    columns = [Column("view", ""), *(number(label, fmt=".3f") for label in records_report.BIN_LABELS)]
+    for task, views in result.bins.items():
+        rows = []
+        for column, name in records_report.BINNED.items():
+            bins = views[column]
+            rows.append({"view": name, **{b.bin: b.mean_min_val_loss for b in bins}})
+            rows.append({"view": "  runs (diverged)", **{b.bin: f"{b.runs} ({b.diverged})" for b in bins}})
+        title = f"{task}: mean minimum validation loss by bin (ok runs; diverged runs apart)"
+        render(rows, columns, title=title)
+
+
+@app.command("compact")
+def compact(directory: RecordsArg, json_out: JsonOpt = False) -> None:
+    """Merge a records directory's shards into one Parquet file per task, atomically (nothing is
+    removed before the file holding it is written); readers and resume see the same runs."""
+    from sbrnn.records import compact as compact_records
+
+    if not directory.is_dir():
+        raise SbrnnError(f"records directory {str(directory)!r} is not a directory")
+    with warnings_as_lines():
+        done = compact_records(directory)
+    if json_out:
+        print_json(done)
+        return
+    files = ", ".join(done.written) or "-"
+    print_lines(f"{done.runs} runs in {len(done.written)} compacted files ({files}); "
+                f"{done.files_read} files read, {done.files_removed} merged and removed")
+
+
+@app.command("export")
+def export(
+    directory: RecordsArg,
+    csv: Annotated[
+        Path | None, typer.Option("--csv", help="Write one CSV file (curves as JSON lists).")
+    ] = None,
+    parquet: Annotated[Path | None, typer.Option("--parquet", help="Write one Parquet file.")] = None,
+) -> None:
+    """Write every readable record into one CSV and/or one Parquet file."""
+    from sbrnn import records_report
+
+    if csv is None and parquet is None:
+        raise SbrnnError("give --csv FILE or --parquet FILE (or both)")
+    for flag, path, suffix in (("--csv", csv, ".csv"), ("--parquet", parquet, ".parquet")):
+        if path is not None and path.suffix.lower() != suffix:
+            raise SbrnnError(f"{flag} {str(path)!r} must end in {suffix}")
+    with warnings_as_lines():
+        for path in (p for p in (csv, parquet) if p is not None):
+            print_lines(f"{records_report.export(directory, path)} records written to {path}")
+
+
+@app.command("plot")
+def plot(
+    directory: RecordsArg,
+    out: Annotated[Path, typer.Option(help="Directory for the PNG files.")],
+) -> None:
+    """PNGs per task: Fig. 6 (validation curves by hidden proportion), Fig. 8 (minimum validation
+    loss vs hidden proportion and model density), Fig. 7b/9b (vs the largest block's density)."""
+    from sbrnn import records_report
+
+    with warnings_as_lines():
+        frame = records_report.load_frame(directory)
+    if frame.empty:
+        raise SbrnnError(f"records directory {str(directory)!r} holds no readable records")
+    print_lines(*(str(path) for path in records_report.plot(frame, out)))
