@@ -185,7 +185,8 @@ def ranking_scores(parent: Parent, kind: str, test: TrainingData) -> np.ndarray:
     return pred.p_converge * minimum + (1.0 - pred.p_converge) * minimum.max()
 
 
-def _fit_one(data: TrainingData, kind: str, trees, members, seed, n_jobs) -> Parent:
+def fit_kind(data: TrainingData, kind: str, trees, members, seed, n_jobs) -> Parent:
+    """A parent of one ``kind`` fitted on ``data`` (no evaluation, no provenance)."""
     return fit_parent(
         data.X,
         data.Y,
@@ -261,7 +262,7 @@ def cross_validate(
             "by_group": [g.to_dict() for g in groups],
         }
         out["band"][kind] = band_calibration(residuals)
-    hp = _hidden_proportion_ranker(trees, seed, n_jobs)
+    hp = hidden_proportion_ranker(trees, seed, n_jobs)
     groups = loto.leave_one_task_out(data, hp, is_random)
     out["leave_one_task_out"]["hidden_proportion"] = {
         **loto.summarise(groups),
@@ -306,7 +307,7 @@ def _ranker(kind: str, residuals: list, trees, members, seed, n_jobs) -> loto.Fi
     spread)`` of the log minimum to ``residuals`` (for :func:`band_calibration`)."""
 
     def fit_predict(train: TrainingData, test: TrainingData) -> np.ndarray:
-        parent = _fit_one(train, kind, trees, members, seed, n_jobs)
+        parent = fit_kind(train, kind, trees, members, seed, n_jobs)
         pred = parent.predict(test.X, kind)
         ok = test.converged
         residuals.append((np.abs(test.Y[ok, -1] - pred.log_min[ok]), pred.log_min_std[ok]))
@@ -315,7 +316,7 @@ def _ranker(kind: str, residuals: list, trees, members, seed, n_jobs) -> loto.Fi
     return fit_predict
 
 
-def _hidden_proportion_ranker(trees, seed, n_jobs):
+def hidden_proportion_ranker(trees, seed, n_jobs):
     """The one-feature baseline as a ranker: a forest on the hidden proportion alone."""
 
     def fit_predict(train: TrainingData, test: TrainingData) -> np.ndarray:

@@ -1,0 +1,255 @@
+"""Does the parent's recommendation beat random search and Optuna on tasks it never saw?
+
+Two parts, both leave-one-task-out over a meta-dataset (default ``data/zoo-v1``):
+
+**Offline.** For each held-out task the parent is fitted on every other task and ranks that task's
+own recorded runs, per budget (:mod:`sbrnn.parent.loto`): normalised regret@k (k = 1, 3, 10) beside
+the exact expectation for k random picks, the top-1's percentile among the task's random draws,
+within-task Spearman and random-equivalent trials; for each model kind and the hidden proportion
+alone.
+
+**Closed loop** (``--closed-loop TASK,...``). For each of those held-out tasks, at its middle
+budget: the parent fitted without it recommends, for each of ``--seeds`` candidate seeds, its
+top 3, which are trained for real (the task's sweep settings: task options, epochs, patience, and
+training seed 0, so the data are those of the recorded random draws); and Optuna's TPE sampler
+(``sbrnn child tune``'s objective, same space as the sweep's draws, with the sampler seed) gets 10
+trials. Every run is an sbrnn record in ``--runs`` (rerunning resumes). Reported: the percentile of
+the top-1 and of the best of the top 3 among the task's random draws, beside the a-priori balanced
+configuration and the dense, uniform-0.2 and LSTM baselines of the sweep, and whether the top-1
+beat TPE's best of 10 trials.
+
+    python benchmarks/meta_loto.py --quick                      # offline, xgb, a few minutes
+    python benchmarks/meta_loto.py --kinds xgb,rf,mlp --json > loto.json
+    python benchmarks/meta_loto.py --closed-loop rad20,seq-digits --runs runs/closed-loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from sbrnn.parent import loto
+from sbrnn.parent.evaluate import fit_kind, is_random_draw, ranking_scores
+from sbrnn.parent.features import TaskContext, records_in, task_contexts, training_data, typical_traits
+
+PLAN = Path(__file__).resolve().parent.parent / "sweeps" / "zoo-v1.toml"
+
+
+def offline(records, kinds, trees, members, tasks=None) -> dict:
+    """Leave-one-task-out ranking of the recorded runs, per kind and for the hidden proportion alone."""
+    data = training_data(records)
+    random = is_random_draw(records, data)
+    out = {}
+    for kind in kinds:
+        started = time.perf_counter()
+
+        def fit_predict(train, test, kind=kind):
+            return ranking_scores(fit_kind(train, kind, trees, members, 0, 1), kind, test)
+
+        groups = loto.leave_one_task_out(data, fit_predict, random, tasks=tasks)
+        out[kind] = {
+            **loto.summarise(groups),
+            "seconds": round(time.perf_counter() - started, 1),
+            "by_group": [g.to_dict() for g in groups],
+        }
+    from sbrnn.parent.evaluate import hidden_proportion_ranker
+
+    groups = loto.leave_one_task_out(data, hidden_proportion_ranker(trees, 0, 1), random, tasks=tasks)
+    out["hidden_proportion"] = {**loto.summarise(groups), "by_group": [g.to_dict() for g in groups]}
+    return out
+
+
+def _plan_entry(task: str):
+    from sbrnn.child.sweep.plan_file import load_plan
+
+    for entry in load_plan(PLAN).tasks:
+        if entry.name == task:
+            return entry
+    raise SystemExit(f"task {task!r} is not in {PLAN}")
+
+
+def _percentile(value: float, drawn: list[float]) -> float:
+    return float(np.mean([value < d for d in drawn])) if drawn else float("nan")
+
+
+def closed_loop(records, task: str, seeds: int, runs_dir: Path, trees, members, tpe_trials: int) -> dict:
+    """Train the parent's top-3 (per candidate seed) and TPE's trials for ``task`` at its middle budget."""
+    from sbrnn.child.config import RunConfig
+    from sbrnn.child.train import train_run
+    from sbrnn.datasets.summary import build_checked
+    from sbrnn.parent.recommend import recommend
+    from sbrnn.records import read_records, write_record
+
+    entry = _plan_entry(task)
+    budget = sorted(entry.budgets)[len(entry.budgets) // 2]
+    held = [r for r in records if r.task != task]
+    mine = [r for r in records if r.task == task and r.budget == budget]
+    drawn = [
+        r.min_val_loss if r.status == "ok" else float("inf")
+        for r in mine
+        if (r.label or "").startswith("random")
+    ]
+    by_label = {r.label: r.min_val_loss for r in mine if r.status == "ok"}
+    data = training_data(held)
+    contexts = task_contexts(held)
+    budgets: dict[str, set] = {}
+    for r in held:
+        budgets.setdefault(r.task, set()).add(float(r.budget or 0))
+    parent = fit_kind(data, "xgb", trees, members, 0, 1)
+    parent.tasks, parent.typical = contexts, typical_traits(contexts)
+    parent.budgets = {t: tuple(sorted(b)) for t, b in budgets.items()}
+    built = build_checked(task, 0, entry.options)
+    context = TaskContext.of_task(built)
+    done = {r.run_id: r for r in read_records(runs_dir)} if runs_dir.is_dir() else {}
+    rows = []
+    for seed in range(seeds):
+        result = recommend(parent, context, budget, top=3, seed=seed, task_name=task)
+        losses = []
+        for scored in result.top:
+            fields = dict(arch=scored.arch, budget=budget, lr=scored.lr)
+            if scored.arch == "sbrnn":
+                fields.update(densities=scored.densities, means=scored.means, stds=scored.stds)
+            config = RunConfig(
+                task=task,
+                task_options=entry.options,
+                epochs=entry.epochs,
+                patience=entry.patience,
+                batch_size=entry.batch_size,
+                seed=0,
+                **fields,
+            )
+            record = done.get(config.run_id())
+            if record is None:
+                record = train_run(config, built, threads=1)
+                record.origin, record.label = "config", f"loto {task} seed {seed} rank {scored.rank}"
+                write_record(record, runs_dir)
+            losses.append(record.min_val_loss if record.status == "ok" else float("inf"))
+        rows.append(
+            {
+                "seed": seed,
+                "mode": result.mode,
+                "top1": losses[0],
+                "best_of_3": min(losses),
+                "top1_percentile": _percentile(losses[0], drawn),
+                "top3_percentile": _percentile(min(losses), drawn),
+            }
+        )
+    tpe = _tpe(task, entry, budget, seeds, tpe_trials, runs_dir)
+    reference = {
+        name: _percentile(by_label[name], drawn)
+        for name in ("balanced", "dense", "uniform", "lstm")
+        if by_label.get(name) is not None
+    }
+    return {
+        "task": task,
+        "budget": budget,
+        "random_draws": len(drawn),
+        "seeds": rows,
+        "reference": reference,
+        "tpe_best_of_10": tpe,
+        "top1_beats_tpe": [r["top1"] < t for r, t in zip(rows, tpe)] if tpe else None,
+    }
+
+
+def _tpe(task, entry, budget, seeds, trials, runs_dir) -> list[float] | None:
+    """TPE's best minimum validation loss after ``trials`` trials, per sampler seed (None without optuna)."""
+    try:
+        from sbrnn.child import tune
+    except ImportError:  # the tune module needs the optional extra
+        return None
+    best = []
+    for seed in range(seeds):
+        summary = tune.run_study(
+            task=task,
+            task_options=entry.options,
+            budget=budget,
+            trials=trials,
+            epochs=entry.epochs,
+            patience=entry.patience,
+            records=runs_dir,
+            study=f"loto-{task}-tpe-{seed}",
+            storage=f"sqlite:///{runs_dir / 'tpe.db'}",
+            warm_start=0,
+            pruner="none",
+            space="paper",
+            seed=seed,
+        )
+        best.append(summary.best_value)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=Path, default=Path("data/zoo-v1"))
+    parser.add_argument("--kinds", default="xgb", help="comma-separated parent kinds (rf, xgb, mlp)")
+    parser.add_argument("--tasks", default=None, help="held-out tasks of the offline part (default all)")
+    parser.add_argument("--trees", type=int, default=None)
+    parser.add_argument("--members", type=int, default=3)
+    parser.add_argument("--closed-loop", default="", help="comma-separated held-out tasks to train for real")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--tpe-trials", type=int, default=10)
+    parser.add_argument("--runs", type=Path, default=Path("runs/closed-loop"))
+    parser.add_argument("--quick", action="store_true", help="xgb with 100 rounds, offline only")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
+    records = records_in(args.records)
+    kinds = ["xgb"] if args.quick else args.kinds.split(",")
+    trees = 100 if args.quick and args.trees is None else args.trees
+    tasks = args.tasks.split(",") if args.tasks else None
+    started = time.perf_counter()
+    result = {
+        "records": str(args.records),
+        "runs": len(records),
+        "offline": offline(records, kinds, trees, args.members, tasks),
+    }
+    if args.closed_loop:
+        result["closed_loop"] = [
+            closed_loop(records, task, args.seeds, args.runs, trees, args.members, args.tpe_trials)
+            for task in args.closed_loop.split(",")
+        ]
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    if args.json:
+        print(json.dumps(result, indent=1, default=float))
+        return 0
+    print(f"leave one task out over {result['runs']} runs of {args.records} ({result['seconds']} s)")
+    print(
+        f"{'model':18s} {'groups':>6s} {'regret@1':>9s} {'random':>7s} {'regret@3':>9s} {'random':>7s} "
+        f"{'regret@10':>9s} {'top-1 pct':>9s} {'rho':>6s} {'rand-eq':>7s}"
+    )
+    for name, s in result["offline"].items():
+        print(
+            f"{name:18s} {s['groups']:6d} {s['median_regret']['1']:9.3f} "
+            f"{s['median_random_regret']['1']:7.3f} "
+            f"{s['median_regret']['3']:9.3f} {s['median_random_regret']['3']:7.3f} "
+            f"{s['median_regret']['10']:9.3f} {s['median_percentile']:9.2f} {s['median_spearman']:6.3f} "
+            f"{s['median_random_equivalent']:7.1f}"
+        )
+    best = result["offline"][kinds[0]]["per_task"]
+    print(f"per held-out task ({kinds[0]}): regret@1, top-1 percentile, Spearman")
+    for task, s in best.items():
+        print(
+            f"  {task:36s} {s['regret@1']:.3f}  {s['percentile'] or float('nan'):.2f}  "
+            f"{s['spearman'] if s['spearman'] is not None else float('nan'):.3f}"
+        )
+    for row in result.get("closed_loop", []):
+        pct = statistics.median(r["top1_percentile"] for r in row["seeds"])
+        pct3 = statistics.median(r["top3_percentile"] for r in row["seeds"])
+        print(
+            f"closed loop {row['task']} at {row['budget']:,.0f}: top-1 percentile {pct:.2f}, best of top 3 "
+            f"{pct3:.2f} among {row['random_draws']} random draws; a-priori and baselines "
+            f"{ {k: round(v, 2) for k, v in row['reference'].items()} }; top-1 beats TPE@10: "
+            f"{row['top1_beats_tpe']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
