@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
-from sbrnn import console
 from sbrnn.child import spec as weight_space
+from sbrnn.cli import console
 from sbrnn.errors import SbrnnError
 
 InOpt = Annotated[int, typer.Option("--in", help="Input size |x| of the task.")]

@@ -1,6 +1,6 @@
 """Progress drawn on stderr: the callbacks that library calls report their work to, as rich bars.
 
-All of them draw on the one shared stderr console (:mod:`sbrnn.console`), so a builder's bar can
+All of them draw on the one shared stderr console (:mod:`sbrnn.cli.console`), so a builder's bar can
 live inside a command's status line.
 """
 
@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from sbrnn.console import stderr
+from sbrnn.cli.console import stderr
 
 
 def _bar(description: str, total: int) -> tuple[Progress, int]:

@@ -6,9 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-LOSS_KINDS = ("cross_entropy", "mse")
-"""``cross_entropy``: one class label per sequence, scored on ``y`` after the last step.
-``mse``: a target vector at every step, scored per scalar at every step."""
+from sbrnn.vocabulary import LOSS_KINDS
 
 
 @dataclass(frozen=True)
