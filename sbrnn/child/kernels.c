@@ -4,7 +4,9 @@
    input in a tile-major layout (TILE inputs of every column contiguous). Recurrence
    (recurrence.py): the per-step products [B, R] x [R, R] of the recurrence with the activation and
    its derivative fused, all steps in one call. AVX2/FMA where the compiler targets them, plain
-   loops elsewhere; OpenMP over the caller's thread count. */
+   loops elsewhere; OpenMP over the caller's thread count. Every kernel trusts its arguments: the
+   torch ops of kernels.py check dtypes, sizes, contiguity and index ranges before calling one, and
+   read the layout constants (TILE, NR) from sbrnn_tile and sbrnn_block_columns. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -199,16 +201,15 @@ void sbrnn_spmm(const int64_t* restrict indptr, const int32_t* restrict cols, co
   }
 }
 
-/* grad[dst[j]] = sum_n g[n, rows[j]] * x[n, c] for the kept entries j of each column c, from the tiles
-   of g ([R] per tile) and x ([C] per tile); dst[j] is the entry's position in the dense [R, C] gradient,
-   whose other entries the caller zeroes. Threads take tiles, each summing into its nnz floats of
-   partial (nt * nnz; each thread that runs zeroes its own slice, and only the
-   slices of the threads OpenMP granted are summed). A column's entries go 8 (then 4) at a time, their dot products
-   reduced together. */
+/* grad[dst[j]] = sum_n g[n, rows[j]] * x[n, c] for the kept entries j of each column c, from the
+   `tiles` tiles of g ([R] per tile) and x ([C] per tile; zero past the last row n); dst[j] is the
+   entry's position in the dense [R, C] gradient, whose other entries the caller zeroes. Threads take
+   tiles, each summing into its nnz floats of partial (nt * nnz; each thread that runs zeroes its own
+   slice, and only the slices of the threads OpenMP granted are summed). A column's entries go 8
+   (then 4) at a time, their dot products reduced together. */
 void sbrnn_sddmm(const int64_t* restrict colptr, const int32_t* restrict rows, const int64_t* restrict dst,
-                 int64_t C, const float* restrict gt, int64_t R, const float* restrict xt, int64_t N,
+                 int64_t C, const float* restrict gt, int64_t R, const float* restrict xt, int64_t tiles,
                  int64_t nnz, float* restrict grad, float* restrict partial, int nt) {
-  const int64_t tiles = (N + TILE - 1) / TILE;
   if (nt > tiles) nt = (int)tiles;
   if (nt < 1) nt = 1;
   int ran = 1; /* threads OpenMP granted (OMP_THREAD_LIMIT, OMP_DYNAMIC, nesting may give fewer than nt) */
@@ -279,6 +280,11 @@ void sbrnn_sddmm(const int64_t* restrict colptr, const int32_t* restrict rows, c
 
 #define MR 4  /* rows of a product block */
 #define NR 24 /* columns of a product block (3 vectors of 8) */
+
+/* The layout constants, read by kernels.py (stated here only): rows of a tile of the tile-major
+   layout, and the columns the recurrence's maps are padded to a multiple of. */
+int64_t sbrnn_tile(void) { return TILE; }
+int64_t sbrnn_block_columns(void) { return NR; }
 
 /* acc[i][0 .. NR) = sum_k a[i, k] b[k, n0 + ..] for the MR rows a + i*lda (row i clamped to rows - 1);
    b is [K, ldb] with ldb >= n0 + NR (zero columns past the matrix). */

@@ -11,8 +11,12 @@ and the activation's derivative), then forms the gradient of ``W_s`` over all st
 ``dW_s = sum_{t >= 1} da_t^T s_{t-1}``. Same results as autograd, within fp32 rounding.
 
 Two forms: :class:`BlockRecurrence` multiplies the masked ``W_s`` densely (any device, a stack of
-maps too; one fp32 map on the CPU in compiled loops); :class:`SparseBlockRecurrence` multiplies
-over its kept entries only, with the sparse x path's CPU kernels (:mod:`sbrnn.child.sparse_ops`).
+maps too; fp32 on the CPU in compiled loops, the ops ``sbrnn::recurrence_forward`` and
+``sbrnn::recurrence_backward`` of :mod:`sbrnn.child.kernels`); :class:`SparseBlockRecurrence`
+multiplies over its kept entries only, with the sparse x path's CPU kernels
+(:mod:`sbrnn.child.sparse_ops`), its loops the ops ``sbrnn::sparse_recurrence_forward`` and
+``sbrnn::sparse_recurrence_backward`` defined here (one op call per direction, the kernel called
+directly at each step).
 """
 
 from __future__ import annotations
@@ -20,12 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch import Tensor
 
-from sbrnn.child import sparse_ops
-from sbrnn.child.kernels import library
-
-_ACT = {"relu": 0, "tanh": 1}
-"""The activation codes of kernels.c."""
+from sbrnn.child import kernels, sparse_ops
 
 Product = Callable[[int, torch.Tensor, torch.Tensor], None]
 """``product(t, s, out)``: writes ``p_t + s W_s^T`` (forward) or ``s W_s`` (backward, ``p``
@@ -58,9 +59,9 @@ def _backward_loop(states: torch.Tensor, grad_y: torch.Tensor, h: int, activatio
     steps, h_part = states.shape[0] - 1, (..., slice(None, h))
     slope = torch.ones_like(states[1:])  # act'(a_t) for all steps at once; 1 on the y part
     if activation == "relu":  # s >= 0 after relu: its sign is 1 where a_t > 0, else 0
-        torch.sign(states[1:][h_part], out=slope[h_part])
+        slope[h_part] = torch.sign(states[1:][h_part])
     else:
-        torch.addcmul(slope[h_part], states[1:][h_part], states[1:][h_part], value=-1.0, out=slope[h_part])
+        slope[h_part].addcmul_(states[1:][h_part], states[1:][h_part], value=-1.0)
     grad_a = torch.zeros_like(states[1:])  # starts as dy_t on the y part, then += ds_t * act'
     grad_a[..., h:] = torch.movedim(grad_y, -2, 0)
     grad_s = torch.empty_like(states[0])  # gradient reaching s_t from step t + 1
@@ -72,26 +73,13 @@ def _backward_loop(states: torch.Tensor, grad_y: torch.Tensor, h: int, activatio
     return grad_a
 
 
-_BLOCK_COLUMNS = 24
-"""Columns of a product block in kernels.c (``NR``): the compiled loops read ``W_s`` padded to a
-multiple of it."""
-
-
-def _compiled(projected: torch.Tensor, weight_s: torch.Tensor):
-    """The compiled kernels when they apply (CPU, fp32), else None."""
+def _compiled(projected: torch.Tensor, weight_s: torch.Tensor) -> bool:
+    """Whether the compiled kernels apply (CPU, fp32, kernels built)."""
     if projected.device.type != "cpu":
-        return None
+        return False
     if projected.dtype != torch.float32 or weight_s.dtype != torch.float32:
-        return None
-    return library()
-
-
-def _padded(weight: torch.Tensor) -> torch.Tensor:
-    """``weight [K, R, R]`` with zero columns up to a multiple of :data:`_BLOCK_COLUMNS`, contiguous."""
-    size = weight.shape[-1]
-    out = weight.new_zeros(*weight.shape[:-1], -(-size // _BLOCK_COLUMNS) * _BLOCK_COLUMNS)
-    out[..., :size] = weight
-    return out
+        return False
+    return kernels.available()
 
 
 class BlockRecurrence(torch.autograd.Function):
@@ -105,16 +93,13 @@ class BlockRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, projected: torch.Tensor, weight_s: torch.Tensor, h: int, activation: str):
-        lib = _compiled(projected, weight_s)
-        if lib is not None:
+        compiled = _compiled(projected, weight_s)
+        if compiled:
             stack = projected.contiguous().reshape(-1, *projected.shape[-3:])  # [K, B, T, R]
-            maps, batch, steps, size = stack.shape
-            states = projected.new_empty(steps + 1, *projected.shape[:-2], size)
-            weight_t = _padded(weight_s.detach().transpose(-1, -2))
-            lib.sbrnn_recurrence_forward(
-                stack.data_ptr(), weight_t.data_ptr(), weight_t.shape[-1], maps, batch, steps, size, h,
-                _ACT[activation], states.data_ptr(), torch.get_num_threads(),
-            )
+            size = stack.shape[-1]
+            maps = weight_s.detach().reshape(-1, size, size)  # [K, R, R]
+            states = kernels.recurrence_forward(stack, maps, h, activation)
+            states = states.reshape(states.shape[0], *projected.shape[:-2], size)  # [T + 1, (K,) B, R]
         else:
             weight_t = weight_s.transpose(-1, -2)
             batched = torch.addmm if weight_s.dim() == 2 else torch.baddbmm
@@ -124,7 +109,7 @@ class BlockRecurrence(torch.autograd.Function):
 
             states = _forward_loop(projected, h, activation, product)
         ctx.save_for_backward(states, weight_s)
-        ctx.h, ctx.activation, ctx.compiled = h, activation, lib is not None
+        ctx.h, ctx.activation, ctx.compiled = h, activation, compiled
         return torch.movedim(states[1:, ..., h:], 0, -2)
 
     @staticmethod
@@ -133,14 +118,11 @@ class BlockRecurrence(torch.autograd.Function):
         size = states.shape[-1]
         if ctx.compiled:
             steps, batch = states.shape[0] - 1, states.shape[-2]
-            maps = weight_s.shape[0] if weight_s.dim() == 3 else 1
-            grad_a = torch.empty_like(states[1:])
-            weight = _padded(weight_s.detach())
-            grad_y = grad_y.float().contiguous()
-            library().sbrnn_recurrence_backward(
-                states.data_ptr(), grad_y.data_ptr(), weight.data_ptr(), weight.shape[-1], maps, batch, steps,
-                size, ctx.h, _ACT[ctx.activation], grad_a.data_ptr(), torch.get_num_threads(),
-            )
+            grad_y = grad_y.float().contiguous().reshape(-1, batch, steps, size - ctx.h)  # [K, B, T, n_y]
+            stack = states.reshape(steps + 1, -1, batch, size)  # [T + 1, K, B, R]
+            maps = weight_s.detach().reshape(-1, size, size)  # [K, R, R]
+            grad_a = kernels.recurrence_backward(stack, grad_y, maps, ctx.h, ctx.activation)
+            grad_a = grad_a.reshape(states[1:].shape)  # [T, (K,) B, R]
         else:
             grad_a = _backward_loop(states, grad_y, ctx.h, ctx.activation,
                                     lambda t, g, out: torch.matmul(g, weight_s, out=out))
@@ -160,17 +142,102 @@ def block_recurrence(projected: torch.Tensor, weight_s: torch.Tensor, h: int, ac
     return BlockRecurrence.apply(projected, weight_s, h, activation)
 
 
-def _sparse_product(pattern: sparse_ops.SparsePattern, values: torch.Tensor, batch: int) -> Product:
-    """``out = s M^T`` over the kept entries of the ``[R, R]`` map ``M`` (``pattern``, ``values``
-    in its CSR order) for ``s [B, R]``, with the x path's product kernel (a scratch tile buffer)."""
-    size = pattern.shape[0]
-    no_bias = values.new_zeros(size)
-    tiles = values.new_empty(-(-batch // sparse_ops.TILE), size, sparse_ops.TILE)
+def _check_sparse(op: str, name: str, states: Tensor, h: int, activation: str) -> tuple[int, int, int]:
+    """The sizes of ``states`` (``projected [B, T, R]`` or ``states [T + 1, B, R]``), after
+    checking it (3-D fp32 contiguous) with ``h`` and ``activation``."""
+    kernels.check_tensor(op, name, states, torch.float32, 3)
+    kernels.check_activation(op, h, states.shape[2], activation)
+    return tuple(states.shape)
 
-    def product(t, s, out):
-        sparse_ops.product_into(s, values, pattern, no_bias, tiles, out)
 
-    return product
+def _check_rows(op: str, name: str, indptr: Tensor, size: int) -> None:
+    """The row pointers of an ``[R, R]`` map (``indptr``, named ``name``), checked against ``R = size``
+    (:class:`~sbrnn.child.kernels.SparseProduct` or :func:`~sbrnn.child.kernels.check_pattern` the rest)."""
+    kernels.check_tensor(op, name, indptr, torch.int64, 1)
+    kernels.check_shape(op, name, indptr, (size + 1,), "R + 1, R of the states")
+
+
+@torch.library.custom_op("sbrnn::sparse_recurrence_forward", mutates_args=())
+def sparse_recurrence_forward(projected: Tensor, indptr: Tensor, cols: Tensor, values: Tensor, h: int,
+                              activation: str) -> Tensor:
+    """The states of the recurrence over the kept entries of ``W_s``: per step the sparse x path's
+    product kernel (:class:`~sbrnn.child.kernels.SparseProduct`) forms ``s_{t-1} W_s^T``, then
+    ``p_t`` is added and the activation applied on the first ``h`` columns.
+
+    Args:
+        projected: ``[B, T, R]`` fp32 contiguous, the projected inputs ``p``.
+        indptr, cols, values: ``W_s``'s kept entries in CSR order (``[R + 1]`` int64, ``[nnz]``
+            int32, ``[nnz]`` fp32), as :func:`sbrnn.child.kernels.spmm` takes them.
+        h: the columns ``act`` applies to, ``0 <= h <= R``.
+        activation: ``relu`` or ``tanh``.
+
+    Returns:
+        ``states [T + 1, B, R]`` fp32 with ``states[t + 1] = s_t`` and ``states[0] = 0``.
+    """
+    op = "sbrnn::sparse_recurrence_forward"
+    batch, _, size = _check_sparse(op, "projected", projected, h, activation)
+    _check_rows(op, "indptr", indptr, size)
+    kernels.check_cpu(op, projected=projected)
+    product = kernels.SparseProduct(op, indptr, cols, values, projected.new_zeros(size), batch, size)
+
+    def step(t, s, out):
+        product(s, out)
+        out += projected[:, t]
+
+    return _forward_loop(projected, h, activation, step)
+
+
+@sparse_recurrence_forward.register_fake
+def _(projected: Tensor, indptr: Tensor, cols: Tensor, values: Tensor, h: int, activation: str) -> Tensor:
+    op = "sbrnn::sparse_recurrence_forward"
+    batch, steps, size = _check_sparse(op, "projected", projected, h, activation)
+    _check_rows(op, "indptr", indptr, size)
+    kernels.check_pattern(op, indptr, cols, values, projected.new_empty(size))
+    return projected.new_empty(steps + 1, batch, size)
+
+
+def _check_backward_sparse(states: Tensor, grad_y: Tensor, h: int, activation: str) -> tuple[int, int, int]:
+    """``(T, B, R)`` of :func:`sparse_recurrence_backward`'s arguments, after checking them."""
+    op = "sbrnn::sparse_recurrence_backward"
+    steps, batch, size = _check_sparse(op, "states", states, h, activation)
+    if steps < 1:
+        raise ValueError(f"{op}: states must hold T + 1 >= 1 steps, got shape {tuple(states.shape)}")
+    kernels.check_tensor(op, "grad_y", grad_y, torch.float32, 3)
+    kernels.check_shape(op, "grad_y", grad_y, (batch, steps - 1, size - h), "B, T, R - h of states")
+    return steps - 1, batch, size
+
+
+@torch.library.custom_op("sbrnn::sparse_recurrence_backward", mutates_args=())
+def sparse_recurrence_backward(states: Tensor, grad_y: Tensor, indptr_t: Tensor, cols_t: Tensor,
+                               values_t: Tensor, h: int, activation: str) -> Tensor:
+    """The gradients ``da_t`` of the pre-activations of :func:`sparse_recurrence_forward`, with
+    ``ds_{t-1} = da_t W_s`` per step over the kept entries of ``W_s^T``.
+
+    Args:
+        states: ``[T + 1, B, R]`` fp32 contiguous, as the forward returned them.
+        grad_y: ``[B, T, R - h]`` fp32 contiguous, the gradient of the outputs ``y_t = a_t[h:]``.
+        indptr_t, cols_t, values_t: ``W_s^T``'s kept entries in CSR order (the transposed pattern).
+        h, activation: as in the forward.
+
+    Returns:
+        ``grad_a [T, B, R]`` fp32.
+    """
+    op = "sbrnn::sparse_recurrence_backward"
+    steps, batch, size = _check_backward_sparse(states, grad_y, h, activation)
+    _check_rows(op, "indptr_t", indptr_t, size)
+    kernels.check_cpu(op, states=states, grad_y=grad_y)
+    product = kernels.SparseProduct(op, indptr_t, cols_t, values_t, states.new_zeros(size), batch, size)
+    return _backward_loop(states, grad_y, h, activation, lambda t, g, out: product(g, out))
+
+
+@sparse_recurrence_backward.register_fake
+def _(states: Tensor, grad_y: Tensor, indptr_t: Tensor, cols_t: Tensor, values_t: Tensor, h: int,
+      activation: str) -> Tensor:
+    op = "sbrnn::sparse_recurrence_backward"
+    steps, batch, size = _check_backward_sparse(states, grad_y, h, activation)
+    _check_rows(op, "indptr_t", indptr_t, size)
+    kernels.check_pattern(op, indptr_t, cols_t, values_t, states.new_empty(size))
+    return states.new_empty(steps, batch, size)
 
 
 class SparseBlockRecurrence(torch.autograd.Function):
@@ -185,14 +252,9 @@ class SparseBlockRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, projected, weight_s, pattern, pattern_t, h: int, activation: str):
-        values = weight_s.detach().reshape(-1).index_select(0, pattern.flat)
-        sparse = _sparse_product(pattern, values, projected.shape[0])
-
-        def product(t, s, out):
-            sparse(t, s, out)
-            out += projected[:, t]
-
-        states = _forward_loop(projected, h, activation, product)
+        values = weight_s.detach().reshape(-1).index_select(0, pattern.flat)  # kept entries in CSR order
+        states = sparse_recurrence_forward(projected.contiguous(), pattern.indptr, pattern.cols, values, h,
+                                           activation)
         ctx.save_for_backward(states, weight_s)
         ctx.pattern, ctx.pattern_t, ctx.h, ctx.activation = pattern, pattern_t, h, activation
         return torch.movedim(states[1:, :, h:], 0, 1)
@@ -203,8 +265,9 @@ class SparseBlockRecurrence(torch.autograd.Function):
         pattern, pattern_t = ctx.pattern, ctx.pattern_t
         batch, size = states.shape[1:]
         values_t = weight_s.detach().t().reshape(-1).index_select(0, pattern_t.flat)  # W_s^T's kept entries
-        grad_a = _backward_loop(states, grad_y, ctx.h, ctx.activation,
-                                _sparse_product(pattern_t, values_t, batch))
+        grad_y = grad_y.float().contiguous()
+        grad_a = sparse_recurrence_backward(states, grad_y, pattern_t.indptr, pattern_t.cols, values_t, ctx.h,
+                                            ctx.activation)
         # dW_s[r, c] = sum over t >= 1 and the batch of da_t[n, r] s_{t-1}[n, c], at kept entries
         n = (states.shape[0] - 2) * batch  # T - 1 steps
         if n:

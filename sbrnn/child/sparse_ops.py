@@ -10,14 +10,16 @@ entries (CSR by row for the forward product, CSC by column for the gradient) and
   ``dW[r, c] = sum_n g[n, r] x[n, c]`` (a sampled dense-dense product). The input is data and
   needs no gradient, so the ``g W`` product of a dense layer is never formed.
 
-Both read the input in a tile-major layout (32 inputs of every column contiguous, one tile a few
-hundred kB: cache-friendly gathers of kept columns). The forward transposes each tile and uses it
-while it is still in cache (keeping the tiles for the gradient) and adds the bias; rows that keep
-every column (a dense ``W_yx``) go two at a time, each loaded column serving both; the gradient
-reduces a column's entries eight at a time. They run in the compiled kernels of
-:mod:`sbrnn.child.kernels`; where those are unavailable, callers use the masked-dense form. fp32
-only: under bf16 autocast the product runs in fp32. The sparse recurrence
-(:mod:`sbrnn.child.recurrence`) uses the same kernels for ``W_s``.
+Both read the input in a tile-major layout (:attr:`~sbrnn.child.kernels.Kernels.tile` = 32 inputs
+of every column contiguous, one tile a few hundred kB: cache-friendly gathers of kept columns). The
+forward transposes each tile and uses it while it is still in cache (keeping the tiles for the
+gradient) and adds the bias; rows that keep every column (a dense ``W_yx``) go two at a time, each
+loaded column serving both; the gradient reduces a column's entries eight at a time. They run in
+the compiled kernels, as the torch ops ``sbrnn::tiles``, ``sbrnn::spmm`` and ``sbrnn::sddmm`` of
+:mod:`sbrnn.child.kernels` (which check their arguments; ``torch.compile`` traces them); where
+those are unavailable, callers use the masked-dense form. fp32 only: under bf16 autocast the
+product runs in fp32. The sparse recurrence (:mod:`sbrnn.child.recurrence`) uses the same kernels
+for ``W_s``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sbrnn.child.kernels import library
+from sbrnn.child import kernels
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,49 +80,43 @@ class SparsePattern:
         return self.nnz / max(1, self.shape[0] * self.shape[1])
 
 
-TILE = 32
-"""Inputs per tile of the kernels' tile-major layout (must match ``TILE`` in kernels.c)."""
+def _fits(pattern: SparsePattern, name: str, tensor: torch.Tensor, columns: int) -> None:
+    """:class:`ValueError` unless ``tensor``'s last size is ``columns`` (one of ``pattern``'s sizes)."""
+    if tensor.shape[-1] != columns:
+        rows, cols = pattern.shape
+        raise ValueError(f"{name} must have {columns} columns for the pattern of a {rows} x {cols} map, "
+                         f"got shape {tuple(tensor.shape)}")
+
+
+def _unit_columns(a: torch.Tensor) -> torch.Tensor:
+    """``a [N, C]``, copied contiguous where its column stride is not 1 (the kernels read rows)."""
+    return a.contiguous() if a.dim() == 2 and a.stride(1) != 1 else a
 
 
 def tiles(a: torch.Tensor) -> torch.Tensor:
-    """``a [N, C]`` (unit column stride) -> tile-major ``[ceil(N / 32), C, 32]``, zero-padded."""
-    if a.stride(1) != 1:
-        a = a.contiguous()
-    n, c = a.shape
-    out = a.new_empty(-(-n // TILE), c, TILE)
-    library().sbrnn_tiles(a.data_ptr(), n, c, a.stride(0), out.data_ptr(), torch.get_num_threads())
-    return out
+    """``a [N, C]`` (fp32, CPU; made unit column stride where it is not) -> its tile-major layout
+    ``[ceil(N / tile), C, tile]``, zero-padded (the op ``sbrnn::tiles``; ``tile`` = 32)."""
+    return kernels.tiles(_unit_columns(a))
 
 
-def product_into(x: torch.Tensor, values: torch.Tensor, pattern: SparsePattern, bias: torch.Tensor,
-                 x_tiles: torch.Tensor, out: torch.Tensor) -> None:
-    """``out [N, R] = x W^T + bias`` over the kept entries of ``pattern`` (``values`` in its CSR
-    order) for ``x [N, C]`` (unit column stride); writes the tiles of ``x`` into ``x_tiles``
-    (``[ceil(N / 32), C, 32]``) on the way. ``out`` and ``bias [R]`` contiguous fp32."""
-    n, n_cols = x.shape
-    n_rows = pattern.shape[0]
-    library().sbrnn_spmm(
-        pattern.indptr.data_ptr(), pattern.cols.data_ptr(), values.data_ptr(), bias.data_ptr(), n_rows,
-        x.data_ptr(), n, n_cols, x.stride(0), x_tiles.data_ptr(), out.data_ptr(), n_rows,
-        torch.get_num_threads(),
-    )
+def product(x: torch.Tensor, values: torch.Tensor, pattern: SparsePattern,
+            bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x W^T + bias [N, R], tiles of x [ceil(N / tile), C, tile])`` over the kept entries of
+    ``pattern`` (``values [nnz]`` in its CSR order, ``bias [R]``) for ``x [N, C]`` (unit column
+    stride), all fp32 on the CPU: the op ``sbrnn::spmm``."""
+    _fits(pattern, "x", x, pattern.shape[1])
+    return kernels.spmm(pattern.indptr, pattern.cols, values, bias, x)
 
 
 def kept_gradient(grad_out: torch.Tensor, x_tiles: torch.Tensor, n: int,
                   pattern: SparsePattern) -> torch.Tensor:
     """``dW [R, C] = grad_out^T x`` at the kept entries of ``pattern`` only (zeros elsewhere), for
-    ``grad_out [n, R]`` and ``x`` given by its tiles (:func:`tiles`)."""
-    n_rows, n_cols = pattern.shape
-    threads = torch.get_num_threads()
-    g_tiles = tiles(grad_out.float())
-    grad = g_tiles.new_zeros(n_rows, n_cols)
-    partial = grad.new_empty(threads, pattern.nnz)
-    library().sbrnn_sddmm(
-        pattern.colptr.data_ptr(), pattern.rows.data_ptr(), pattern.colflat.data_ptr(), n_cols,
-        g_tiles.data_ptr(), n_rows, x_tiles.data_ptr(), n, pattern.nnz, grad.data_ptr(),
-        partial.data_ptr(), threads,
-    )
-    return grad
+    ``grad_out [n, R]`` and ``x [n, C]`` given by its tiles (:func:`tiles`): the op ``sbrnn::sddmm``."""
+    _fits(pattern, "grad_out", grad_out, pattern.shape[0])
+    if grad_out.shape[0] != n:
+        raise ValueError(f"grad_out must have n = {n} rows (those of x), got {grad_out.shape[0]}")
+    g = _unit_columns(grad_out.float())
+    return kernels.sddmm(pattern.colptr, pattern.rows, pattern.colflat, g, x_tiles)
 
 
 class SparseXProduct(torch.autograd.Function):
@@ -132,14 +128,11 @@ class SparseXProduct(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, pattern: SparsePattern):
-        n, n_cols = x.shape
         values = weight.detach().reshape(-1).index_select(0, pattern.flat)  # kept entries in CSR order
-        x_tiles = x.new_empty(-(-n // TILE), n_cols, TILE)
-        out = x.new_empty(n, pattern.shape[0])
-        product_into(x, values, pattern, bias.detach().contiguous(), x_tiles, out)
+        out, x_tiles = product(x, values, pattern, bias.detach().contiguous())
         ctx.pattern = pattern
         ctx.save_for_backward(x_tiles)
-        ctx.n = n
+        ctx.n = x.shape[0]
         return out
 
     @staticmethod
