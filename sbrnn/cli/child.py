@@ -471,3 +471,122 @@ def sweep(
         resume = shlex.join(["sbrnn", *sys.argv[1:]])
         bars.note(f"interrupted; records so far are kept. Resume with:\n  {resume}")
         raise typer.Exit(130)
+
+
+TRIAL_COLUMNS = (
+    number("number", "trial"),
+    Column("label"),
+    number("value", "min val loss", ".4f"),
+    number("epochs"),
+    number("lr", fmt=".3g"),
+    Column("densities"),
+    Column("run_id", "run id"),
+)
+
+
+def _tune_fields(summary) -> list[tuple[str, str]]:
+    """The summary of ``sbrnn child tune`` as key/value rows."""
+    states = ", ".join(f"{n} {s}" for s, n in summary.states.items()) or "none"
+    cut = f" ({summary.interrupted} of them cut short: not counted)" if summary.interrupted else ""
+    best, warm = summary.best, summary.warm_start
+    warm_line = None
+    if warm.parent is not None:
+        warm_line = (
+            f"parent {warm.parent}: top {warm.top}, {warm.already} already in the study, "
+            f"{warm.enqueued} enqueued"
+        )
+    return [
+        ("study", f"{summary.study} in {summary.storage}"),
+        ("trials", f"{summary.finished} of {summary.target} trained, {summary.ran} now; {states}{cut}"),
+        ("best", "-" if best is None else f"{best.value:.4f} (trial {best.number}, {best.label})"),
+        ("warm start", "; ".join(line for line in [warm_line, *warm.notes] if line) or "none"),
+        ("pruner, space", f"{summary.pruner}, {summary.space}"),
+        ("records", summary.records),
+    ]
+
+
+@app.command("tune")
+def tune(
+    task: Annotated[str, typer.Option(help="Registered task name (see `sbrnn datasets list`).")],
+    budget: Annotated[float, typer.Option(help="Trainable-weight budget of every child (biases excluded).")],
+    trials: Annotated[int, typer.Option(help="Trials that train, in the study in total.")],
+    records: Annotated[Path, typer.Option(help="Records directory: one Parquet shard per trial.")],
+    task_option: TaskOptionOpt = None,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = 25,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage: a database URL (sqlite:///study.db) or a journal file path; "
+            "default RECORDS/optuna.journal."
+        ),
+    ] = None,
+    study: Annotated[str | None, typer.Option(help="Study name; default tune-TASK-BUDGET.")] = None,
+    warm_start: Annotated[
+        int | None, typer.Option(help="Enqueue the parent's top K recommendations first (default 3).")
+    ] = None,
+    no_warm_start: Annotated[
+        bool, typer.Option("--no-warm-start", help="Enqueue no recommendations.")
+    ] = False,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="Parent directory for the warm start (default: the shipped one)."),
+    ] = None,
+    pruner: Annotated[str, typer.Option(help="median, asha or none.")] = "median",
+    space: Annotated[str, typer.Option(help="Search space: paper (the sweep's ranges) or wide.")] = "paper",
+    batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 16,
+    seed: Annotated[
+        int, typer.Option(help="Task data, masks, init and data order of every trial; seeds the sampler.")
+    ] = 0,
+    device: DeviceOpt = None,
+    threads: Annotated[int, typer.Option(help="Torch intra-op threads.")] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Tune a child with Optuna (the tune extra): one child per trial, warm-started by a parent, pruned
+    on its curve, each recorded. Rerun the same command to resume."""
+    from sbrnn.child import tune as tuning
+    from sbrnn.child.train import resolve_device
+    from sbrnn.datasets.summary import build_checked
+
+    optuna = tuning.require_optuna()
+    check_counts(trials=trials, epochs=epochs, threads=threads)
+    if no_warm_start and warm_start is not None:
+        raise SbrnnError("give either --warm-start K or --no-warm-start")
+    if records.exists() and not records.is_dir():
+        raise SbrnnError(f"--records {str(records)!r} is a file; allowed: a directory (new or existing)")
+    settings = tuning.TuneSettings(
+        task=task, budget=budget, trials=trials, records=records, task_options=task_options(task_option),
+        epochs=epochs, batch_size=batch_size, seed=seed, storage=storage, study=study,
+        warm_start=0 if no_warm_start else tuning.DEFAULT_WARM_START if warm_start is None else warm_start,
+        pruner=pruner, space=space, device=device, threads=threads,
+    )
+    resolve_device(device)
+    parent, parent_note = tuning.load_warm_start_parent(model) if settings.warm_start else (None, None)
+    with bars.builder_bars(f"building task {task}") as progress:
+        built = build_checked(task, seed, settings.task_options, progress)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the bar and the summary show each trial
+
+    def start(found) -> None:
+        warm = found.warm_start
+        bars.note(f"study {found.study} in {found.storage}: {found.finished} of {found.target} trials done")
+        if warm.parent is not None:
+            bars.note(f"warm start from parent {warm.parent}: {warm.enqueued} enqueued")
+        for line in warm.notes:
+            bars.note(line)
+        bar.begin(found.finished, found.target)
+
+    with warnings_as_lines(), bars.TuneBar() as bar:
+        summary = tuning.tune(
+            settings, built, parent=parent, parent_note=parent_note, on_start=start, on_trial=bar,
+            on_wait=bar.wait,
+        )
+    if json_out:
+        print_json(summary)
+    else:
+        render_fields(_tune_fields(summary), title=f"Study {summary.study}: {task} at budget {budget:,.0f}")
+        rows = [{**r.to_dict(), "lr": r.params.get("lr"), "densities": r.densities} for r in summary.top]
+        if rows:
+            render(rows, TRIAL_COLUMNS, title="Best trials (complete, ok)")
+    if summary.stopped:
+        resume = shlex.join(["sbrnn", *sys.argv[1:]])
+        bars.note(f"interrupted; the study keeps its trials. Resume with:\n  {resume}")
+        raise typer.Exit(130)

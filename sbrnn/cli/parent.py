@@ -265,6 +265,14 @@ def recommend(
     ] = 0,
     kind: KindOpt = None,
     plot: PlotOpt = None,
+    optuna_storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Also enqueue the top configurations into --study of this Optuna storage (a database "
+            "URL such as sqlite:///study.db, or a journal file path); params d_hx.., mu_hx.., sigma_hx.., lr."
+        ),
+    ] = None,
+    study: Annotated[str | None, typer.Option(help="With --optuna-storage: the study's name.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Recommend configurations for a task from its dims (or a registered task) and a budget: ranked
@@ -277,6 +285,11 @@ def recommend(
     parent, _ = _load(model)
     context, note = _context(parent, n_in, n_out, steps, loss, task, task_option, seed)
     result = rank(parent, context, budget, top=top, seed=seed, kind=kind, task_name=task)
+    if optuna_storage is not None or study is not None:
+        from sbrnn.child.tune import enqueue_recommendations
+
+        count = enqueue_recommendations(optuna_storage, study, result)
+        bars.note(f"enqueued {count} of the top {len(result.top)} into study {study!r} ({optuna_storage})")
     if plot is not None:
         from sbrnn.parent.plots import plot_predictions
 

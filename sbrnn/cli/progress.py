@@ -141,6 +141,47 @@ class SweepBar:
         self._progress.update(self._task, advance=1, **self._counts)
 
 
+class TuneBar:
+    """A study's bar: trials that trained of the target (all processes), this session's pruned,
+    failed and diverged runs, the best value so far and its trial. Use as a context manager;
+    :meth:`begin` starts the count; the instance is ``tune``'s ``on_trial`` and :meth:`wait` its
+    ``on_wait``."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[pruned]} pruned [red]{task.fields[failed]} failed[/] "
+                       "{task.fields[diverged]} diverged  best {task.fields[best]}"),
+            TimeElapsedColumn(), console=stderr,
+        )
+        self._task = None
+        self._counts = {"pruned": 0, "failed": 0, "diverged": 0}
+        self._waiting = None
+
+    def begin(self, done: int, total: int) -> None:
+        self._task = self._progress.add_task("tune", total=total, completed=done, best="-", **self._counts)
+
+    def __enter__(self) -> TuneBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def __call__(self, outcome) -> None:
+        if outcome.trial.status in self._counts:
+            self._counts[outcome.trial.status] += 1
+        best = "-" if outcome.best is None else f"{outcome.best.value:.4g} (trial {outcome.best.number})"
+        self._progress.update(self._task, completed=outcome.finished, best=best, **self._counts)
+
+    def wait(self, running: int) -> None:
+        """A note each time the number of trials waited for changes."""
+        if running != self._waiting:
+            self._waiting = running
+            note(f"waiting for {running} running trial(s): of other processes, or left by a killed one "
+                 "(run again once stale)")
+
+
 def steps(title: str) -> tuple[Progress, Callable[[str, int], None]]:
     """A transient bar titled ``title`` and the ``on_step(description, total)`` callback that
     advances it by one step (a parent's fit: folds, models)."""
