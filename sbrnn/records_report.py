@@ -2,11 +2,14 @@
 
 - :func:`summary`: run counts by task and status, and the paper's Table III/IV views — mean
   minimum validation loss by hidden-proportion bin and by model-density bin (bins ``<.2``,
-  ``.2-.4``, ``.4-.6``, ``.6-.8``, ``>=.8``) per task, with the run count of every bin.
+  ``.2-.4``, ``.4-.6``, ``.6-.8``, ``>=.8``) per task, with the run count and the 95% t interval
+  of the mean of every bin.
 - :func:`export`: the whole directory as one CSV or one Parquet file.
-- :func:`plot`: per task, the paper's Fig. 6 (validation curves coloured by hidden proportion),
-  Fig. 8 (minimum validation loss vs hidden proportion and vs model density) and Fig. 7b/9b
-  (vs the density of the largest block of the h row), as PNGs.
+- :data:`FIGURES`: per task, the paper's Fig. 6 (validation curves coloured by hidden
+  proportion), Fig. 8 (minimum validation loss vs hidden proportion and vs model density) and
+  Fig. 7b/9b (vs the density of the largest block of the h row), each one matplotlib figure with
+  the baselines and the balanced run marked (:data:`MARKS`); :func:`plot` writes them as PNG
+  files, :func:`png` renders one in memory (the HTML report, :mod:`sbrnn.records_html`).
 
 Binned means use ``ok`` runs only; ``diverged`` runs are counted per bin beside them (the
 paper's "unstable convergence"), and ``failed`` runs, which have no curve, appear in the counts
@@ -16,9 +19,11 @@ counts, not in the bins or the scatter plots.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,12 +32,14 @@ import pandas as pd
 
 from sbrnn.errors import SbrnnError
 from sbrnn.records import read_table, write_atomic
-from sbrnn.vocabulary import STATUSES
+from sbrnn.vocabulary import BASELINE_ARCHS, STATUSES
 
 BIN_EDGES = (0.2, 0.4, 0.6, 0.8)
 BIN_LABELS = ("<.2", ".2-.4", ".4-.6", ".6-.8", ">=.8")
 BINNED = {"hidden_proportion": "hidden proportion", "model_density": "model density"}
 CURVES = ("train_loss", "val_loss", "val_acc")
+CONFIDENCE = 0.95
+"""The coverage of the interval around every bin's mean (Student's t, n - 1 degrees of freedom)."""
 
 
 def load_frame(directory: str | os.PathLike) -> pd.DataFrame:
@@ -54,11 +61,14 @@ def _bins(values: pd.Series) -> np.ndarray:
 @dataclass(frozen=True)
 class Bin:
     """One bin of a Table III/IV row: its ok runs, their mean minimum validation loss (None
-    without ok runs) and the diverged runs in it."""
+    without ok runs), the :data:`CONFIDENCE` t interval of that mean (``ci_low``, ``ci_high``;
+    None with fewer than two ok runs) and the diverged runs in it."""
 
     bin: str
     runs: int
     mean_min_val_loss: float | None
+    ci_low: float | None
+    ci_high: float | None
     diverged: int
 
     def to_dict(self) -> dict:
@@ -97,9 +107,24 @@ class RecordsSummary:
         }
 
 
+def mean_interval(values: np.ndarray) -> tuple[float | None, float | None, float | None]:
+    """The mean of ``values`` and its :data:`CONFIDENCE` Student-t interval, ``mean +- t * std /
+    sqrt(n)``; the interval is ``(None, None)`` below two values, the mean None without any."""
+    from scipy.stats import t
+
+    n = len(values)
+    if n == 0:
+        return None, None, None
+    mean = float(np.mean(values))
+    if n < 2:
+        return mean, None, None
+    half = float(t.ppf(0.5 + CONFIDENCE / 2, n - 1) * np.std(values, ddof=1) / np.sqrt(n))
+    return mean, mean - half, mean + half
+
+
 def binned_min_loss(frame: pd.DataFrame, column: str) -> tuple[Bin, ...]:
-    """Table III/IV row for ``column``: per bin, ok runs, their mean minimum validation loss, and
-    the diverged runs in that bin."""
+    """Table III/IV row for ``column``: per bin, ok runs, their mean minimum validation loss with
+    its interval (:func:`mean_interval`), and the diverged runs in that bin."""
     has_value = frame[column].notna()
     rows = []
     index = _bins(frame.loc[has_value, column])
@@ -107,10 +132,9 @@ def binned_min_loss(frame: pd.DataFrame, column: str) -> tuple[Bin, ...]:
     for i, label in enumerate(BIN_LABELS):
         in_bin = binned[binned["_bin"] == i]
         ok = in_bin[(in_bin["status"] == "ok") & in_bin["min_val_loss"].notna()]
+        mean, low, high = mean_interval(ok["min_val_loss"].to_numpy(dtype=float))
         rows.append(Bin(
-            bin=label,
-            runs=int(len(ok)),
-            mean_min_val_loss=float(ok["min_val_loss"].mean()) if len(ok) else None,
+            bin=label, runs=int(len(ok)), mean_min_val_loss=mean, ci_low=low, ci_high=high,
             diverged=int((in_bin["status"] == "diverged").sum()),
         ))
     return tuple(rows)
@@ -167,71 +191,161 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def plot(frame: pd.DataFrame, out: str | os.PathLike) -> list[Path]:
-    """Write ``fig6_<task>.png``, ``fig8_<task>.png`` and ``fig7b9b_<task>.png`` per task into
-    ``out``; returns the paths written. Uses matplotlib's Agg canvas (no display needed)."""
+DPI = 110
+"""The resolution of every PNG the figures are rendered to."""
+X_LIMITS = (-0.03, 1.03)
+"""The x range of plots over proportions and densities: a margin on both sides, so that runs at 0 or 1
+(the dense baseline's model density) are never cut in half."""
+MARKS = {
+    "dense": ("black", "s", "--"),
+    "uniform": ("tab:orange", "^", "-."),
+    "lstm": ("tab:purple", None, ":"),
+    "balanced": ("tab:red", "*", "-"),
+}
+"""How the figures mark the baselines and the balanced run: colour, scatter marker (None: a
+horizontal line at the run's minimum, for the LSTM, which has no block grid) and curve line style."""
+
+
+def mark_of(frame: pd.DataFrame) -> pd.Series:
+    """Per run, which :data:`MARKS` entry the figures draw it with: ``balanced`` (its label), its
+    arch for a baseline arch (:data:`sbrnn.vocabulary.BASELINE_ARCHS`), or None (a sampled run)."""
+    kind = frame["arch"].where(frame["arch"].isin(BASELINE_ARCHS), None).astype(object)
+    return kind.mask(frame["label"].eq("balanced").fillna(False).astype(bool), "balanced")
+
+
+def is_ok(frame: pd.DataFrame) -> pd.Series:
+    """Per run, whether it ended ``ok`` with a minimum validation loss."""
+    return frame["status"].eq("ok") & frame["min_val_loss"].notna()
+
+
+def _legend(ax, **kwargs) -> None:
+    """A legend where the axes hold labelled artists (none: no legend, and no warning)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small", **kwargs)
+
+
+def fig6(task: str, rows: pd.DataFrame):
+    """The paper's Fig. 6 for one task's runs: sampled runs' validation curves (and accuracy for a
+    classification task) coloured by hidden proportion, the baselines and the balanced run drawn
+    over them in their :data:`MARKS` style; whole-epoch ticks."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
+    cmap = colormaps["viridis"]
+    kind = mark_of(rows)
+    sampled = rows[kind.isna() & rows["hidden_proportion"].notna()]
+    marked = rows[kind.notna()]
+    norm = Normalize(0.0, max(0.5, float(rows["hidden_proportion"].max()) if len(sampled) else 0.5))
+    with_acc = any(len(v) for v in rows["val_acc"])
+    fig = Figure(figsize=(11 if with_acc else 6.5, 4.5), layout="constrained")
+    axes = fig.subplots(1, 2 if with_acc else 1, squeeze=False)[0]
+    panels = (("val_loss", "validation loss"), ("val_acc", "validation accuracy"))
+    for ax, (column, label) in zip(axes, panels):
+        for _, run in sampled.sort_values("hidden_proportion").iterrows():
+            _curve(ax, run[column], color=cmap(norm(run["hidden_proportion"])), lw=0.9, alpha=0.8)
+        for name, (color, _, style) in MARKS.items():
+            for j, (_, run) in enumerate(marked[kind[marked.index] == name].iterrows()):
+                _curve(ax, run[column], color=color, ls=style, lw=1.8, label=None if j else name)
+        ax.set(xlabel="epoch", ylabel=label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend(axes[0], loc="best")
+    fig.colorbar(ScalarMappable(norm, cmap), ax=list(axes), label="hidden proportion")
+    fig.suptitle(f"{task}: validation curves by hidden proportion\n({len(sampled)} sampled runs; "
+                 f"{len(marked)} baseline or balanced runs marked)")
+    return fig
+
+
+def _curve(ax, values, **style) -> None:
+    curve = np.asarray(values, dtype=float)
+    if len(curve):
+        ax.plot(np.arange(1, len(curve) + 1), curve, **style)
+
+
+def fig8(task: str, rows: pd.DataFrame):
+    """The paper's Fig. 8 for one task's runs: minimum validation loss vs hidden proportion and vs
+    model density (sampled ok and diverged runs), the baselines and the balanced run marked
+    (:data:`MARKS`; the LSTM, without a block grid, as a horizontal line)."""
+    from matplotlib.figure import Figure
+
+    kind = mark_of(rows)
+    sampled = rows[kind.isna() & rows["hidden_proportion"].notna()]
+    ok = sampled[is_ok(sampled)]
+    diverged = sampled[sampled["status"].eq("diverged") & sampled["min_val_loss"].notna()]
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    for ax, column in zip(fig.subplots(1, 2), BINNED):
+        _scatter(ax, ok[column], ok["min_val_loss"], diverged[column], diverged["min_val_loss"])
+        for name, (color, marker, _) in MARKS.items():
+            runs = rows[(kind == name) & is_ok(rows)]
+            placed = runs[runs[column].notna()] if marker is not None else runs.iloc[:0]
+            if len(placed):
+                ax.scatter(placed[column], placed["min_val_loss"], marker=marker, s=80, color=color,
+                           edgecolor="white", zorder=3, label=f"{name} ({len(placed)})")
+            lines = runs.loc[runs.index.difference(placed.index), "min_val_loss"]
+            for j, loss in enumerate(lines):
+                ax.axhline(loss, color=color, ls=":", lw=1.2, label=None if j else f"{name} ({len(lines)})")
+        for edge in BIN_EDGES:
+            ax.axvline(edge, color="0.85", lw=0.8, zorder=0)
+        ax.set(xlabel=BINNED[column], ylabel="minimum validation loss", xlim=X_LIMITS)
+        _legend(ax, loc="best")
+    fig.suptitle(f"{task}: minimum validation loss ({len(ok)} ok, {len(diverged)} diverged sampled runs)")
+    return fig
+
+
+def fig7b9b(task: str, rows: pd.DataFrame):
+    """The paper's Fig. 7b / 9b for one task's runs: minimum validation loss vs the density of the
+    largest block of the h row (ok and diverged runs with a block grid)."""
+    from matplotlib.figure import Figure
+
+    block = rows[rows["hidden_proportion"].notna()]
+    ok = block[is_ok(block)]
+    diverged = block[block["status"].eq("diverged") & block["min_val_loss"].notna()]
+    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    d_ok, names = _largest_h_row_density(ok) if len(ok) else (ok["d_hx"], ok["task"])
+    d_div = _largest_h_row_density(diverged)[0] if len(diverged) else diverged["d_hx"]
+    _scatter(ax, d_ok, ok["min_val_loss"], d_div, diverged["min_val_loss"])
+    _legend(ax, loc="best")
+    which = ", ".join(f"W_{b} in {n}" for b, n in pd.Series(names).value_counts().items()) or "none"
+    ax.set(xlabel=f"density of the largest h-row block ({which})", ylabel="minimum validation loss",
+           xlim=X_LIMITS)
+    fig.suptitle(f"{task}: minimum validation loss vs the largest block's density")
+    return fig
+
+
+FIGURES = {"fig6": fig6, "fig8": fig8, "fig7b9b": fig7b9b}
+"""Each figure of a task: name -> ``draw(task, rows)`` returning a matplotlib figure (Agg canvas)."""
+
+
+def task_figures(frame: pd.DataFrame) -> Iterator[tuple[str, str, object]]:
+    """``(figure name, task, figure)`` for every task of ``frame`` and every figure of :data:`FIGURES`."""
+    for task, rows in frame.groupby("task", sort=True):
+        for name, draw in FIGURES.items():
+            yield name, task, draw(task, rows)
+
+
+def plot(frame: pd.DataFrame, out: str | os.PathLike) -> list[Path]:
+    """Write ``fig6_<task>.png``, ``fig8_<task>.png`` and ``fig7b9b_<task>.png`` per task into
+    ``out``; returns the paths written. Uses matplotlib's Agg canvas (no display needed)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    cmap = colormaps["viridis"]
-    for task, rows in frame.groupby("task", sort=True):
-        block = rows[rows["hidden_proportion"].notna()]
-        ok = block[(block["status"] == "ok") & block["min_val_loss"].notna()]
-        diverged = block[(block["status"] == "diverged") & block["min_val_loss"].notna()]
-        norm = Normalize(0.0, max(0.5, float(block["hidden_proportion"].max()) if len(block) else 0.5))
-
-        # Fig. 6: curves coloured by hidden proportion (loss, and accuracy for classification)
-        with_acc = any(len(v) for v in block["val_acc"])
-        fig = Figure(figsize=(11 if with_acc else 6.5, 4.5), layout="constrained")
-        axes = fig.subplots(1, 2 if with_acc else 1, squeeze=False)[0]
-        panels = (("val_loss", "validation loss"), ("val_acc", "validation accuracy"))
-        for ax, (column, label) in zip(axes, panels):
-            for _, run in block.sort_values("hidden_proportion").iterrows():
-                curve = np.asarray(run[column], dtype=float)
-                if len(curve):
-                    ax.plot(np.arange(1, len(curve) + 1), curve, color=cmap(norm(run["hidden_proportion"])),
-                            lw=0.9, alpha=0.8)
-            ax.set(xlabel="epoch", ylabel=label)
-        fig.colorbar(ScalarMappable(norm, cmap), ax=list(axes), label="hidden proportion")
-        fig.suptitle(f"{task}: validation curves by hidden proportion ({len(block)} runs)")
-        written.append(_save(fig, out / f"fig6_{_safe(task)}.png"))
-
-        # Fig. 8: minimum validation loss vs hidden proportion and vs model density
-        fig = Figure(figsize=(11, 4.5), layout="constrained")
-        for ax, column in zip(fig.subplots(1, 2), BINNED):
-            _scatter(ax, ok[column], ok["min_val_loss"], diverged[column], diverged["min_val_loss"])
-            for edge in BIN_EDGES:
-                ax.axvline(edge, color="0.85", lw=0.8, zorder=0)
-            ax.set(xlabel=BINNED[column], ylabel="minimum validation loss", xlim=(0, 1))
-        fig.suptitle(f"{task}: minimum validation loss ({len(ok)} ok, {len(diverged)} diverged runs)")
-        written.append(_save(fig, out / f"fig8_{_safe(task)}.png"))
-
-        # Fig. 7b / 9b: vs the density of the largest block of the h row
-        fig = Figure(figsize=(6.5, 4.5), layout="constrained")
-        ax = fig.subplots()
-        d_ok, names = _largest_h_row_density(ok) if len(ok) else (ok["d_hx"], ok["task"])
-        d_div = _largest_h_row_density(diverged)[0] if len(diverged) else diverged["d_hx"]
-        _scatter(ax, d_ok, ok["min_val_loss"], d_div, diverged["min_val_loss"])
-        which = ", ".join(f"W_{b} in {n}" for b, n in pd.Series(names).value_counts().items()) or "none"
-        ax.set(xlabel=f"density of the largest h-row block ({which})", ylabel="minimum validation loss",
-               xlim=(0, 1.02))
-        fig.suptitle(f"{task}: minimum validation loss vs the largest block's density")
-        written.append(_save(fig, out / f"fig7b9b_{_safe(task)}.png"))
+    for name, task, fig in task_figures(frame):
+        written.append(out / f"{name}_{_safe(task)}.png")
+        fig.savefig(written[-1], dpi=DPI)
     return written
+
+
+def png(fig) -> bytes:
+    """``fig`` rendered as PNG bytes, at the resolution :func:`plot` writes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
 
 
 def _scatter(ax, x_ok, y_ok, x_div, y_div) -> None:
     ax.scatter(x_ok, y_ok, s=14, alpha=0.7, label=f"ok ({len(x_ok)})")
     if len(x_div):
         ax.scatter(x_div, y_div, s=18, marker="x", color="tab:red", label=f"diverged ({len(x_div)})")
-    ax.legend(loc="upper right", fontsize="small")
-
-
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
-    return path

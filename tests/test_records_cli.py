@@ -1,4 +1,4 @@
-"""`sbrnn records summary|export|plot` on a records directory with known values."""
+"""`sbrnn records summary|export|plot|report` on a records directory with known values."""
 
 from __future__ import annotations
 
@@ -61,16 +61,22 @@ def test_summary_counts_and_paper_bins(records):
         {"task": "toy-regression", "ok": 2, "diverged": 0, "failed": 0, "pruned": 0, "total": 2},
     ]
     hp = {r["bin"]: r for r in out["tasks"]["toy-anomaly"]["hidden_proportion"]}
-    assert hp["<.2"] == {"bin": "<.2", "runs": 2, "mean_min_val_loss": 1.5, "diverged": 1}
-    assert hp[".2-.4"]["mean_min_val_loss"] == pytest.approx(1.2)
-    assert hp[".4-.6"] == {"bin": ".4-.6", "runs": 2, "mean_min_val_loss": pytest.approx(0.8), "diverged": 0}
-    assert hp[">=.8"] == {"bin": ">=.8", "runs": 0, "mean_min_val_loss": None, "diverged": 0}
+    t = 12.7062047  # Student's t, 97.5% quantile, 1 degree of freedom: half width t * std / sqrt(2)
+    assert hp["<.2"] == {"bin": "<.2", "runs": 2, "mean_min_val_loss": 1.5,
+                         "ci_low": pytest.approx(1.5 - 0.5 * t), "ci_high": pytest.approx(1.5 + 0.5 * t),
+                         "diverged": 1}
+    assert hp[".2-.4"]["mean_min_val_loss"] == pytest.approx(1.2) and hp[".2-.4"]["ci_low"] is None
+    assert hp[".4-.6"] == {"bin": ".4-.6", "runs": 2, "mean_min_val_loss": pytest.approx(0.8),
+                           "ci_low": pytest.approx(0.8 - 0.1 * t), "ci_high": pytest.approx(0.8 + 0.1 * t),
+                           "diverged": 0}
+    assert hp[">=.8"] == {"bin": ">=.8", "runs": 0, "mean_min_val_loss": None, "ci_low": None,
+                          "ci_high": None, "diverged": 0}
     density = {r["bin"]: r for r in out["tasks"]["toy-anomaly"]["model_density"]}
     assert density["<.2"]["runs"] == 1 and density[">=.8"]["mean_min_val_loss"] == pytest.approx(1.5)
     regression = {r["bin"]: r["runs"] for r in out["tasks"]["toy-regression"]["hidden_proportion"]}
     assert regression == {"<.2": 0, ".2-.4": 0, ".4-.6": 0, ".6-.8": 1, ">=.8": 1}
     table = _invoke("records", "summary", str(records)).stdout
-    assert "toy-anomaly" in table and "1.500" in table and "2 (1)" in table
+    assert "toy-anomaly" in table and "1.500" in table and "2 (1)" in table and "-4.853-7.853" in table
 
 
 def test_export_csv_and_parquet_round_trip(records, tmp_path):
@@ -95,6 +101,15 @@ def test_plot_writes_the_figures_per_task(records, tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
 
 
+def test_report_writes_one_html_file(records, tmp_path):
+    out = tmp_path / "report.html"
+    result = _invoke("records", "report", str(records), "--out", str(out))
+    assert result.stdout == f"report written to {out}\n"
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<img ") == 6  # curves, Fig. 6, Fig. 8 per task
+    assert 'id="task-toy-anomaly"' in page and 'id="task-toy-regression"' in page
+
+
 def test_truncated_file_is_one_warning_line_and_the_rest_reads(records):
     shard = records / f"{2:016x}.parquet"
     shard.write_bytes(shard.read_bytes()[:100])
@@ -112,6 +127,12 @@ def test_bad_input_is_one_line(records, tmp_path):
         (["records", "export", str(records), "--parquet", str(records / "x.parquet")],
          "inside the records directory"),
         (["records", "plot", str(tmp_path), "--out", str(tmp_path / "f")], "no readable records"),
+        (["records", "report", str(tmp_path / "gone"), "--out", str(tmp_path / "r.html")], "does not exist"),
+        (["records", "report", str(tmp_path), "--out", str(tmp_path / "r.html")], "no readable records"),
+        (["records", "report", str(records), "--out", str(tmp_path / "no" / "r.html")], "does not exist"),
+        (["records", "report", str(records), "--out", str(tmp_path)], "is a directory"),
+        (["records", "report", str(records), "--out", str(tmp_path / "r.html"), "--parent", str(tmp_path)],
+         "is not a parent directory"),
     ]
     for args, message in cases:
         result = CliRunner().invoke(app, args)

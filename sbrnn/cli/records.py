@@ -1,4 +1,4 @@
-"""``sbrnn records``: summarise, compact, export and plot a records directory."""
+"""``sbrnn records``: summarise, compact, export, plot and report a records directory."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sbrnn.cli.render import Column, number, print_json, print_lines, render
 from sbrnn.errors import SbrnnError
 from sbrnn.vocabulary import STATUSES
 
-app = typer.Typer(help="Summarise, export and plot run records.", no_args_is_help=True)
+app = typer.Typer(help="Summarise, export, plot and report run records.", no_args_is_help=True)
 
 COUNT_COLUMNS = (Column("task"), *(number(status) for status in STATUSES), number("total"))
 
@@ -35,9 +35,15 @@ def summary(directory: RecordsArg, json_out: JsonOpt = False) -> None:
         for column, name in records_report.BINNED.items():
             bins = views[column]
             rows.append({"view": name, **{b.bin: b.mean_min_val_loss for b in bins}})
+            rows.append({"view": "  95% interval", **{b.bin: _interval(b) for b in bins}})
             rows.append({"view": "  runs (diverged)", **{b.bin: f"{b.runs} ({b.diverged})" for b in bins}})
         title = f"{task}: mean minimum validation loss by bin (ok runs; diverged runs apart)"
         render(rows, columns, title=title)
+
+
+def _interval(b) -> str | None:
+    """A bin's t interval as ``low-high`` (None, shown as a dash, below two runs)."""
+    return None if b.ci_low is None else f"{b.ci_low:.3f}-{b.ci_high:.3f}"
 
 
 @app.command("compact")
@@ -93,3 +99,22 @@ def plot(
     if frame.empty:
         raise SbrnnError(f"records directory {str(directory)!r} holds no readable records")
     print_lines(*(str(path) for path in records_report.plot(frame, out)))
+
+
+@app.command("report")
+def report(
+    directory: RecordsArg,
+    out: Annotated[Path, typer.Option("--out", help="The HTML file to write (its directory must exist).")],
+    parent: Annotated[
+        Path | None,
+        typer.Option("--parent", help="A parent directory: add its predicted-vs-actual plots on these runs."),
+    ] = None,
+) -> None:
+    """One self-contained HTML page to judge a sweep by: counts, the best runs with their `sbrnn child
+    train` lines, curves against the baselines, Table IV with 95% intervals, Fig. 6 and Fig. 8,
+    hyperparameter importance, tuning studies and, with --parent, predicted vs actual."""
+    from sbrnn import records_html
+
+    with warnings_as_lines():
+        path = records_html.write_report(directory, out, parent)
+    print_lines(f"report written to {path}")
