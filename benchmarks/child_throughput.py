@@ -137,7 +137,7 @@ def useful_flops(model: nn.Module, shape: Shape) -> float:
     elif isinstance(model, TorchPeer):
         x_kept, s_kept = peer_weights(model.kind, model.hidden)
     elif isinstance(model, LSTMBaseline):
-        h, p = model.hidden, model.n_out
+        h, p = model.hidden, model.n_y
         x_kept, s_kept = 4 * h * N_X + p * h, 4 * h * p
     else:
         raise TypeError(type(model).__name__)

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from sbrnn import __version__, records_report
-from sbrnn.child.spec import format_grid
+from sbrnn.child.weight_space import format_grid
 from sbrnn.errors import SbrnnError
 from sbrnn.io import atomic_write_text
 from sbrnn.records import BLOCK_COLUMNS, RunRecord, read_records, records_table

@@ -69,8 +69,8 @@ def make_synthetic_records(n: int, seed: int = 0, tasks=tuple(SYNTHETIC_TASKS), 
 
     import numpy as np
 
-    from sbrnn.child.space import draw
-    from sbrnn.child.spec import SparseBlockSpec, baselines, grid_blocks, lstm_hidden, lstm_weights
+    from sbrnn.child.sampling import draw
+    from sbrnn.child.weight_space import SparseBlockSpec, baselines, grid_blocks, lstm_hidden, lstm_weights
     from sbrnn.records import RunRecord
     from sbrnn.vocabulary import BLOCKS
 

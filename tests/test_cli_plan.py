@@ -5,6 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from sbrnn.child import weight_space
 from sbrnn.cli import app
 
 runner = CliRunner()
@@ -28,7 +29,7 @@ def test_plan_json_fig4():
     assert plan["trainable"] == [[72500, 21025, 1450], [5000, 290, 100]]
     assert plan["densities"] == [[0.2, 1, 1], [0.2, 0.2, 1]]
     assert plan["hidden_proportion"] == pytest.approx(0.2214, abs=1e-3)
-    for key in ("n_in", "n_out", "total_trainable", "model_density"):
+    for key in ("n_x", "n_y", "total_trainable", "model_density"):
         assert key in plan
 
 
@@ -84,11 +85,10 @@ def test_bad_input_one_line_exit_2(args, needle):
 
 
 def test_ctrl_c_in_any_command_is_one_line_exit_130(monkeypatch):
-    from sbrnn.child import spec
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(spec.SparseBlockSpec, "plan", interrupted)
+    monkeypatch.setattr(weight_space.SparseBlockSpec, "plan", interrupted)
     result = invoke("child", "plan", "--in", "20", "--out", "3", "--hidden", "8")
     assert result.exit_code == 130 and result.output.strip() == "interrupted"

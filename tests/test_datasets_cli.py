@@ -31,15 +31,15 @@ def test_list_json_has_the_zoo():
     result = invoke("datasets", "list", "--json")
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.stdout)}
-    keys = {"name", "family", "n_in", "n_out", "steps", "loss", "offline", "source", "size_on_disk"}
+    keys = {"name", "family", "n_x", "n_y", "steps", "loss", "offline", "source", "size_on_disk"}
     for row in rows.values():
         assert keys <= set(row)
-    assert (rows["rad"]["n_in"], rows["rad"]["n_out"], rows["rad"]["steps"]) == (2500, 10, 11)
-    assert rows["rad28"]["n_in"] == 784 and rows["rad"]["offline"] and rows["rad28"]["offline"]
+    assert (rows["rad"]["n_x"], rows["rad"]["n_y"], rows["rad"]["steps"]) == (2500, 10, 11)
+    assert rows["rad28"]["n_x"] == 784 and rows["rad"]["offline"] and rows["rad28"]["offline"]
     seq = rows["seq-digits"]
-    assert (seq["n_in"], seq["n_out"], seq["steps"]) == (8, 10, 8)
+    assert (seq["n_x"], seq["n_y"], seq["steps"]) == (8, 10, 8)
     assert rows["rad-mnist"]["offline"] is False  # no IDX files under $SBRNN_DATA
-    offline_shapes = {(r["n_in"], r["n_out"]) for r in rows.values() if r["offline"]}
+    offline_shapes = {(r["n_x"], r["n_y"]) for r in rows.values() if r["offline"]}
     assert len(offline_shapes) >= 5
     assert rows["rad"]["family"] == "rad" and rows["rad"]["size_on_disk"] is None  # not built here
     table = invoke("datasets", "list")

@@ -9,7 +9,7 @@ import torch
 
 from sbrnn.child import kernels
 from sbrnn.child.model import SparseBlockRNN
-from sbrnn.child.spec import SparseBlockSpec
+from sbrnn.child.weight_space import SparseBlockSpec
 
 
 def test_without_a_compiler_models_fall_back_to_torch_ops(monkeypatch, tmp_path):
@@ -39,7 +39,7 @@ import torch
 from sbrnn.child import sparse_ops
 from sbrnn.child.kernels import library
 from sbrnn.child.model import SparseBlockRNN
-from sbrnn.child.spec import SparseBlockSpec
+from sbrnn.child.weight_space import SparseBlockSpec
 
 assert library() is not None
 torch.set_num_threads(2)

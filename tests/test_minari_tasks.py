@@ -65,7 +65,7 @@ def train_episode_arrays(episodes, seed, kind):
 def test_behaviour_cloning_round_trip(hammer):
     _, episodes = hammer
     task = build_task(f"minari:{HAMMER}", seed=3)
-    assert (task.name, task.n_in, task.n_out, task.steps) == (f"minari:{HAMMER}", 46, 26, STEPS)
+    assert (task.name, task.n_x, task.n_y, task.steps) == (f"minari:{HAMMER}", 46, 26, STEPS)
     assert task.loss == "mse"
     assert task.meta["episodes"] == {"train": 3, "val": 1, "test": 1}
     assert [len(task.train), len(task.val), len(task.test)] == [3, 1, 1]  # whole episodes
@@ -129,26 +129,26 @@ def test_remote_dataset_missing_offline_fails_fast_with_the_way_out():
     assert "\n" not in message
     assert "minari download D4RL/hammer/expert-v2" in message and "sbrnn datasets collect" in message
     info = get_info("minari:D4RL/hammer/expert-v2")
-    assert (info.n_in, info.n_out, info.steps) == (46, 26, 200) and info.offline() is False
+    assert (info.n_x, info.n_y, info.steps) == (46, 26, 200) and info.offline() is False
 
 
 def test_registry_resolves_local_minari_ids(hammer):
     info = get_info(f"minari:{HAMMER}")
-    assert (info.n_in, info.n_out, info.steps, info.loss, info.offline()) == (46, 26, STEPS, "mse", True)
+    assert (info.n_x, info.n_y, info.steps, info.loss, info.offline()) == (46, 26, STEPS, "mse", True)
     assert f"minari:{HAMMER}" in task_names()
     with pytest.raises(SbrnnError, match="not in the local Minari path"):
         get_info("minari:local/nothing-v0")
     for bad in ("bad id!", "D4RL/hammer", ""):
         with pytest.raises(SbrnnError, match="malformed"):
             get_info(f"minari:{bad}")
-    shapes = {n: (get_info(n).n_in, get_info(n).n_out) for n in
+    shapes = {n: (get_info(n).n_x, get_info(n).n_y) for n in
               ("hammer-local", "hopper-dynamics", "halfcheetah-dynamics")}
     assert shapes == {"hammer-local": (46, 26), "hopper-dynamics": (14, 11), "halfcheetah-dynamics": (23, 17)}
 
 
 def test_dynamics_targets_are_observation_changes():
     task = rollout_tasks.build("hopper-dynamics", seed=0, episodes=8, window=3)
-    assert (task.name, task.n_in, task.n_out, task.steps) == ("hopper-dynamics", 14, 11, 3)
+    assert (task.name, task.n_x, task.n_y, task.steps) == ("hopper-dynamics", 14, 11, 3)
     dataset_id = task.meta["dataset_id"]
     assert dataset_id == "sbrnn/hopper/random-e8-s0-v0" and task.meta["kind"] == "forward_dynamics"
     episodes = list(minari.load_dataset(dataset_id).iterate_episodes())
@@ -191,7 +191,7 @@ def test_local_collection_happens_once_and_replaces_a_half_written_one(monkeypat
 
 def test_hammer_local_clones_the_smooth_policy():
     task = rollout_tasks.builder("hammer-local")(seed=0, episodes=3)
-    assert (task.name, task.n_in, task.n_out, task.steps) == ("hammer-local", 46, 26, 200)
+    assert (task.name, task.n_x, task.n_y, task.steps) == ("hammer-local", 46, 26, 200)
     assert task.meta["collection"]["policy"] == "smooth" and task.meta["kind"] == "behaviour_cloning"
     assert [len(task.train), len(task.val), len(task.test)] == [1, 1, 1]
 

@@ -7,7 +7,7 @@ import torch
 
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import LSTMBaseline, SparseBlockRNN, build_model, resolve
-from sbrnn.child.spec import SparseBlockSpec, grid_blocks, lstm_weights
+from sbrnn.child.weight_space import SparseBlockSpec, grid_blocks, lstm_weights
 from sbrnn.errors import SbrnnError
 from sbrnn.vocabulary import BLOCKS
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import SYNTHETIC_TASKS, synthetic_relative_min
 
-from sbrnn.child.spec import SparseBlockSpec, grid_blocks
+from sbrnn.child.weight_space import SparseBlockSpec, grid_blocks
 from sbrnn.errors import SbrnnError
 from sbrnn.parent.features import (
     CURVE_POINTS,

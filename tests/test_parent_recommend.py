@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sbrnn.child.spec import balance
+from sbrnn.child.weight_space import balance
 from sbrnn.errors import SbrnnError
 from sbrnn.parent.features import TaskContext
 from sbrnn.parent.recommend import a_priori, configuration, extrapolation, infer_context, recommend

@@ -5,9 +5,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from sbrnn.child.spec import reference_budget
 from sbrnn.child.sweep.plan import plan_sweep
 from sbrnn.child.sweep.plan_file import load_plan, round_significant, task_budgets
+from sbrnn.child.weight_space import reference_budget
 from sbrnn.cli import app
 from sbrnn.errors import SbrnnError
 from sbrnn.records import read_records, record_files

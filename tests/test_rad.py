@@ -106,7 +106,7 @@ def clean_uint8(ids, side):
 
 def test_default_layout_and_normalisation():
     task = build_task("rad", seed=0, **SMALL)
-    assert (task.n_in, task.n_out, task.steps, task.loss) == (2500, 10, 11, "cross_entropy")
+    assert (task.n_x, task.n_y, task.steps, task.loss) == (2500, 10, 11, "cross_entropy")
     assert task.train.x.shape == (96, 11, 2500) and task.train.x.dtype == torch.float16
     assert (task.train.x[:, -1] == 0).all()  # the blank query step
     data = rad.generate(rad.RadSpec(**task.meta["generation"]))[0]["train"]
@@ -143,7 +143,7 @@ def test_labels_match_the_anomaly_position_by_construction():
 
 def test_no_anomaly_class_and_n():
     task = build_task("rad28", seed=1, n=9, no_anomaly_prob=0.5, n_train=200, n_val=20, n_test=20)
-    assert (task.n_in, task.n_out, task.steps) == (784, 10, 10)
+    assert (task.n_x, task.n_y, task.steps) == (784, 10, 10)
     data = rad.generate(rad.RadSpec(**task.meta["generation"]))[0]["train"]
     assert torch.equal(data["label"] == 9, ~data["anomaly"])
     assert 60 < int((~data["anomaly"]).sum()) < 140
@@ -151,7 +151,7 @@ def test_no_anomaly_class_and_n():
     ids = data["source_id"][none_identity]
     assert (data["images"][none_identity].int() - clean_uint8(ids, 28).int()).abs().max() <= 1
     no_query = build_task("rad28", seed=1, query_step=False, n=5, **SMALL)
-    assert (no_query.steps, no_query.n_out) == (5, 5)
+    assert (no_query.steps, no_query.n_y) == (5, 5)
 
 
 def test_same_seed_identical_bytes_different_seed_different(tmp_path, monkeypatch):
@@ -210,7 +210,7 @@ def test_mnist_from_idx_files_through_torchvision(tmp_path):
     assert not set(pools["val"].ids.tolist()) & set(pools["test"].ids.tolist())
     assert min(pools["val"].ids.tolist() + pools["test"].ids.tolist()) >= 400
     task = build_task("rad-mnist", seed=0, data_root=str(root), side=28, n_train=64, n_val=16, n_test=16)
-    assert (task.n_in, task.n_out, task.steps) == (784, 10, 11)
+    assert (task.n_x, task.n_y, task.steps) == (784, 10, 11)
     data = rad.generate(rad.RadSpec(**task.meta["generation"]), data_root=root)[0]
     everything = torch.cat([train[0], test[0]])
     for split in sources.SPLITS:  # identity-normal steps reproduce the IDX pixels exactly
@@ -253,7 +253,7 @@ def test_bad_options_are_one_line_errors(options, fragment):
 
 def test_seq_digits():
     task = build_task("seq-digits", seed=0)
-    assert (task.n_in, task.n_out, task.steps, task.loss) == (8, 10, 8, "cross_entropy")
+    assert (task.n_x, task.n_y, task.steps, task.loss) == (8, 10, 8, "cross_entropy")
     assert (len(task.train), len(task.val), len(task.test)) == (1258, 270, 269)
     assert abs(float(task.train.x.mean())) < 1e-4 and abs(float(task.train.x.std()) - 1) < 1e-3
     again = build_task("seq-digits", seed=0)

@@ -93,7 +93,7 @@ def test_foreign_parquet_and_unknown_versions_are_skipped_with_a_warning(tmp_pat
 
 
 def test_the_record_names_the_kernel_path_threads_and_task_options(one_thread):
-    options = {"n_in": 600, "n_train": 32, "n_val": 16, "n_test": 16}
+    options = {"n_x": 600, "n_train": 32, "n_val": 16, "n_test": 16}
     sparse = RunConfig(task="toy-anomaly", task_options=options, hidden=120, budget=None,
                        densities=((0.05, 1, 1), (1, 1, 1)), epochs=1)
     lstm = RunConfig(task="toy-anomaly", task_options=options, arch="lstm", budget=5000, epochs=1)
@@ -111,7 +111,7 @@ def test_without_kernels_the_record_says_torch_ops_and_one_warning_names_why(mon
     monkeypatch.delenv("SBRNN_REQUIRE_KERNELS", raising=False)
     kernels.library.cache_clear()
     try:
-        options = {"n_in": 600, "n_train": 32, "n_val": 16, "n_test": 16}
+        options = {"n_x": 600, "n_train": 32, "n_val": 16, "n_test": 16}
         config = RunConfig(task="toy-anomaly", task_options=options, hidden=120, budget=None,
                            densities=((0.05, 1, 1), (1, 1, 1)), epochs=1)
         with caplog.at_level(logging.WARNING, logger="sbrnn.child.kernels"):

@@ -13,7 +13,7 @@ import pytest
 from conftest import make_synthetic_records
 
 from sbrnn import records_report
-from sbrnn.child.spec import format_grid, parse_grid
+from sbrnn.child.weight_space import format_grid, parse_grid
 from sbrnn.cli.options import task_options
 from sbrnn.records import RunRecord, records_table, write_record
 from sbrnn.records_html import config_key, render_report, train_command, write_report

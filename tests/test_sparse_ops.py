@@ -6,7 +6,7 @@ import torch
 from sbrnn.child import kernels, sparse_ops
 from sbrnn.child import model as model_module
 from sbrnn.child.model import SparseBlockRNN
-from sbrnn.child.spec import SparseBlockSpec
+from sbrnn.child.weight_space import SparseBlockSpec
 from sbrnn.errors import SbrnnError
 
 pytestmark = [
@@ -154,7 +154,7 @@ def test_a_training_run_on_the_sparse_path_equals_the_masked_dense_run(tmp_path,
     from sbrnn.child.config import RunConfig
     from sbrnn.child.train import train_run
 
-    options = {"n_in": 600, "n_train": 128, "n_val": 64, "n_test": 64}
+    options = {"n_x": 600, "n_train": 128, "n_val": 64, "n_test": 64}
     config = RunConfig(task="toy-anomaly", task_options=options, hidden=120, budget=None,
                        densities=((0.05, 1, 1), (1, 1, 1)), epochs=2, batch_size=32, lr=1e-2)
     model = SparseBlockRNN(SparseBlockSpec(n_x=600, n_y=6, h=120, densities=config.densities))

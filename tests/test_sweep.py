@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sbrnn.child.space import Pins
+from sbrnn.child.sampling import Pins
 from sbrnn.child.sweep import coordinator, executors
 from sbrnn.child.sweep.plan import plan_sweep
 from sbrnn.datasets import registry, synthetic
@@ -119,7 +119,7 @@ def test_failed_and_diverged_runs_are_recorded_and_retried(tmp_path, monkeypatch
 
     info = registry.get_info("toy-anomaly")
     monkeypatch.setitem(registry._REGISTRY, "flaky", registry.TaskInfo(
-        "flaky", "toy-anomaly that fails while broken", info.n_in, info.n_out, info.steps, info.loss,
+        "flaky", "toy-anomaly that fails while broken", info.n_x, info.n_y, info.steps, info.loss,
         "synthetic", flaky,
     ))
     plan = plan_sweep(["flaky"], [300], 2, epochs=1)

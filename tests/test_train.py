@@ -21,7 +21,7 @@ FAST = dict(task="toy-anomaly", budget=2000, epochs=8, batch_size=32, lr=1e-2)
 
 def initial_val_loss(config):
     task = build_task(config.task, seed=config.seed, **config.task_options)
-    model, _ = build_model(config, task.n_in, task.n_out)
+    model, _ = build_model(config, task.n_x, task.n_y)
     return evaluate_split(model, task.val, task.loss)[0]
 
 
@@ -155,7 +155,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, arch):
     record = train_run(config, save=tmp_path / "model")
     model, info = load_model(tmp_path / "model")
     assert info["run_id"] == record.run_id and info["config"] == config.to_dict()
-    assert info["task"]["n_in"] == 8 and info["metrics"]["best_epoch"] == record.best_epoch
+    assert info["task"]["n_x"] == 8 and info["metrics"]["best_epoch"] == record.best_epoch
     task = build_task("toy-anomaly")
     if arch == "sbrnn":  # masked entries are still exactly 0.0 after training
         masked = torch.cat([model.weight_x[model.mask_x == 0], model.weight_s[model.mask_s == 0]])

@@ -46,15 +46,15 @@ def test_the_zoo_is_offline_here():
 def test_every_task_builds_tiny_with_the_registry_dims_and_finite_traits(name):
     info = get_info(name)
     task = build_task(name, seed=1, **tiny_options(name))
-    assert (task.name, task.n_in, task.n_out, task.steps, task.loss) == (
-        name, info.n_in, info.n_out, info.steps, info.loss)
+    assert (task.name, task.n_x, task.n_y, task.steps, task.loss) == (
+        name, info.n_x, info.n_y, info.steps, info.loss)
     for split in (task.train, task.val, task.test):
-        assert len(split) > 0 and tuple(split.x.shape[1:]) == (info.steps, info.n_in)
+        assert len(split) > 0 and tuple(split.x.shape[1:]) == (info.steps, info.n_x)
         assert torch.isfinite(split.x.float()).all() and torch.isfinite(split.y.float()).all()
         if task.is_classification:
-            assert split.y.dtype == torch.int64 and 0 <= int(split.y.min()) <= int(split.y.max()) < task.n_out
+            assert split.y.dtype == torch.int64 and 0 <= int(split.y.min()) <= int(split.y.max()) < task.n_y
         else:
-            assert tuple(split.y.shape[1:]) == (info.steps, info.n_out)
+            assert tuple(split.y.shape[1:]) == (info.steps, info.n_y)
     assert tuple(task.traits) == TRAIT_NAMES
     assert all(v is None or math.isfinite(v) for v in task.traits.values())
     assert task.traits["n_train"] == len(task.train) and task.traits["baseline_loss"] >= 0
@@ -73,12 +73,12 @@ def test_list_json_contract():
     result = CliRunner().invoke(app, ["datasets", "list", "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    keys = {"name", "family", "n_in", "n_out", "steps", "loss", "source", "size_on_disk", "offline"}
+    keys = {"name", "family", "n_x", "n_y", "steps", "loss", "source", "size_on_disk", "offline"}
     assert all(keys <= set(row) for row in rows)
     assert len(rows) >= 24
-    assert len({(r["n_in"], r["n_out"], r["steps"], r["loss"]) for r in rows}) >= 20
-    assert min(r["n_in"] for r in rows) == 1 and max(r["n_in"] for r in rows) == 2500
-    assert min(r["n_out"] for r in rows) == 1 and max(r["n_out"] for r in rows) >= 26
+    assert len({(r["n_x"], r["n_y"], r["steps"], r["loss"]) for r in rows}) >= 20
+    assert min(r["n_x"] for r in rows) == 1 and max(r["n_x"] for r in rows) == 2500
+    assert min(r["n_y"] for r in rows) == 1 and max(r["n_y"] for r in rows) >= 26
     assert min(r["steps"] for r in rows) == 5 and max(r["steps"] for r in rows) == 200
     assert len({r["family"] for r in rows}) >= 6 and {r["loss"] for r in rows} == {"cross_entropy", "mse"}
     assert all(r["size_on_disk"] is None or r["size_on_disk"] > 0 for r in rows)

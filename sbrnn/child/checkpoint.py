@@ -22,14 +22,15 @@ from torch import nn
 from sbrnn import __version__
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import LSTMBaseline, SparseBlockRNN
-from sbrnn.child.spec import SparseBlockSpec
+from sbrnn.child.weight_space import SparseBlockSpec
 from sbrnn.datasets.task import Task
 from sbrnn.errors import SbrnnError
 from sbrnn.io import atomic_write, atomic_write_text
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2 names the task's sizes ``n_x``/``n_y`` (1 said ``n_in``/``n_out``; read as well)."""
 
 
 def save_model(
@@ -58,7 +59,7 @@ def save_model(
             "stds": [list(r) for r in spec.stds],
         },
         "task": {
-            "name": task.name, "n_in": task.n_in, "n_out": task.n_out, "steps": task.steps,
+            "name": task.name, "n_x": task.n_x, "n_y": task.n_y, "steps": task.steps,
             "loss": task.loss, "meta": task.meta,
         },
         "metrics": metrics or {},
@@ -81,14 +82,17 @@ def load_model(directory: str | os.PathLike) -> tuple[nn.Module, dict]:
         tensors = load_file(str(directory / WEIGHTS))
     except (OSError, ValueError) as exc:
         raise SbrnnError(f"cannot read the model in {str(directory)!r}: {exc}") from None
-    if info.get("format_version") != FORMAT_VERSION:
+    if info.get("format_version") not in (1, FORMAT_VERSION):
         raise SbrnnError(
             f"model in {str(directory)!r} has format {info.get('format_version')!r}; "
-            f"allowed: {FORMAT_VERSION}"
+            f"allowed: 1 or {FORMAT_VERSION}"
         )
     task = info["task"]
+    for old, new in (("n_in", "n_x"), ("n_out", "n_y")):  # format 1
+        if old in task:
+            task[new] = task.pop(old)
     if info["spec"] is None:
-        model: nn.Module = LSTMBaseline(task["n_in"], task["n_out"], info["hidden"])
+        model: nn.Module = LSTMBaseline(task["n_x"], task["n_y"], info["hidden"])
     else:
         model = SparseBlockRNN(SparseBlockSpec(**info["spec"]), activation=info["activation"])
     model.load_state_dict(tensors, strict=True)

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sbrnn.child.spec import Grid, as_grid
+from sbrnn.child.weight_space import Grid, as_grid
 from sbrnn.errors import SbrnnError
 from sbrnn.vocabulary import ACTIVATIONS, ARCHS, PRECISIONS
 

@@ -63,10 +63,10 @@ def evaluate_model(
         seed = saved["seed"] if same_task else 0
     torch_device = resolve_device(device)
     built = build_checked(name, seed, task_options, progress)
-    dims = (info["task"]["n_in"], info["task"]["n_out"])
-    if (built.n_in, built.n_out) != dims:
+    dims = (info["task"]["n_x"], info["task"]["n_y"])
+    if (built.n_x, built.n_y) != dims:
         raise SbrnnError(
-            f"task {name!r} has {built.n_in} inputs and {built.n_out} outputs; the model in "
+            f"task {name!r} has {built.n_x} inputs and {built.n_y} outputs; the model in "
             f"{str(Path(model_dir))!r} takes {dims[0]} and gives {dims[1]}"
         )
     loss, acc = evaluate_split(module.to(torch_device), built.test, built.loss, torch_device)

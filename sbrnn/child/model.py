@@ -1,6 +1,6 @@
 """The sparse block RNN and its equal-budget baselines, as torch modules.
 
-:class:`SparseBlockRNN` computes the map of :mod:`sbrnn.child.spec` in a fused form. The six
+:class:`SparseBlockRNN` computes the map of :mod:`sbrnn.child.weight_space` in a fused form. The six
 blocks live in two weight matrices with one mask buffer each:
 
     weight_x  [h + n_y, n_x]         = [W_hx; W_yx]               (mask_x)
@@ -40,7 +40,7 @@ from torch import nn
 from sbrnn.child import kernels, sparse_ops
 from sbrnn.child.config import RunConfig
 from sbrnn.child.recurrence import block_recurrence, sparse_block_recurrence
-from sbrnn.child.spec import (
+from sbrnn.child.weight_space import (
     BLOCKS,
     SparseBlockSpec,
     balance,
@@ -81,7 +81,7 @@ class SparseBlockRNN(nn.Module):
         spec: sizes, densities, init means and stds of the six blocks.
         activation: ``relu`` (the authors' code) or ``tanh``, applied to ``h``.
         generator: draws the masks and the initial weights (in the order of
-            :data:`~sbrnn.child.spec.BLOCKS`, mask then values per block); None = seed 0.
+            :data:`~sbrnn.child.weight_space.BLOCKS`, mask then values per block); None = seed 0.
         path: ``auto``, ``dense`` or ``sparse``: how the x column and the state map are multiplied.
     """
 
@@ -290,33 +290,33 @@ class SparseBlockRNN(nn.Module):
 
 
 class LSTMBaseline(nn.Module):
-    """The LSTM baseline with an output projection: ``[B, T, n_in] -> [B, T, n_out]``.
+    """The LSTM baseline with an output projection: ``[B, T, n_x] -> [B, T, n_y]``.
 
-    The cell of ``torch.nn.LSTM(n_in, hidden, proj_size=n_out)``, with the same parameter names,
+    The cell of ``torch.nn.LSTM(n_x, hidden, proj_size=n_y)``, with the same parameter names,
     shapes and gate order (i, f, g, o)::
 
         gates = W_ih x_t + b_ih + W_hh r_{t-1} + b_hh
         c_t = f * c_{t-1} + i * g,   r_t = W_hr (o * tanh(c_t)),   y_t = r_t
 
     written out here because torch's module refuses ``proj_size >= hidden``, which is what an
-    equal budget gives on wide inputs (RAD at 100k: ``hidden = n_out = 10``). Its output at step
+    equal budget gives on wide inputs (RAD at 100k: ``hidden = n_y = 10``). Its output at step
     ``t`` is ``r_t`` (no one-step lag). All parameters start uniform in ``[-1/sqrt(hidden),
     1/sqrt(hidden)]`` (torch's scheme) drawn from ``generator`` (None = seed 0). Its budget count is
-    the method's ``4h(n_in + p) + 8h + p*h`` (``p = n_out``): unlike the block archs, the ``8h``
+    the method's ``4h(n_x + p) + 8h + p*h`` (``p = n_y``): unlike the block archs, the ``8h``
     biases are inside it (:attr:`bias_count` shows them apart).
     """
 
-    def __init__(self, n_in: int, n_out: int, hidden: int, generator: torch.Generator | None = None) -> None:
+    def __init__(self, n_x: int, n_y: int, hidden: int, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        self.n_in, self.n_out, self.hidden = n_in, n_out, hidden
+        self.n_x, self.n_y, self.hidden = n_x, n_y, hidden
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         bound = 1.0 / math.sqrt(hidden)
         shapes = {
-            "weight_ih_l0": (4 * hidden, n_in),
-            "weight_hh_l0": (4 * hidden, n_out),
+            "weight_ih_l0": (4 * hidden, n_x),
+            "weight_hh_l0": (4 * hidden, n_y),
             "bias_ih_l0": (4 * hidden,),
             "bias_hh_l0": (4 * hidden,),
-            "weight_hr_l0": (n_out, hidden),
+            "weight_hr_l0": (n_y, hidden),
         }
         for name, shape in shapes.items():
             self.register_parameter(name, nn.Parameter(torch.rand(shape, generator=g) * 2 * bound - bound))
@@ -332,7 +332,7 @@ class LSTMBaseline(nn.Module):
     @property
     def trainable_total(self) -> int:
         """Parameters held against the budget, biases included (method section 8)."""
-        return lstm_weights(self.n_in, self.n_out, self.hidden)
+        return lstm_weights(self.n_x, self.n_y, self.hidden)
 
     @property
     def bias_count(self) -> int:
@@ -340,13 +340,13 @@ class LSTMBaseline(nn.Module):
         return self.bias_ih_l0.numel() + self.bias_hh_l0.numel()
 
     def _cell(self, gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``gates [B, 4 hidden]``, ``c [B, hidden]`` -> ``(r_t [B, n_out], c_t)``."""
+        """``gates [B, 4 hidden]``, ``c [B, hidden]`` -> ``(r_t [B, n_y], c_t)``."""
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return F.linear(torch.sigmoid(o) * torch.tanh(c), self.weight_hr_l0), c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B, T, n_in] -> y [B, T, n_out]``."""
+        """``x [B, T, n_x] -> y [B, T, n_y]``."""
         projected = F.linear(x, self.weight_ih_l0, self.bias_ih_l0 + self.bias_hh_l0)  # [B, T, 4 hidden]
         r, c = self.init_state(x.shape[0])
         weight_hh_t = self.weight_hh_l0.t()
@@ -357,14 +357,14 @@ class LSTMBaseline(nn.Module):
         return torch.stack(outputs, dim=1)
 
     def init_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(r_0 [B, n_out], c_0 [B, hidden])``, zeros."""
+        """``(r_0 [B, n_y], c_0 [B, hidden])``, zeros."""
         ref = self.weight_ih_l0
-        return ref.new_zeros(batch_size, self.n_out), ref.new_zeros(batch_size, self.hidden)
+        return ref.new_zeros(batch_size, self.n_y), ref.new_zeros(batch_size, self.hidden)
 
     def step(
         self, x_t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """One step: ``x_t [B, n_in]``, state ``(r, c)`` -> ``(y_t [B, n_out], next state)``."""
+        """One step: ``x_t [B, n_x]``, state ``(r, c)`` -> ``(y_t [B, n_y], next state)``."""
         r, c = state
         gates = (
             F.linear(x_t, self.weight_ih_l0, self.bias_ih_l0 + self.bias_hh_l0)
@@ -374,14 +374,14 @@ class LSTMBaseline(nn.Module):
         return r, (r, c)
 
 
-def resolve(config: RunConfig, n_in: int, n_out: int) -> tuple[SparseBlockSpec | None, int]:
+def resolve(config: RunConfig, n_x: int, n_y: int) -> tuple[SparseBlockSpec | None, int]:
     """The block spec (None for ``lstm``) and hidden size a config asks for; no torch work.
 
     ``sbrnn`` without densities is the a-priori balanced configuration (:func:`balance`) at the
     config's budget. Raises :class:`SbrnnError` for a budget too small for the task's dims.
     """
     if config.arch == "lstm":
-        hidden = config.hidden if config.hidden is not None else lstm_hidden(n_in, n_out, config.budget)
+        hidden = config.hidden if config.hidden is not None else lstm_hidden(n_x, n_y, config.budget)
         return None, hidden
     if config.arch == "dense":
         densities = uniform_grid(1.0)
@@ -392,25 +392,25 @@ def resolve(config: RunConfig, n_in: int, n_out: int) -> tuple[SparseBlockSpec |
     elif config.budget is None:
         raise SbrnnError("arch sbrnn without densities is balanced from a budget; give a budget or densities")
     else:
-        densities = balance(n_in, n_out, config.budget).spec.densities
+        densities = balance(n_x, n_y, config.budget).spec.densities
     hidden = (
         config.hidden if config.hidden is not None
-        else hidden_from_budget(n_in, n_out, config.budget, densities)
+        else hidden_from_budget(n_x, n_y, config.budget, densities)
     )
     options = {k: getattr(config, k) for k in ("means", "stds") if getattr(config, k) is not None}
-    return SparseBlockSpec(n_in, n_out, hidden, densities, **options), hidden
+    return SparseBlockSpec(n_x, n_y, hidden, densities, **options), hidden
 
 
 def build_model(
-    config: RunConfig, n_in: int, n_out: int, path: str = "auto"
+    config: RunConfig, n_x: int, n_y: int, path: str = "auto"
 ) -> tuple[nn.Module, SparseBlockSpec | None]:
     """The module a config asks for, its masks and weights drawn from ``config.seed``.
 
     Returns ``(module, spec)``; ``spec`` is None for the LSTM baseline. ``path`` goes to
     :class:`SparseBlockRNN`.
     """
-    spec, hidden = resolve(config, n_in, n_out)
+    spec, hidden = resolve(config, n_x, n_y)
     generator = torch.Generator().manual_seed(config.seed)
     if spec is None:
-        return LSTMBaseline(n_in, n_out, hidden, generator=generator), None
+        return LSTMBaseline(n_x, n_y, hidden, generator=generator), None
     return SparseBlockRNN(spec, activation=config.activation, generator=generator, path=path), spec

@@ -387,6 +387,6 @@ def _hidden_size(config: RunConfig) -> int:
     """``h`` of a config on its task's dims (0 where it cannot be resolved)."""
     try:
         info = get_info(config.task)
-        return resolve(config, info.n_in, info.n_out)[1]
+        return resolve(config, info.n_x, info.n_y)[1]
     except Exception:  # noqa: BLE001 - an unresolvable config fails in its own run, not here
         return 0

@@ -77,9 +77,9 @@ def load_policy(directory: str | os.PathLike, env) -> tuple[ChildPolicy, dict]:
             "cloning; allowed: a model trained on minari:<id> or hammer-local"
         )
     n_obs, n_act = env.observation_space.shape[0], env.action_space.shape[0]
-    if (len(meta["input_mean"]), task["n_out"]) != (n_obs, n_act):
+    if (len(meta["input_mean"]), task["n_y"]) != (n_obs, n_act):
         raise SbrnnError(
-            f"model in {str(directory)!r} maps {len(meta['input_mean'])} observations to {task['n_out']} "
+            f"model in {str(directory)!r} maps {len(meta['input_mean'])} observations to {task['n_y']} "
             f"actions but {env.spec.id} has {n_obs} and {n_act}; allowed: an environment of its task "
             f"({meta.get('env_id')})"
         )

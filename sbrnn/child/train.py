@@ -46,7 +46,7 @@ from sbrnn import __version__
 from sbrnn.child.checkpoint import save_model
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import build_model, resolve
-from sbrnn.child.spec import grid_blocks, hidden_proportion
+from sbrnn.child.weight_space import grid_blocks, hidden_proportion
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.datasets.task import Split, Task
 from sbrnn.errors import SbrnnError
@@ -172,7 +172,7 @@ def _blank_record(config: RunConfig) -> RunRecord:
 
 def describe_task(record: RunRecord, task: Task) -> None:
     """Fill the record's task fields: dims, loss kind, family and traits."""
-    record.n_x, record.n_y, record.steps, record.loss_kind = task.n_in, task.n_out, task.steps, task.loss
+    record.n_x, record.n_y, record.steps, record.loss_kind = task.n_x, task.n_y, task.steps, task.loss
     record.task_family = get_info(task.name).family
     for name in TRAITS:
         setattr(record, f"trait_{name}", task.traits.get(name))
@@ -316,7 +316,7 @@ def test_member(member: Member, task: Task, device: torch.device) -> nn.Module |
     built afresh for its config; returns that model (None when the member has no best epoch)."""
     if member.record.status not in ("ok", "pruned") or member.best_state is None:
         return None
-    model, _ = build_model(member.config, task.n_in, task.n_out)
+    model, _ = build_model(member.config, task.n_x, task.n_y)
     model.load_state_dict(member.best_state)
     model.to(device)
     member.record.test_loss, member.record.test_acc = evaluate_split(
@@ -333,7 +333,7 @@ def start_run(member: Member, task: Task, device: torch.device) -> nn.Module:
         raise SbrnnError(f"task {task.name!r} was given for a config of task {config.task!r}")
     record.device = describe_device(device)
     describe_task(record, task)
-    model, spec = build_model(config, task.n_in, task.n_out)
+    model, spec = build_model(config, task.n_x, task.n_y)
     _describe_model(record, model, spec, device)
     return model.to(device)
 
@@ -381,7 +381,7 @@ def train_run(
         if best is not None and save is not None and member.record.status == "ok":
             keys = ("min_val_loss", "best_epoch", "test_loss", "test_acc")
             metrics = {k: getattr(member.record, k) for k in keys}
-            save_model(save, best, resolve(config, task.n_in, task.n_out)[0], config, task, metrics)
+            save_model(save, best, resolve(config, task.n_x, task.n_y)[0], config, task, metrics)
     except Exception as exc:  # noqa: BLE001 - a run's own failure becomes its record, by design
         member.record.status = "failed"
         member.record.error = failure_text(exc)

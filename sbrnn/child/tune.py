@@ -65,7 +65,7 @@ from pathlib import Path
 import numpy as np
 
 from sbrnn.child.config import RunConfig
-from sbrnn.child.spec import format_grid, grid_blocks
+from sbrnn.child.weight_space import format_grid, grid_blocks
 from sbrnn.errors import SbrnnError
 from sbrnn.vocabulary import BLOCKS, check_choice
 
@@ -121,7 +121,7 @@ SPACES = {
     "paper": _space(Range(0.02, 1.0, 0.01), Range(1e-4, 3e-3, log=True)),
     "wide": _space(Range(0.01, 1.0, 0.01), Range(1e-4, 1e-2, log=True)),
 }
-"""The search spaces. ``paper``: the sweep space's ranges (:mod:`sbrnn.child.space`) — densities in
+"""The search spaces. ``paper``: the sweep space's ranges (:mod:`sbrnn.child.sampling`) — densities in
 [0.02, 1] on a 0.01 grid, init means uniform in [-0.0075, 0.0075] and stds in [0.005, 0.095]
 (3 sigma of the paper's distributions), learning rate log-uniform in [1e-4, 3e-3]. ``wide``:
 densities in [0.01, 1] and learning rate log-uniform in [1e-4, 1e-2], means and stds as ``paper``."""

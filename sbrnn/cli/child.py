@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from sbrnn.child import spec as weight_space
+from sbrnn.child import weight_space
 from sbrnn.cli import progress as bars
 from sbrnn.cli.options import (
     DENSITIES_HELP,
@@ -41,8 +41,8 @@ app = typer.Typer(help="Plan, train and sweep sparse block RNNs.", no_args_is_he
 
 @app.command("plan")
 def plan(
-    n_in: InOpt,
-    n_out: OutOpt,
+    n_x: InOpt,
+    n_y: OutOpt,
     budget: Annotated[
         float | None, typer.Option(help="Trainable-weight budget; sets h. Biases excluded.")
     ] = None,
@@ -51,19 +51,19 @@ def plan(
     json_out: JsonOpt = False,
 ) -> None:
     """Show the weight space of one configuration: block shapes, densities, trainable counts."""
-    check_dims(n_in, n_out)
+    check_dims(n_x, n_y)
     grid = weight_space.parse_grid(densities, "densities")
     if (budget is None) == (hidden is None):
         raise SbrnnError("give exactly one of --budget and --hidden")
     if hidden is not None:
-        spec = weight_space.SparseBlockSpec(n_in, n_out, hidden, grid)
+        spec = weight_space.SparseBlockSpec(n_x, n_y, hidden, grid)
     else:
-        spec = weight_space.SparseBlockSpec.from_budget(n_in, n_out, budget, grid)
+        spec = weight_space.SparseBlockSpec.from_budget(n_x, n_y, budget, grid)
     result = spec.plan(budget)
     if json_out:
         print_json(result)
     else:
-        render_plan(result, f"Weight space, {n_in} in / {n_out} out")
+        render_plan(result, f"Weight space, {n_x} in / {n_y} out")
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:
@@ -207,7 +207,7 @@ def train(
     resolve_device(device)
     with bars.builder_bars(f"building task {task}") as progress:
         built = build_checked(task, seed, config.task_options, progress)
-    resolve(config, built.n_in, built.n_out)  # a budget too small, bad densities: fail before training
+    resolve(config, built.n_x, built.n_y)  # a budget too small, bad densities: fail before training
     try:
         with bars.EpochBar(epochs) as bar:
             record = train_run(config, built, device=device, threads=threads, progress=bar, save=save)
@@ -385,7 +385,7 @@ def sweep(
     json_out: JsonOpt = False,
 ) -> None:
     """Train many children into a records directory; rerun the same command to resume."""
-    from sbrnn.child import space as sampling
+    from sbrnn.child import sampling
     from sbrnn.child.sweep import coordinator
     from sbrnn.child.sweep.executors import make_executor
     from sbrnn.child.sweep.plan import describe_plan, plan_sweep

@@ -58,7 +58,7 @@ def _size_text(size: int) -> str:
 
 
 LIST_COLUMNS = (
-    Column("name"), number("n_in"), number("n_out"), number("steps"), Column("loss"),
+    Column("name"), number("n_x"), number("n_y"), number("steps"), Column("loss"),
     Column("offline", fmt=lambda v: "yes" if v else "no"),
     Column("size_on_disk", "size", "right", _size_text),
 )
@@ -89,7 +89,7 @@ def _render_splits(summary, title: str) -> None:
 
 
 def _dims(summary) -> str:
-    return f"{summary.n_in} in, {summary.n_out} out, {summary.steps} steps, {summary.loss}"
+    return f"{summary.n_x} in, {summary.n_y} out, {summary.steps} steps, {summary.loss}"
 
 
 @app.command("build")
@@ -138,7 +138,7 @@ def info(
     if summary.classes is not None:
         rows = [{"split": split, **{str(c): n for c, n in enumerate(counts)}}
                 for split, counts in summary.classes.items()]
-        columns = [Column("split"), *(number(str(c), fmt=",") for c in range(summary.n_out))]
+        columns = [Column("split"), *(number(str(c), fmt=",") for c in range(summary.n_y))]
         render(rows, columns, title="Class balance (sequences per class)")
     else:
         print_lines(*(f"{split} targets: mean {stats['mean']:.4f}, std {stats['std']:.4f}"

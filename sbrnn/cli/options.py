@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from sbrnn.child import spec as weight_space
+from sbrnn.child import weight_space
 from sbrnn.cli import console
 from sbrnn.errors import SbrnnError
 
@@ -41,9 +41,9 @@ def check_counts(**flags: int | None) -> None:
             raise SbrnnError(f"--{name.replace('_', '-')} {value} is out of range; allowed: integers >= 1")
 
 
-def check_dims(n_in: int, n_out: int) -> None:
+def check_dims(n_x: int, n_y: int) -> None:
     """``--in`` and ``--out`` are integers >= 1."""
-    check_counts(**{"in": n_in, "out": n_out})
+    check_counts(**{"in": n_x, "out": n_y})
 
 
 def grid_option(text: str | None, name: str) -> weight_space.Grid | None:

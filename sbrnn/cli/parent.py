@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sbrnn.child import spec as weight_space
+from sbrnn.child import weight_space
 from sbrnn.cli import progress as bars
 from sbrnn.cli.options import DENSITIES_HELP, JsonOpt, TaskOptionOpt, check_dims, task_options
 from sbrnn.cli.render import Column, number, print_json, print_lines, render, render_plan
@@ -186,24 +186,24 @@ def _load(model: Path | None):
     return load_shipped() if model is None else load_parent(model)
 
 
-def _context(parent, n_in, n_out, steps, loss, task, task_option, seed):
+def _context(parent, n_x, n_y, steps, loss, task, task_option, seed):
     """The task's context: a registered task built (dims, length, loss, traits), or dims with
     ``steps``/``loss`` (taken from the parent's nearest task where not given); and a note."""
     from sbrnn.parent.features import TaskContext
     from sbrnn.parent.recommend import infer_context
 
     if task is not None:
-        if n_in is not None or n_out is not None or steps is not None or loss is not None:
+        if n_x is not None or n_y is not None or steps is not None or loss is not None:
             raise SbrnnError("give either --task or --in/--out (with --steps and --loss)")
         from sbrnn.datasets.summary import build_checked
 
         with bars.builder_bars(f"building task {task}") as progress:
             built = build_checked(task, seed, task_options(task_option), progress)
         return TaskContext.of_task(built), None
-    if n_in is None or n_out is None:
+    if n_x is None or n_y is None:
         raise SbrnnError("give --in and --out (the task's input and output sizes), or --task")
-    check_dims(n_in, n_out)
-    return infer_context(parent, n_in, n_out, steps, loss)
+    check_dims(n_x, n_y)
+    return infer_context(parent, n_x, n_y, steps, loss)
 
 
 def _parent_line(parent, kind: str) -> str:
@@ -247,8 +247,8 @@ PREDICTION_COLUMNS = (
 
 @app.command("recommend")
 def recommend(
-    n_in: Annotated[int | None, typer.Option("--in", help="Input size |x| of the task.")] = None,
-    n_out: Annotated[int | None, typer.Option("--out", help="Output size |y| of the task.")] = None,
+    n_x: Annotated[int | None, typer.Option("--in", help="Input size |x| of the task.")] = None,
+    n_y: Annotated[int | None, typer.Option("--out", help="Output size |y| of the task.")] = None,
     budget: Annotated[float, typer.Option(help="Trainable-weight budget (biases excluded).")] = 100_000,
     steps: StepsOpt = None,
     loss: LossOpt = None,
@@ -278,12 +278,12 @@ def recommend(
     """Recommend configurations for a task from its dims (or a registered task) and a budget: ranked
     by the shipped zoo parent (or --model), with the a-priori rule and the baselines beside them."""
     if a_priori:
-        _a_priori(n_in, n_out, budget, target, json_out)
+        _a_priori(n_x, n_y, budget, target, json_out)
         return
     from sbrnn.parent.recommend import recommend as rank
 
     parent, _ = _load(model)
-    context, note = _context(parent, n_in, n_out, steps, loss, task, task_option, seed)
+    context, note = _context(parent, n_x, n_y, steps, loss, task, task_option, seed)
     result = rank(parent, context, budget, top=top, seed=seed, kind=kind, task_name=task)
     if optuna_storage is not None or study is not None:
         from sbrnn.child.tune import enqueue_recommendations
@@ -330,7 +330,7 @@ def recommend(
         )
     if not (context.traits or {}).get("baseline_loss"):
         lines.append(
-            "losses assume the constant predictor scores log(n_out) (cross-entropy) or 1 (MSE on "
+            "losses assume the constant predictor scores log(n_y) (cross-entropy) or 1 (MSE on "
             "standardised targets); give --task for the task's own"
         )
     lines += [
@@ -352,13 +352,13 @@ BASELINE_COLUMNS = (
 )
 
 
-def _a_priori(n_in: int | None, n_out: int | None, budget: float, target: float, json_out: bool) -> None:
+def _a_priori(n_x: int | None, n_y: int | None, budget: float, target: float, json_out: bool) -> None:
     from sbrnn.parent.recommend import a_priori
 
-    if n_in is None or n_out is None:
+    if n_x is None or n_y is None:
         raise SbrnnError("--a-priori needs --in and --out")
-    check_dims(n_in, n_out)
-    result = a_priori(n_in, n_out, budget, target)
+    check_dims(n_x, n_y)
+    result = a_priori(n_x, n_y, budget, target)
     if json_out:
         print_json(result)
         return
@@ -377,7 +377,7 @@ def _a_priori(n_in: int | None, n_out: int | None, budget: float, target: float,
                 {
                     "arch": name,
                     "hidden": plan["hidden"],
-                    "densities": "LSTM, proj = n_out",
+                    "densities": "LSTM, proj = n_y",
                     "total_trainable": plan["total_trainable"],
                 }
             )
@@ -395,8 +395,8 @@ CURVE_COLUMNS = (
 @app.command("predict")
 def predict(
     budget: Annotated[float, typer.Option(help="Trainable-weight budget (biases excluded); sets h.")],
-    n_in: Annotated[int | None, typer.Option("--in", help="Input size |x| of the task.")] = None,
-    n_out: Annotated[int | None, typer.Option("--out", help="Output size |y| of the task.")] = None,
+    n_x: Annotated[int | None, typer.Option("--in", help="Input size |x| of the task.")] = None,
+    n_y: Annotated[int | None, typer.Option("--out", help="Output size |y| of the task.")] = None,
     arch: Annotated[str, typer.Option(help="sbrnn, dense, uniform or lstm.")] = "sbrnn",
     densities: Annotated[str, typer.Option(help=DENSITIES_HELP + " sbrnn only.")] = "1",
     means: Annotated[str, typer.Option(help="Init means of kept entries (same form).")] = "0",
@@ -416,7 +416,7 @@ def predict(
     from sbrnn.parent.recommend import configuration, extrapolation
 
     parent, _ = _load(model)
-    context, note = _context(parent, n_in, n_out, steps, loss, task, task_option, seed)
+    context, note = _context(parent, n_x, n_y, steps, loss, task, task_option, seed)
     grids = {
         name: weight_space.parse_grid(text, name)
         for name, text in (("densities", densities), ("means", means), ("stds", stds))

@@ -188,7 +188,7 @@ def render_grid(
 
 
 def render_plan(plan: Mapping[str, Any], title: str) -> None:
-    """A configuration's weight space (:meth:`sbrnn.child.spec.SparseBlockSpec.plan`) as Fig. 4:
+    """A configuration's weight space (:meth:`sbrnn.child.weight_space.SparseBlockSpec.plan`) as Fig. 4:
     each block's shape, density and trainable count; the totals below."""
     cells = [[f"{r}x{c}  d={plan['densities'][i][j]:.2f}\n{plan['trainable'][i][j]:,} trainable"
               for j, (r, c) in enumerate(shapes)] for i, shapes in enumerate(plan["shapes"])]
@@ -196,5 +196,5 @@ def render_plan(plan: Mapping[str, Any], title: str) -> None:
     caption = (f"h = {plan['hidden']}  total trainable {plan['total_trainable']:,}{budget}\n"
                f"model density {plan['model_density']:.3f}  "
                f"hidden proportion {plan['hidden_proportion']:.3f}")
-    sizes = {"x": plan["n_in"], "h": plan["hidden"], "y": plan["n_out"]}
+    sizes = {"x": plan["n_x"], "h": plan["hidden"], "y": plan["n_y"]}
     render_grid(sizes, cells, title=title, caption=caption)

@@ -96,7 +96,7 @@ def _recall_split(n: int, steps: int, symbols: int, p: float, g: torch.Generator
     return x, label
 
 
-def _build(name: str, kind: str, seed: int, options: dict, make, loss: str, n_out: int) -> Task:
+def _build(name: str, kind: str, seed: int, options: dict, make, loss: str, n_y: int) -> Task:
     """Generate (or load) the three splits with ``make() -> [(x, y)] * 3`` and wrap them as a Task."""
     _check_int("seed", seed, 0, 2**63 - 1)
     params = {"kind": kind, "seed": seed, **options, "version": GENERATOR_VERSION}
@@ -109,7 +109,7 @@ def _build(name: str, kind: str, seed: int, options: dict, make, loss: str, n_ou
     meta = {"generator": "classic", "kind": kind, "seed": seed, "generation": options,
             "cache": {"key": entry.key, "path": str(entry.path), "hit": entry.hit}}
     x = splits[0].x
-    return Task(name, x.shape[2], n_out, x.shape[1], loss, *splits, meta=meta)
+    return Task(name, x.shape[2], n_y, x.shape[1], loss, *splits, meta=meta)
 
 
 def adding(name: str, seed: int = 0, steps: int = 50, n_train: int = 2_000, n_val: int = 500,

@@ -36,7 +36,7 @@ from sbrnn.errors import SbrnnError
 
 def episode_task(name: str, dataset_id: str, kind: str, seed: int = 0, window: int | None = None) -> Task:
     """Task ``name`` of ``kind`` (:data:`~sbrnn.datasets.windows.TASK_KINDS`) on the local dataset
-    ``dataset_id``: inputs ``[N, window, n_in]`` and targets ``[N, window, n_out]``, float32 and
+    ``dataset_id``: inputs ``[N, window, n_x]`` and targets ``[N, window, n_y]``, float32 and
     normalised (:func:`~sbrnn.datasets.windows.build_tensors`).
 
     The split, normalised and windowed tensors are cached (:mod:`sbrnn.datasets.cache`) under the
@@ -75,8 +75,8 @@ def episode_task(name: str, dataset_id: str, kind: str, seed: int = 0, window: i
     if COLLECTION_KEY in metadata:
         meta["collection"] = metadata[COLLECTION_KEY]
     splits = [Split(tensors[f"{s}_x"], tensors[f"{s}_y"]) for s in ("train", "val", "test")]
-    n_in, n_out = splits[0].x.shape[2], splits[0].y.shape[2]
-    return Task(name, n_in, n_out, window, "mse", *splits, meta=meta)
+    n_x, n_y = splits[0].x.shape[2], splits[0].y.shape[2]
+    return Task(name, n_x, n_y, window, "mse", *splits, meta=meta)
 
 
 def behaviour_cloning(dataset_id: str = DEFAULT_DATASET, seed: int = 0, window: int | None = None) -> Task:

@@ -103,11 +103,11 @@ class RadSpec:
         object.__setattr__(self, "no_anomaly_prob", float(p))
 
     @property
-    def n_in(self) -> int:
+    def n_x(self) -> int:
         return self.side * self.side
 
     @property
-    def n_out(self) -> int:
+    def n_y(self) -> int:
         return self.n + (1 if self.no_anomaly_prob > 0 else 0)
 
     @property
@@ -167,9 +167,9 @@ def generate_chunk(
     counts = torch.bincount(flat, minlength=n_pipes).tolist()
     clean = pool.images[rows.view(-1)[order]].to(torch.float32).div_(255.0)  # [s*n, 28, 28]
     out = transforms.transform_grouped(transforms.resize(clean, spec.side), counts, g)
-    images = torch.empty(s * n, spec.n_in, dtype=torch.uint8)
-    images[order] = out.mul_(255.0).round_().to(torch.uint8).view(-1, spec.n_in)
-    images = images.view(s, n, spec.n_in)
+    images = torch.empty(s * n, spec.n_x, dtype=torch.uint8)
+    images[order] = out.mul_(255.0).round_().to(torch.uint8).view(-1, spec.n_x)
+    images = images.view(s, n, spec.n_x)
     return {
         "images": images,
         "label": torch.where(anomaly, position, torch.full_like(position, n)),
@@ -280,7 +280,7 @@ def build(name: str, spec: RadSpec, data_root=None, download: bool = False,
         + (f"; no-anomaly class {spec.n} with p = {spec.no_anomaly_prob:g}" if spec.no_anomaly_prob else ""),
         "cache": {"key": entry.key, "path": str(entry.path), "hit": entry.hit},
     }
-    return Task(name, spec.n_in, spec.n_out, spec.steps, "cross_entropy", *parts, meta=meta)
+    return Task(name, spec.n_x, spec.n_y, spec.steps, "cross_entropy", *parts, meta=meta)
 
 
 def _spec(source: str, seed, side, n, no_anomaly_prob, query_step, n_train, n_val, n_test) -> RadSpec:

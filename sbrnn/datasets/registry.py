@@ -41,13 +41,13 @@ class TaskInfo:
     ``builder(seed=..., **options)`` returns the :class:`Task`; builders that do long work also take
     ``progress`` (:mod:`sbrnn.datasets.progress`), which is not an option. ``offline()`` says whether
     it can be built on this machine without a network; ``family`` groups tasks of one kind
-    (:data:`FAMILIES`). ``n_in``, ``n_out`` and ``steps`` are the dims at the default options.
+    (:data:`FAMILIES`). ``n_x``, ``n_y`` and ``steps`` are the dims at the default options.
     """
 
     name: str
     description: str
-    n_in: int
-    n_out: int
+    n_x: int
+    n_y: int
     steps: int
     loss: str
     source: str
@@ -61,8 +61,8 @@ class TaskInfo:
             "name": self.name,
             "family": self.family,
             "description": self.description,
-            "n_in": self.n_in,
-            "n_out": self.n_out,
+            "n_x": self.n_x,
+            "n_y": self.n_y,
             "steps": self.steps,
             "loss": self.loss,
             "source": self.source,
@@ -179,8 +179,8 @@ def build_task(name: str, seed: int = 0, progress: Progress | None = None, **opt
 
 def _add(name: str, family: str, shape: tuple[int, int, int, str], source: str, builder: Callable[..., Task],
          description: str, offline: Callable[[], bool] = lambda: True) -> None:
-    n_in, n_out, steps, loss = shape
-    register(TaskInfo(name, description, n_in, n_out, steps, loss, source, builder, offline, family))
+    n_x, n_y, steps, loss = shape
+    register(TaskInfo(name, description, n_x, n_y, steps, loss, source, builder, offline, family))
 
 
 CE, MSE = "cross_entropy", "mse"
@@ -213,7 +213,7 @@ RAD_WHY = {
 }
 for _name, _preset in rad.PRESETS.items():
     _spec = rad.RadSpec(**_preset)
-    _add(_name, "rad", (_spec.n_in, _spec.n_out, _spec.steps, CE), "digits",
+    _add(_name, "rad", (_spec.n_x, _spec.n_y, _spec.steps, CE), "digits",
          functools.partial(rad.build_preset, _name, **_preset),
          f"{RAD_WHY[_name]}; 3,000 training sequences")
 

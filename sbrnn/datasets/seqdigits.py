@@ -1,7 +1,7 @@
 """Sequential digits: read an 8x8 digit a few pixels per step and name it after the last step.
 
 scikit-learn's bundled 1,797 digits (values 0-16), label the digit (10 classes, ``cross_entropy``).
-Four readings of the same 64 pixels, ``x`` ``[N, T, n_in]`` with ``T * n_in = 64``:
+Four readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64``:
 
 - ``rows`` (``seq-digits``): one 8-pixel image row per step, top to bottom (8 in, 8 steps).
 - ``pixels`` (``pixel-digits``): one pixel per step in raster order (1 in, 64 steps): the classic
@@ -58,8 +58,8 @@ def _tensors(seed: int, reading: str, permutation_seed: int) -> dict[str, torch.
     labels = torch.as_tensor(bunch.target, dtype=torch.int64)
     parts = sources.stratified_split(labels, sources.DIGITS_FRACTIONS, sources.split_generator(seed))
     mean, std = images[parts[0]].mean(), images[parts[0]].std()
-    n_in = {"rows": 8, "patches": 4}.get(reading, 1)
-    x = ((images - mean) / std)[:, pixel_order(reading, permutation_seed)].reshape(-1, 64 // n_in, n_in)
+    n_x = {"rows": 8, "patches": 4}.get(reading, 1)
+    x = ((images - mean) / std)[:, pixel_order(reading, permutation_seed)].reshape(-1, 64 // n_x, n_x)
     out = {"mean": mean, "std": std}
     for split, i in zip(SPLITS, parts):
         out[f"{split}_x"], out[f"{split}_y"] = x[i].contiguous(), labels[i]

@@ -39,14 +39,14 @@ class TaskSummary:
     """Shapes, sizes, and class balance (``cross_entropy``) or target statistics (``mse``) of a task.
 
     ``sizes[split]`` counts its sequences, ``shapes[split]`` holds the shapes of ``x`` and ``y`` and
-    ``x``'s dtype; ``classes[split]`` counts the sequences of each class ``0..n_out-1`` and
+    ``x``'s dtype; ``classes[split]`` counts the sequences of each class ``0..n_y-1`` and
     ``targets[split]`` holds the mean and standard deviation over every target scalar of the split
     (the other one is None).
     """
 
     name: str
-    n_in: int
-    n_out: int
+    n_x: int
+    n_y: int
     steps: int
     loss: str
     sizes: dict[str, int]
@@ -56,7 +56,7 @@ class TaskSummary:
 
     def to_dict(self) -> dict:
         """JSON-ready; holds ``classes`` or ``targets``, whichever the task has."""
-        out = {"name": self.name, "n_in": self.n_in, "n_out": self.n_out, "steps": self.steps,
+        out = {"name": self.name, "n_x": self.n_x, "n_y": self.n_y, "steps": self.steps,
                "loss": self.loss, "sizes": self.sizes, "shapes": self.shapes}
         if self.classes is not None:
             out["classes"] = self.classes
@@ -75,11 +75,11 @@ def task_summary(task: Task) -> TaskSummary:
     }
     classes = targets = None
     if task.is_classification:
-        classes = {name: s.y.bincount(minlength=task.n_out).tolist() for name, s in splits.items()}
+        classes = {name: s.y.bincount(minlength=task.n_y).tolist() for name, s in splits.items()}
     else:
         targets = {name: {"mean": float(s.y.float().mean()), "std": float(s.y.float().std())}
                    for name, s in splits.items()}
-    return TaskSummary(task.name, task.n_in, task.n_out, task.steps, task.loss,
+    return TaskSummary(task.name, task.n_x, task.n_y, task.steps, task.loss,
                        {name: len(split) for name, split in splits.items()}, shapes, classes, targets)
 
 

@@ -13,20 +13,20 @@ from sbrnn.datasets.task import Split, Task
 
 
 def toy_anomaly(
-    seed: int = 0, n_in: int = 8, steps: int = 6, n_train: int = 512, n_val: int = 128,
+    seed: int = 0, n_x: int = 8, steps: int = 6, n_train: int = 512, n_val: int = 128,
     n_test: int = 128,
 ) -> Task:
-    """``[N, steps, n_in]`` sequences, label in ``[0, steps)``; ``n_out = steps``."""
+    """``[N, steps, n_x]`` sequences, label in ``[0, steps)``; ``n_y = steps``."""
     g = torch.Generator().manual_seed(seed)
     splits = []
     for n in (n_train, n_val, n_test):
-        proto = torch.randn(n, 1, n_in, generator=g)
-        shift = torch.randn(n, 1, n_in, generator=g)
-        x = proto + 0.3 * torch.randn(n, steps, n_in, generator=g)
+        proto = torch.randn(n, 1, n_x, generator=g)
+        shift = torch.randn(n, 1, n_x, generator=g)
+        x = proto + 0.3 * torch.randn(n, steps, n_x, generator=g)
         label = torch.randint(0, steps, (n,), generator=g)
         x[torch.arange(n), label] += 2.0 * shift[:, 0]
         splits.append(Split(x, label))
-    return Task("toy-anomaly", n_in, steps, steps, "cross_entropy", *splits, meta={"seed": seed})
+    return Task("toy-anomaly", n_x, steps, steps, "cross_entropy", *splits, meta={"seed": seed})
 
 
 def toy_regression(

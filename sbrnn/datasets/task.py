@@ -14,8 +14,8 @@ class Split:
     """One split of a task.
 
     Attributes:
-        x: inputs ``[N, T, n_in]``, float16 or float32 (the trainer casts batches to float32).
-        y: ``[N]`` int64 class indices for ``cross_entropy``; ``[N, T, n_out]`` float for ``mse``.
+        x: inputs ``[N, T, n_x]``, float16 or float32 (the trainer casts batches to float32).
+        y: ``[N]`` int64 class indices for ``cross_entropy``; ``[N, T, n_y]`` float for ``mse``.
     """
 
     x: torch.Tensor
@@ -23,7 +23,7 @@ class Split:
 
     def __post_init__(self) -> None:
         if self.x.ndim != 3:
-            raise ValueError(f"x must be [N, T, n_in], got shape {tuple(self.x.shape)}")
+            raise ValueError(f"x must be [N, T, n_x], got shape {tuple(self.x.shape)}")
         if self.y.shape[0] != self.x.shape[0]:
             raise ValueError(f"x has {self.x.shape[0]} sequences but y has {self.y.shape[0]}")
 
@@ -37,7 +37,7 @@ class Task:
 
     Attributes:
         name: registry name (e.g. ``rad``), as written into records.
-        n_in, n_out, steps: input size, output size and sequence length ``T``.
+        n_x, n_y, steps: input size, output size and sequence length ``T``.
         loss: one of :data:`LOSS_KINDS`.
         meta: JSON-ready facts saved beside a trained model (normalisation, generation options).
         traits: cheap descriptors of the training split (:mod:`sbrnn.datasets.traits`), filled by
@@ -45,8 +45,8 @@ class Task:
     """
 
     name: str
-    n_in: int
-    n_out: int
+    n_x: int
+    n_y: int
     steps: int
     loss: str
     train: Split
@@ -60,9 +60,9 @@ class Task:
             raise ValueError(f"loss {self.loss!r} is not one of {LOSS_KINDS}")
         for name in ("train", "val", "test"):
             x = getattr(self, name).x
-            if tuple(x.shape[1:]) != (self.steps, self.n_in):
+            if tuple(x.shape[1:]) != (self.steps, self.n_x):
                 raise ValueError(
-                    f"{name}.x has shape {tuple(x.shape)}; expected [N, {self.steps}, {self.n_in}]"
+                    f"{name}.x has shape {tuple(x.shape)}; expected [N, {self.steps}, {self.n_x}]"
                 )
 
     @property

@@ -14,7 +14,7 @@ costs well under a second even for ``rad`` (6,000 x 11 x 2,500 float16). Sums ru
   ``m``, ``var`` over every step); 0 for a constant feature or one-step sequences.
 - ``target_std``, ``target_autocorr``: the same two of the targets (``mse``); None for
   ``cross_entropy``.
-- ``class_entropy``: entropy of the training label distribution over ``log(n_out)``, in [0, 1]
+- ``class_entropy``: entropy of the training label distribution over ``log(n_y)``, in [0, 1]
   (``cross_entropy``); None for ``mse``.
 - ``baseline_loss``: ``cross_entropy``: the validation cross-entropy (nats) of predicting the
   training class prior, add-one smoothed so a class absent from training costs a finite loss;
@@ -97,11 +97,11 @@ def task_traits(task: Task) -> dict[str, float | None]:
         "target_std": None, "target_autocorr": None, "class_entropy": None,
     }
     if task.is_classification:
-        counts = torch.bincount(task.train.y, minlength=task.n_out).to(torch.float64)
+        counts = torch.bincount(task.train.y, minlength=task.n_y).to(torch.float64)
         p = counts / counts.sum()
         entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
-        out["class_entropy"] = entropy / math.log(task.n_out) if task.n_out > 1 else None
-        prior = (counts + 1.0) / (counts.sum() + task.n_out)
+        out["class_entropy"] = entropy / math.log(task.n_y) if task.n_y > 1 else None
+        prior = (counts + 1.0) / (counts.sum() + task.n_y)
         out["baseline_loss"] = float(-prior.log()[task.val.y].mean())
     else:
         targets = feature_moments(subsample(task.train.y))

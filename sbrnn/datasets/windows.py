@@ -1,6 +1,6 @@
 """Episodes into task tensors: split by episode, cut into windows, normalised.
 
-Each episode gives one ``(inputs [T, n_in], targets [T, n_out])`` pair per task kind
+Each episode gives one ``(inputs [T, n_x], targets [T, n_y])`` pair per task kind
 (:data:`TASK_KINDS`): ``behaviour_cloning`` maps the observations ``obs_0 .. obs_{T-1}`` (the final
 observation, seen after the last action, is dropped) to the actions ``a_0 .. a_{T-1}``;
 ``forward_dynamics`` maps ``[obs_t; a_t]`` to ``obs_{t+1} - obs_t``.
@@ -69,7 +69,7 @@ def cut_windows(arrays: list[np.ndarray], window: int) -> np.ndarray:
 
 
 def _pairs(kind: str, observations: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One episode's ``(inputs [T, n_in], targets [T, n_out])`` for task ``kind``."""
+    """One episode's ``(inputs [T, n_x], targets [T, n_y])`` for task ``kind``."""
     if kind == "behaviour_cloning":
         return observations[:-1], actions
     return np.concatenate([observations[:-1], actions], axis=1), np.diff(observations, axis=0)
@@ -86,9 +86,9 @@ def _moments(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def build_tensors(dataset, kind: str, seed: int, window: int) -> dict[str, torch.Tensor]:
     """Split, normalise and window the Minari ``dataset`` for task ``kind`` (see the module doc).
 
-    Returns ``{split}_x [N, window, n_in]`` and ``{split}_y [N, window, n_out]`` float32 for each
-    split, the train split's ``input_mean``, ``input_std`` ``[n_in]`` and ``target_mean``,
-    ``target_std`` ``[n_out]`` float64, and ``episodes`` ``[3]``: the episodes in train, val, test.
+    Returns ``{split}_x [N, window, n_x]`` and ``{split}_y [N, window, n_y]`` float32 for each
+    split, the train split's ``input_mean``, ``input_std`` ``[n_x]`` and ``target_mean``,
+    ``target_std`` ``[n_y]`` float64, and ``episodes`` ``[3]``: the episodes in train, val, test.
     """
     episodes = list(dataset.iterate_episodes())
     pairs = [

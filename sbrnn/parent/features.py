@@ -6,10 +6,10 @@ Features (:data:`FEATURE_NAMES`, one builder :func:`_vector` for records and con
   parent predicts every architecture a sweep compares, the baselines included;
 - the paper's 20: six block densities, six init means, six init stds, ``log lr`` and the hidden
   proportion (an LSTM has no block grid: its densities read 1, means and stds 0, and its hidden
-  proportion is the share of its gate weights that read the recurrent output, ``p / (n_in + p)``);
+  proportion is the share of its gate weights that read the recurrent output, ``p / (n_x + p)``);
 - size traits: ``log n_x``, ``log n_y``, ``log T``, the loss kind, ``log budget``, ``log h``, the
   model density, ``log`` total trainable weights, and ``log`` of the budget over the task's
-  reference budget (its dense y row, :func:`sbrnn.child.spec.reference_budget`);
+  reference budget (its dense y row, :func:`sbrnn.child.weight_space.reference_budget`);
 - task traits (:data:`sbrnn.records.TRAITS`): ``log n_train``, input std, share of zero inputs,
   input and target autocorrelation over steps, class entropy and ``log`` baseline loss (0 where
   a trait does not apply to the loss kind). A query that knows only dims gets the median traits
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sbrnn.child.spec import SparseBlockSpec, grid_blocks, lstm_weights, reference_budget
+from sbrnn.child.weight_space import SparseBlockSpec, grid_blocks, lstm_weights, reference_budget
 from sbrnn.errors import SbrnnError
 from sbrnn.records import TRAITS, RunRecord, read_records
 from sbrnn.vocabulary import ARCHS, BLOCKS, LOSS_KINDS, STATUSES
@@ -136,7 +136,7 @@ class TaskContext:
     @classmethod
     def of_task(cls, task) -> TaskContext:
         """The context of a built :class:`sbrnn.datasets.task.Task` (its dims, loss and traits)."""
-        return cls(task.n_in, task.n_out, task.steps, task.loss, dict(task.traits) or None)
+        return cls(task.n_x, task.n_y, task.steps, task.loss, dict(task.traits) or None)
 
     @classmethod
     def of_record(cls, record: RunRecord) -> TaskContext:

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from sbrnn.child.space import DENSITY_RANGE, MIN_LR, MIN_STD, Hyperparameters, draw
-from sbrnn.child.spec import (
+from sbrnn.child.sampling import DENSITY_RANGE, MIN_LR, MIN_STD, Hyperparameters, draw
+from sbrnn.child.weight_space import (
     H_ROW,
     SparseBlockSpec,
     balance,
@@ -40,15 +40,15 @@ BALANCED_TARGETS = tuple(round(0.3 + 0.05 * i, 2) for i in range(9))
 """Target hidden proportions of the a-priori family: 0.3, 0.35, ..., 0.7."""
 
 
-def a_priori(n_in: int, n_out: int, budget: float, target: float = 0.5) -> dict:
+def a_priori(n_x: int, n_y: int, budget: float, target: float = 0.5) -> dict:
     """The paper's a-priori recommendation, with the equal-budget baselines beside it.
 
     Returns ``{"recommended": plan, "baselines": {"dense": plan, "uniform": plan, "lstm": {...}}}``
     where a plan is :meth:`SparseBlockSpec.plan` plus ``sparsified_block`` and ``target`` for the
-    recommendation. Uses no records and no validation runs: only ``n_in``, ``n_out`` and ``budget``.
+    recommendation. Uses no records and no validation runs: only ``n_x``, ``n_y`` and ``budget``.
     """
-    balanced = balance(n_in, n_out, budget, target)
-    base = baselines(n_in, n_out, budget)
+    balanced = balance(n_x, n_y, budget, target)
+    base = baselines(n_x, n_y, budget)
     recommended = {**balanced.spec.plan(budget), "sparsified_block": balanced.block, "target": target}
     return {
         "recommended": recommended,
@@ -78,35 +78,35 @@ def _block(arch: str, spec: SparseBlockSpec, budget: float, lr: float, source: s
     return Candidate(Configuration(arch, budget, lr, spec), source)
 
 
-def balanced_family(n_in: int, n_out: int, budget: float) -> list[Candidate]:
+def balanced_family(n_x: int, n_y: int, budget: float) -> list[Candidate]:
     """The a-priori family: each h-row block sparsified in turn to each of :data:`BALANCED_TARGETS`
     (the paper's rule is the largest block at 0.5, :func:`a_priori`); a block that cannot bring
     the hidden proportion within 0.1 of a target (a small block of a wide row) leaves it out."""
     out = []
     for block in H_ROW:
         for target in BALANCED_TARGETS:
-            balanced = balance(n_in, n_out, budget, target, block=block)
+            balanced = balance(n_x, n_y, budget, target, block=block)
             if abs(balanced.achieved - target) <= 0.1:
                 out.append(_block("sbrnn", balanced.spec, budget, DEFAULT_LR, f"balanced {block} {target:g}"))
     return out
 
 
-def baseline_candidates(n_in: int, n_out: int, budget: float) -> dict[str, Candidate]:
+def baseline_candidates(n_x: int, n_y: int, budget: float) -> dict[str, Candidate]:
     """The dense, uniform-0.2 and LSTM children at ``budget`` (learning rate :data:`DEFAULT_LR`)."""
-    base = baselines(n_in, n_out, budget)
+    base = baselines(n_x, n_y, budget)
     return {
         "dense": _block("dense", base["dense"], budget, DEFAULT_LR, "dense"),
         "uniform": _block("uniform", base["uniform"], budget, DEFAULT_LR, "uniform"),
         "lstm": Candidate(
-            Configuration("lstm", budget, DEFAULT_LR, hidden=lstm_hidden(n_in, n_out, budget)), "lstm"
+            Configuration("lstm", budget, DEFAULT_LR, hidden=lstm_hidden(n_x, n_y, budget)), "lstm"
         ),
     }
 
 
 def configuration(
     arch: str,
-    n_in: int,
-    n_out: int,
+    n_x: int,
+    n_y: int,
     budget: float,
     lr: float = DEFAULT_LR,
     densities=None,
@@ -116,32 +116,32 @@ def configuration(
     """The configuration of ``arch`` at ``budget`` (``h`` from it): ``sbrnn`` with ``densities``
     (and init ``means``/``stds``), or a baseline (``dense``, ``uniform`` at 0.2, ``lstm``)."""
     if arch == "lstm":
-        return Configuration("lstm", budget, lr, hidden=lstm_hidden(n_in, n_out, budget))
+        return Configuration("lstm", budget, lr, hidden=lstm_hidden(n_x, n_y, budget))
     if arch in ("dense", "uniform"):
-        spec = baselines(n_in, n_out, budget)[arch]
+        spec = baselines(n_x, n_y, budget)[arch]
         init = {k: v for k, v in (("means", means), ("stds", stds)) if v is not None}
-        return Configuration(arch, budget, lr, SparseBlockSpec(n_in, n_out, spec.h, spec.densities, **init))
+        return Configuration(arch, budget, lr, SparseBlockSpec(n_x, n_y, spec.h, spec.densities, **init))
     if arch != "sbrnn":
         raise SbrnnError(f"arch {arch!r} is unknown; allowed: sbrnn, dense, uniform, lstm")
     return Configuration(
-        arch, budget, lr, SparseBlockSpec.from_budget(n_in, n_out, budget, densities, means, stds)
+        arch, budget, lr, SparseBlockSpec.from_budget(n_x, n_y, budget, densities, means, stds)
     )
 
 
-def _spec(n_in: int, n_out: int, budget: float, hp: Hyperparameters) -> SparseBlockSpec | None:
+def _spec(n_x: int, n_y: int, budget: float, hp: Hyperparameters) -> SparseBlockSpec | None:
     """The configuration of ``hp`` with ``h`` from the budget; None when its y row alone exceeds it."""
     try:
-        return SparseBlockSpec.from_budget(n_in, n_out, budget, hp.densities, hp.means, hp.stds)
+        return SparseBlockSpec.from_budget(n_x, n_y, budget, hp.densities, hp.means, hp.stds)
     except SbrnnError:
         return None
 
 
-def sweep_draws(n_in: int, n_out: int, budget: float, rng: np.random.Generator, n: int) -> list[Candidate]:
+def sweep_draws(n_x: int, n_y: int, budget: float, rng: np.random.Generator, n: int) -> list[Candidate]:
     """``n`` draws from the paper's sweep space (method.md §6); draws that cannot fit are skipped."""
     out = []
     for _ in range(n):
         hp = draw(rng, "paper")
-        spec = _spec(n_in, n_out, budget, hp)
+        spec = _spec(n_x, n_y, budget, hp)
         if spec is not None:
             out.append(_block("sbrnn", spec, budget, hp.lr, "draw"))
     return out
@@ -410,22 +410,22 @@ def recommend(
     if not (math.isfinite(budget) and budget > 0):
         raise SbrnnError(f"budget = {budget:g} is out of range; allowed: a number > 0")
     kind = parent.kind(kind)
-    n_in, n_out = task.n_x, task.n_y
+    n_x, n_y = task.n_x, task.n_y
     rng = np.random.default_rng(seed)
     where = extrapolation(parent, task, budget)
-    rule = a_priori(n_in, n_out, budget)["recommended"]
+    rule = a_priori(n_x, n_y, budget)["recommended"]
     paper = _block(
         "sbrnn",
-        balance(n_in, n_out, budget, 0.5).spec,
+        balance(n_x, n_y, budget, 0.5).spec,
         budget,
         DEFAULT_LR,
         f"a-priori {rule['sparsified_block']} 0.5",
     )
-    base = baseline_candidates(n_in, n_out, budget)
-    family = balanced_family(n_in, n_out, budget)
+    base = baseline_candidates(n_x, n_y, budget)
+    family = balanced_family(n_x, n_y, budget)
     if where.inside:
         mode = "learned"
-        candidates = [paper, *family, *base.values(), *sweep_draws(n_in, n_out, budget, rng, draws)]
+        candidates = [paper, *family, *base.values(), *sweep_draws(n_x, n_y, budget, rng, draws)]
         rows = _score(parent, kind, candidates, task)
         for _ in range(rounds):
             best = [r[0] for r in _distinct_best(rows, 8) if r[0].config.spec is not None]

@@ -22,7 +22,7 @@ from sbrnn import __version__
 from sbrnn.child import malloc
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import resolve
-from sbrnn.child.spec import grid_blocks
+from sbrnn.child.weight_space import grid_blocks
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.errors import SbrnnError
 from sbrnn.records import RunRecord
@@ -35,7 +35,7 @@ def lost_record(config: RunConfig, error: str) -> RunRecord:
     """A ``failed`` record for a run whose worker could not return one (it died, or raised)."""
     info = get_info(config.task)
     try:
-        spec, h = resolve(config, info.n_in, info.n_out)
+        spec, h = resolve(config, info.n_x, info.n_y)
     except SbrnnError:
         spec, h = None, 0
     blocks = {}
@@ -43,7 +43,7 @@ def lost_record(config: RunConfig, error: str) -> RunRecord:
         for prefix, grid in (("d", spec.densities), ("mu", spec.means), ("sigma", spec.stds)):
             blocks.update({f"{prefix}_{b}": v for b, v in grid_blocks(grid).items()})
     return RunRecord(
-        run_id=config.run_id(), task=config.task, n_x=info.n_in, n_y=info.n_out, steps=info.steps,
+        run_id=config.run_id(), task=config.task, n_x=info.n_x, n_y=info.n_y, steps=info.steps,
         loss_kind=info.loss, arch=config.arch, h=h, lr=config.lr, batch_size=config.batch_size,
         epochs=config.epochs, seed=config.seed, status="failed", budget=config.budget,
         activation=config.activation, precision=config.precision, error=error,

@@ -1,7 +1,7 @@
 """Planning a sweep (pure): per task and budget the baselines, the balanced configuration, then draws.
 
 Draw ``i`` at (task, budget) takes its generator from ``(seed, task, budget, i)``
-(:func:`sbrnn.child.space.run_rng`),
+(:func:`sbrnn.child.sampling.run_rng`),
 so the same command plans the same configurations, seeds and run ids on any machine.
 """
 
@@ -12,10 +12,10 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from sbrnn.child import space as sampling
+from sbrnn.child import sampling
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import resolve
-from sbrnn.child.spec import Grid
+from sbrnn.child.weight_space import Grid
 from sbrnn.datasets import registry
 from sbrnn.datasets.registry import get_info
 from sbrnn.errors import SbrnnError
@@ -53,7 +53,7 @@ def plan_sweep(
 
     Draw ``i`` at (task, budget) takes densities, init means and stds and the learning rate
     from ``space`` (``pins`` fix any of them for every draw) with the generator
-    :func:`sbrnn.child.space.run_rng` of ``(seed, task, budget, i)``. Every run trains with the
+    :func:`sbrnn.child.sampling.run_rng` of ``(seed, task, budget, i)``. Every run trains with the
     sweep seed, which builds the task's data (one data set per task for the whole sweep) and
     draws masks, init and data order; baselines and the balanced configuration use the pinned
     learning rate (or the default 1e-3). Identical configs (everything pinned) collapse to one
@@ -73,8 +73,8 @@ def plan_sweep(
     lr = pins.lr if pins.lr is not None else RunConfig.lr
     planned: dict[str, PlannedRun] = {}
 
-    def add(label: str, config: RunConfig, n_in: int, n_out: int) -> None:
-        resolve(config, n_in, n_out)  # a budget the task cannot hold fails here, before any run
+    def add(label: str, config: RunConfig, n_x: int, n_y: int) -> None:
+        resolve(config, n_x, n_y)  # a budget the task cannot hold fails here, before any run
         planned.setdefault(config.run_id(), PlannedRun(label, config))
 
     options = dict(task_options or {})
@@ -92,16 +92,16 @@ def plan_sweep(
                       "batch_size": batch_size, "patience": patience}
             if include_baselines:
                 for arch in BASELINE_ARCHS:
-                    add(arch, RunConfig(**common, arch=arch, lr=lr, seed=seed), info.n_in, info.n_out)
+                    add(arch, RunConfig(**common, arch=arch, lr=lr, seed=seed), info.n_x, info.n_y)
             if balanced:
-                add("balanced", RunConfig(**common, lr=lr, seed=seed), info.n_in, info.n_out)
+                add("balanced", RunConfig(**common, lr=lr, seed=seed), info.n_x, info.n_y)
             for i in range(runs):
                 rng = sampling.run_rng(seed, task, budget, i)
                 hp = sampling.draw(rng, space, pins)
                 config = RunConfig(
                     **common, densities=hp.densities, means=hp.means, stds=hp.stds, lr=hp.lr, seed=seed,
                 )
-                add(f"random {i}", config, info.n_in, info.n_out)
+                add(f"random {i}", config, info.n_x, info.n_y)
     if not planned:
         raise SbrnnError("the sweep plans no runs; give runs >= 1, or include the baselines or the balanced "
                           "configuration")
@@ -140,7 +140,7 @@ def describe_plan(plan: Sequence[PlannedRun], records: str | os.PathLike) -> lis
     for p in plan:
         config = p.config
         info = get_info(config.task)
-        spec, h = resolve(config, info.n_in, info.n_out)
+        spec, h = resolve(config, info.n_x, info.n_y)
         rows.append(PlanRow(
             label=p.label, run_id=p.run_id, task=config.task, budget=config.budget, arch=config.arch, h=h,
             densities=spec.densities if spec else None,

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sbrnn.child.spec import reference_budget
 from sbrnn.child.sweep.plan import PlannedRun, plan_sweep
+from sbrnn.child.weight_space import reference_budget
 from sbrnn.datasets.registry import get_info
 from sbrnn.errors import SbrnnError
 
@@ -160,7 +160,7 @@ def load_plan(path: str | Path) -> PlanFile:
             budgets = _numbers(where, "budgets", task["budgets"])
         else:
             own = _numbers(where, "budget_factors", task.get("budget_factors", list(factors)))
-            budgets = tuple(task_budgets(info.n_in, info.n_out, own, min_budget))
+            budgets = tuple(task_budgets(info.n_x, info.n_y, own, min_budget))
         epochs = task.get("epochs", data.get("epochs"))
         if epochs is None:
             raise SbrnnError(f"{where}: no epochs; allowed: epochs = N here or at the top of the file")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sbrnn.child import space as sampling
-from sbrnn.child.spec import uniform_grid
+from sbrnn.child import sampling
 from sbrnn.child.sweep.plan import plan_sweep
+from sbrnn.child.weight_space import uniform_grid
 from sbrnn.errors import SbrnnError
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sbrnn.child.spec import Grid, as_grid, grid_blocks
+from sbrnn.child.weight_space import Grid, as_grid, grid_blocks
 from sbrnn.errors import SbrnnError
 
 SPACES = ("paper", "uniform")

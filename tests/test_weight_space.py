@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sbrnn.child.spec import (
+from sbrnn.child.weight_space import (
     DENSITY_GRID,
     SparseBlockSpec,
     balance,
@@ -121,7 +121,7 @@ def test_baselines_near_budget():
 
 
 def test_spec_module_does_not_import_torch():
-    code = "import sys, sbrnn.child.spec, sbrnn.parent.recommend; print('torch' in sys.modules)"
+    code = "import sys, sbrnn.child.weight_space, sbrnn.parent.recommend; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

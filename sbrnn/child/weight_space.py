@@ -195,8 +195,8 @@ class SparseBlockSpec:
     def plan(self, budget: float | None = None) -> dict:
         """A JSON-ready description of the weight space (what ``sbrnn child plan --json`` prints)."""
         return {
-            "n_in": self.n_x,
-            "n_out": self.n_y,
+            "n_x": self.n_x,
+            "n_y": self.n_y,
             "hidden": self.h,
             "budget": budget,
             "densities": [list(r) for r in self.densities],
@@ -231,8 +231,8 @@ def hidden_from_budget(n_x: int, n_y: int, budget: float, densities: Grid) -> in
     for its positive root and rounds it. Raises :class:`SbrnnError` when the budget cannot hold
     the y row's fixed blocks plus at least one hidden unit.
     """
-    n_x = _check_size(n_x, "n_in")
-    n_y = _check_size(n_y, "n_out")
+    n_x = _check_size(n_x, "n_x")
+    n_y = _check_size(n_y, "n_y")
     if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
         raise SbrnnError(f"budget = {budget!r} is out of range; allowed: a number > 0")
     d = grid_blocks(as_grid(densities, "densities"))
@@ -326,20 +326,20 @@ def balance(
     return Balanced(tried[choice], choice, target)
 
 
-def lstm_weights(n_in: int, n_out: int, hidden: int) -> int:
-    """Weights of ``torch.nn.LSTM(n_in, hidden, proj_size=n_out)``: ``4h(n_in+p) + 8h + p*h``."""
-    return 4 * hidden * (n_in + n_out) + 8 * hidden + n_out * hidden
+def lstm_weights(n_x: int, n_y: int, hidden: int) -> int:
+    """Weights of ``torch.nn.LSTM(n_x, hidden, proj_size=n_y)``: ``4h(n_x+p) + 8h + p*h``."""
+    return 4 * hidden * (n_x + n_y) + 8 * hidden + n_y * hidden
 
 
-def lstm_hidden(n_in: int, n_out: int, budget: float) -> int:
-    """The LSTM hidden size (projection ``p = n_out``) whose weight count is closest to ``budget``."""
-    n_in = _check_size(n_in, "n_in")
-    n_out = _check_size(n_out, "n_out")
-    per_unit = 4 * (n_in + n_out) + 8 + n_out
+def lstm_hidden(n_x: int, n_y: int, budget: float) -> int:
+    """The LSTM hidden size (projection ``p = n_y``) whose weight count is closest to ``budget``."""
+    n_x = _check_size(n_x, "n_x")
+    n_y = _check_size(n_y, "n_y")
+    per_unit = 4 * (n_x + n_y) + 8 + n_y
     hidden = round(budget / per_unit)
     if hidden < 1:
         raise SbrnnError(
-            f"budget = {budget:g} is too small for an LSTM with {n_in} inputs and {n_out} "
+            f"budget = {budget:g} is too small for an LSTM with {n_x} inputs and {n_y} "
             f"outputs; allowed: at least {per_unit}"
         )
     return hidden
