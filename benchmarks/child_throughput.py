@@ -93,9 +93,9 @@ class AuthorsSquare(nn.Module):
         state = x.new_zeros(batch, self.weight.shape[0] - self.n_x)
         outputs = []
         for t in range(steps):
-            z = F.linear(torch.cat((x[:, t], state), dim=1), weight, self.bias)[:, self.n_x:]
-            state = torch.cat((torch.relu(z[:, :self.h]), z[:, self.h:]), dim=1)
-            outputs.append(z[:, self.h:])
+            z = F.linear(torch.cat((x[:, t], state), dim=1), weight, self.bias)[:, self.n_x :]
+            state = torch.cat((torch.relu(z[:, : self.h]), z[:, self.h :]), dim=1)
+            outputs.append(z[:, self.h :])
         return torch.stack(outputs, dim=1)
 
 
@@ -107,8 +107,11 @@ class TorchPeer(nn.Module):
         super().__init__()
         torch.manual_seed(0)
         self.kind, self.hidden = kind, hidden
-        self.core = (nn.LSTM(N_X, hidden, batch_first=True) if kind == "lstm"
-                     else nn.RNN(N_X, hidden, batch_first=True, nonlinearity="relu"))
+        self.core = (
+            nn.LSTM(N_X, hidden, batch_first=True)
+            if kind == "lstm"
+            else nn.RNN(N_X, hidden, batch_first=True, nonlinearity="relu")
+        )
         self.readout = nn.Linear(hidden, N_Y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -217,7 +220,7 @@ def profile_phases(shape: Shape, repeats: int) -> dict[str, float]:
     g = torch.Generator().manual_seed(4)
     data = torch.randn(8 * shape.batch, shape.steps, N_X, generator=g).half()
     y = torch.randint(0, N_Y, (shape.batch,), generator=g)
-    index = torch.randperm(8 * shape.batch, generator=g)[:shape.batch]
+    index = torch.randperm(8 * shape.batch, generator=g)[: shape.batch]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     grad = torch.randn(shape.batch, shape.steps, model.hidden + N_Y, generator=g)
     phases: dict[str, list[float]] = {k: [] for k in ("data", "input projection", "recurrence", "optimizer")}
@@ -270,21 +273,35 @@ def main(argv: list[str] | None = None) -> int:
         speeds = measure(benches, repeats, min_seconds)
         for b in benches:
             gflops = useful_flops(b.model, shape) * speeds[b.name] / shape.batch / 1e9
-            rows.append({
-                "name": b.name, "batch": shape.batch, "steps": shape.steps, "threads": shape.threads,
-                "seq_per_s": round(speeds[b.name], 1), "useful_gflops": round(gflops, 2),
-                "pct_of_matmul": round(100 * gflops / matmul[shape.threads], 1),
-                "h": b.model.h if isinstance(b.model, AuthorsSquare) else getattr(b.model, "hidden", None),
-            })
+            rows.append(
+                {
+                    "name": b.name,
+                    "batch": shape.batch,
+                    "steps": shape.steps,
+                    "threads": shape.threads,
+                    "seq_per_s": round(speeds[b.name], 1),
+                    "useful_gflops": round(gflops, 2),
+                    "pct_of_matmul": round(100 * gflops / matmul[shape.threads], 1),
+                    "h": b.model.h
+                    if isinstance(b.model, AuthorsSquare)
+                    else getattr(b.model, "hidden", None),
+                }
+            )
         for key, (a, b) in RATIOS.items():
             if a in speeds and b in speeds:
                 ratios[f"{key} ({shape.tag})"] = round(speeds[a] / speeds[b], 2)
     result = {
-        "rows": rows, "ratios": ratios,
+        "rows": rows,
+        "ratios": ratios,
         "matmul_gflops": {str(k): round(v, 1) for k, v in matmul.items()},
-        "machine": {"torch": torch.__version__, "compiled_kernels": kernels.library() is not None,
-                    "kernel_variant": kernels.variant(), "budget": BUDGET,
-                    "torch_lstm_h": peer_hidden("lstm"), "torch_rnn_h": peer_hidden("rnn")},
+        "machine": {
+            "torch": torch.__version__,
+            "compiled_kernels": kernels.library() is not None,
+            "kernel_variant": kernels.variant(),
+            "budget": BUDGET,
+            "torch_lstm_h": peer_hidden("lstm"),
+            "torch_rnn_h": peer_hidden("rnn"),
+        },
     }
     if args.profile:
         profiled = (HEADLINE, SECONDARY[0])
@@ -293,21 +310,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print(f"child training throughput: RAD shape (n_x {N_X}, n_y {N_Y}), budget {BUDGET:,}, torch "
-          f"{torch.__version__}, kernels {result['machine']['kernel_variant']}; torch_lstm h="
-          f"{peer_hidden('lstm')}, torch_rnn h={peer_hidden('rnn')}")
-    print(f"{'name':24s} {'batch':>5s} {'T':>3s} {'thr':>3s} {'seq/s':>9s} {'useful GFLOP/s':>15s} "
-          f"{'% of matmul':>11s} {'h':>5s}")
+    print(
+        f"child training throughput: RAD shape (n_x {N_X}, n_y {N_Y}), budget {BUDGET:,}, torch "
+        f"{torch.__version__}, kernels {result['machine']['kernel_variant']}; torch_lstm h="
+        f"{peer_hidden('lstm')}, torch_rnn h={peer_hidden('rnn')}"
+    )
+    print(
+        f"{'name':24s} {'batch':>5s} {'T':>3s} {'thr':>3s} {'seq/s':>9s} {'useful GFLOP/s':>15s} "
+        f"{'% of matmul':>11s} {'h':>5s}"
+    )
     for r in rows:
-        print(f"{r['name']:24s} {r['batch']:5d} {r['steps']:3d} {r['threads']:3d} {r['seq_per_s']:9,.0f} "
-              f"{r['useful_gflops']:15.2f} {r['pct_of_matmul']:11.1f} {r['h'] or '':>5}")
-    print("matmul rate (GFLOP/s, torch.mm 1024^2):",
-          ", ".join(f"{k} thread(s) {v}" for k, v in result["matmul_gflops"].items()))
+        print(
+            f"{r['name']:24s} {r['batch']:5d} {r['steps']:3d} {r['threads']:3d} {r['seq_per_s']:9,.0f} "
+            f"{r['useful_gflops']:15.2f} {r['pct_of_matmul']:11.1f} {r['h'] or '':>5}"
+        )
+    print(
+        "matmul rate (GFLOP/s, torch.mm 1024^2):",
+        ", ".join(f"{k} thread(s) {v}" for k, v in result["matmul_gflops"].items()),
+    )
     for k, v in ratios.items():
         print(f"  {k:48s} {v:.2f}x")
     for tag, phases in result.get("profile_ms", {}).items():
-        print(f"profile of sbrnn_balanced ({tag}), ms per step: "
-              + ", ".join(f"{k} {v:.3f}" for k, v in phases.items()))
+        print(
+            f"profile of sbrnn_balanced ({tag}), ms per step: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in phases.items())
+        )
     print(f"({result['seconds']} s)")
     return 0
 

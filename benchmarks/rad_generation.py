@@ -61,7 +61,7 @@ def baseline(pool: sources.Pool, count: int, spec: rad.RadSpec) -> float:
         a = int(torch.randint(0, 8, ()))
         b = (a + int(torch.randint(1, 8, ()))) % 8
         k = int(torch.randint(0, spec.n, ()))
-        picks = by_class[digit][torch.randperm(len(by_class[digit]))[:spec.n]]
+        picks = by_class[digit][torch.randperm(len(by_class[digit]))[: spec.n]]
         images = []
         for t, row in enumerate(picks.tolist()):
             clean = resize(pool.images[row].unsqueeze(0).float() / 255)
@@ -83,8 +83,10 @@ def parallel_capacity(processes: int) -> float:
     """How many times one process's work ``processes`` processes get done together: each runs the
     same single-threaded torch loop (64x64 matmuls); 2.0 on two free cores, less when they are
     shared with other jobs or are not full cores."""
-    code = ("import time, torch; torch.set_num_threads(1); a = torch.rand(64, 64); t = time.perf_counter(); "
-            "[a @ a for _ in range(20000)]; print(time.perf_counter() - t)")
+    code = (
+        "import time, torch; torch.set_num_threads(1); a = torch.rand(64, 64); t = time.perf_counter(); "
+        "[a @ a for _ in range(20000)]; print(time.perf_counter() - t)"
+    )
 
     def run(n: int) -> float:
         start = time.perf_counter()
@@ -135,13 +137,23 @@ def main() -> None:
     capacity_before = parallel_capacity(args.workers)
     title = f"RAD generation, {args.workers} worker threads, {rad.default_workers()} usable cores"
     table = Table(title=f"{title}, torch {torch.__version__}", title_justify="left")
-    for col in ("source", "side", "pool", "batched seq/s", "vs target 3,000", "seq per CPU-s",
-                "per-image loop seq/s", "speed-up"):
+    for col in (
+        "source",
+        "side",
+        "pool",
+        "batched seq/s",
+        "vs target 3,000",
+        "seq per CPU-s",
+        "per-image loop seq/s",
+        "speed-up",
+    ):
         table.add_column(col, justify="left" if col == "source" else "right")
     with tempfile.TemporaryDirectory() as tmp:
         root, mnist_name = mnist_root(args.mnist_root, tmp)
-        pools = {"digits": sources.load_pools("digits")["train"],
-                 mnist_name: sources.load_pools("mnist", data_root=root)["train"]}
+        pools = {
+            "digits": sources.load_pools("digits")["train"],
+            mnist_name: sources.load_pools("mnist", data_root=root)["train"],
+        }
         for name, pool in pools.items():
             source = "mnist" if name.startswith("mnist") else name
             for side in (50, 28):
@@ -151,22 +163,37 @@ def main() -> None:
                 torch.set_num_threads(1)
                 slow = baseline(pool, args.baseline_sequences, spec)
                 torch.set_num_threads(before)
-                table.add_row(name, str(side), f"{len(pool):,}", f"{fast:,.0f}", f"{fast / TARGET:.2f}x",
-                              f"{per_cpu:,.0f}", f"{slow:,.0f}", f"{fast / slow:.1f}x")
+                table.add_row(
+                    name,
+                    str(side),
+                    f"{len(pool):,}",
+                    f"{fast:,.0f}",
+                    f"{fast / TARGET:.2f}x",
+                    f"{per_cpu:,.0f}",
+                    f"{slow:,.0f}",
+                    f"{fast / slow:.1f}x",
+                )
                 console.print(f"  {name} side {side}: {fast:,.0f} seq/s", highlight=False)
         built, loaded, size, total = cache_timing(tmp, args.workers)
     console.print(table)
     console.print(
         f"cache, default rad task ({total:,} sequences, side 50): generate + write {built:.1f} s, "
-        f"load as a Task {loaded:.1f} s, file {size:.0f} MB (uint8 safetensors)", highlight=False,
+        f"load as a Task {loaded:.1f} s, file {size:.0f} MB (uint8 safetensors)",
+        highlight=False,
     )
     capacity = parallel_capacity(args.workers)
-    console.print(f"parallel capacity: {args.workers} processes of a single-threaded torch loop get "
-                  f"{capacity_before:.2f}x (before) and {capacity:.2f}x (after) the work of one done in the "
-                  "same time", highlight=False)
+    console.print(
+        f"parallel capacity: {args.workers} processes of a single-threaded torch loop get "
+        f"{capacity_before:.2f}x (before) and {capacity:.2f}x (after) the work of one done in the "
+        "same time",
+        highlight=False,
+    )
     load_after = os.getloadavg()
-    console.print(f"load average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f} "
-                  f"on {os.cpu_count()} CPUs", highlight=False)
+    console.print(
+        f"load average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f} "
+        f"on {os.cpu_count()} CPUs",
+        highlight=False,
+    )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,13 @@ def measure(plan, variant: str) -> dict:
     arrivals: list[float] = []
     with tempfile.TemporaryDirectory(prefix="sbrnn-bench-") as records:
         start = time.perf_counter()
-        report = run_sweep(plan, records, make_executor(), population=population,
-                           on_record=lambda record: arrivals.append(time.perf_counter()))
+        report = run_sweep(
+            plan,
+            records,
+            make_executor(),
+            population=population,
+            on_record=lambda record: arrivals.append(time.perf_counter()),
+        )
         wall = time.perf_counter() - start
         runs = read_records(records)
     if report.interrupted or report.finished != len(plan):
@@ -74,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--n-train", type=int, default=3000, help="training sequences of the task")
     parser.add_argument("--n-val", type=int, default=300)
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help="comma-separated, of: " + ", ".join(VARIANTS))
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS)
+    )
     parser.add_argument("--repeats", type=int, default=1, help="alternating repeats; the median is shown")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
@@ -90,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True)
     console.print(f"building {args.task} {options} (cached for the workers) ...")
     build_task(args.task, seed=args.seed, **options)
-    plan = plan_sweep([args.task], [args.budget], args.runs, epochs=args.epochs, seed=args.seed,
-                      task_options=options)
+    plan = plan_sweep(
+        [args.task], [args.budget], args.runs, epochs=args.epochs, seed=args.seed, task_options=options
+    )
 
     samples: dict[str, list[dict]] = {name: [] for name in variants}
     for repeat in range(args.repeats):
@@ -104,28 +111,49 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(s[key] for s in samples[name])
 
     base, steady_base = median(variants[0], "runs_per_hour"), median(variants[0], "steady_runs_per_hour")
-    rows = [{
-        "name": name, "workers": WORKERS, "population": VARIANTS[name][1], "runs": args.runs,
-        "wall_s": median(name, "wall_s"), "runs_per_hour": median(name, "runs_per_hour"),
-        "ratio": median(name, "runs_per_hour") / base,
-        "steady_runs_per_hour": median(name, "steady_runs_per_hour"),
-        "steady_ratio": median(name, "steady_runs_per_hour") / steady_base,
-        "mean_run_s": median(name, "mean_run_s"),
-    } for name in variants]
-    setup = {"task": args.task, "budget": args.budget, "epochs": args.epochs, **options,
-             "repeats": args.repeats, "baseline": variants[0]}
+    rows = [
+        {
+            "name": name,
+            "workers": WORKERS,
+            "population": VARIANTS[name][1],
+            "runs": args.runs,
+            "wall_s": median(name, "wall_s"),
+            "runs_per_hour": median(name, "runs_per_hour"),
+            "ratio": median(name, "runs_per_hour") / base,
+            "steady_runs_per_hour": median(name, "steady_runs_per_hour"),
+            "steady_ratio": median(name, "steady_runs_per_hour") / steady_base,
+            "mean_run_s": median(name, "mean_run_s"),
+        }
+        for name in variants
+    ]
+    setup = {
+        "task": args.task,
+        "budget": args.budget,
+        "epochs": args.epochs,
+        **options,
+        "repeats": args.repeats,
+        "baseline": variants[0],
+    }
     if args.json:
         sys.stdout.write(json.dumps({"setup": setup, "rows": rows}, indent=2) + "\n")
         return 0
-    table = Table(title=f"Sweep throughput: {args.runs} runs of {args.task} at budget {args.budget:,.0f}, "
-                        f"{args.epochs} epoch(s), n_train {args.n_train}, {WORKERS} one-thread workers",
-                  title_justify="left")
+    table = Table(
+        title=f"Sweep throughput: {args.runs} runs of {args.task} at budget {args.budget:,.0f}, "
+        f"{args.epochs} epoch(s), n_train {args.n_train}, {WORKERS} one-thread workers",
+        title_justify="left",
+    )
     for col in ("variant", "wall s", "runs/h", "ratio", "steady runs/h", "steady ratio", "mean s/run"):
         table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
     for r in rows:
-        table.add_row(r["name"], f"{r['wall_s']:.1f}", f"{r['runs_per_hour']:,.0f}", f"{r['ratio']:.2f}x",
-                      f"{r['steady_runs_per_hour']:,.0f}", f"{r['steady_ratio']:.2f}x",
-                      f"{r['mean_run_s']:.1f}")
+        table.add_row(
+            r["name"],
+            f"{r['wall_s']:.1f}",
+            f"{r['runs_per_hour']:,.0f}",
+            f"{r['ratio']:.2f}x",
+            f"{r['steady_runs_per_hour']:,.0f}",
+            f"{r['steady_ratio']:.2f}x",
+            f"{r['mean_run_s']:.1f}",
+        )
     Console(width=120).print(table)
     return 0
 

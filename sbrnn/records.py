@@ -37,8 +37,14 @@ READABLE_VERSIONS = (1, 2)
 
 
 TRAITS = (
-    "n_train", "input_std", "input_zero_frac", "input_autocorr", "target_std", "target_autocorr",
-    "class_entropy", "baseline_loss",
+    "n_train",
+    "input_std",
+    "input_zero_frac",
+    "input_autocorr",
+    "target_std",
+    "target_autocorr",
+    "class_entropy",
+    "baseline_loss",
 )
 """Task traits written into every record as ``trait_<name>`` (:mod:`sbrnn.datasets.traits`)."""
 
@@ -172,9 +178,7 @@ _TYPES = {  # annotations are strings under `from __future__ import annotations`
 SCHEMA = pa.schema([pa.field(f.name, _TYPES[f.type]) for f in fields(RunRecord)])
 """The Parquet schema of a record shard; every shard uses exactly this."""
 
-BLOCK_COLUMNS = {
-    prefix: [f"{prefix}_{b}" for b in BLOCKS] for prefix in ("d", "mu", "sigma", "trainable")
-}
+BLOCK_COLUMNS = {prefix: [f"{prefix}_{b}" for b in BLOCKS] for prefix in ("d", "mu", "sigma", "trainable")}
 
 
 def records_table(records: Iterable[RunRecord]) -> pa.Table:
@@ -214,8 +218,11 @@ def _scan(paths: Sequence[Path], names: Sequence[str]) -> pa.Table:
 
     wanted = list(dict.fromkeys([*names, "run_id", "schema_version", "created_at"]))
     frame = pl.scan_parquet(
-        [str(p) for p in paths], schema=_polars_schema(wanted), missing_columns="insert",
-        extra_columns="ignore", include_file_paths="__file",
+        [str(p) for p in paths],
+        schema=_polars_schema(wanted),
+        missing_columns="insert",
+        extra_columns="ignore",
+        include_file_paths="__file",
     ).collect()
     return frame.to_arrow()
 
@@ -287,7 +294,9 @@ def _newest_per_run(table: pa.Table) -> pa.Table:
     if frame["run_id"].n_unique() == frame.height:
         return table
     keep = (
-        frame.sort(["created_at", "__row"]).group_by("run_id", maintain_order=True).last()
+        frame.sort(["created_at", "__row"])
+        .group_by("run_id", maintain_order=True)
+        .last()
         .sort("__row")["__row"]
     )
     return table.take(pa.array(keep.to_list()))

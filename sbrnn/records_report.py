@@ -102,8 +102,10 @@ class RecordsSummary:
         return {
             "runs": self.runs,
             "counts": [c.to_dict() for c in self.counts],
-            "tasks": {task: {column: [b.to_dict() for b in bins] for column, bins in views.items()}
-                      for task, views in self.bins.items()},
+            "tasks": {
+                task: {column: [b.to_dict() for b in bins] for column, bins in views.items()}
+                for task, views in self.bins.items()
+            },
         }
 
 
@@ -133,10 +135,16 @@ def binned_min_loss(frame: pd.DataFrame, column: str) -> tuple[Bin, ...]:
         in_bin = binned[binned["_bin"] == i]
         ok = in_bin[(in_bin["status"] == "ok") & in_bin["min_val_loss"].notna()]
         mean, low, high = mean_interval(ok["min_val_loss"].to_numpy(dtype=float))
-        rows.append(Bin(
-            bin=label, runs=int(len(ok)), mean_min_val_loss=mean, ci_low=low, ci_high=high,
-            diverged=int((in_bin["status"] == "diverged").sum()),
-        ))
+        rows.append(
+            Bin(
+                bin=label,
+                runs=int(len(ok)),
+                mean_min_val_loss=mean,
+                ci_low=low,
+                ci_high=high,
+                diverged=int((in_bin["status"] == "diverged").sum()),
+            )
+        )
     return tuple(rows)
 
 
@@ -253,8 +261,10 @@ def fig6(task: str, rows: pd.DataFrame):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _legend(axes[0], loc="best")
     fig.colorbar(ScalarMappable(norm, cmap), ax=list(axes), label="hidden proportion")
-    fig.suptitle(f"{task}: validation curves by hidden proportion\n({len(sampled)} sampled runs; "
-                 f"{len(marked)} baseline or balanced runs marked)")
+    fig.suptitle(
+        f"{task}: validation curves by hidden proportion\n({len(sampled)} sampled runs; "
+        f"{len(marked)} baseline or balanced runs marked)"
+    )
     return fig
 
 
@@ -281,8 +291,16 @@ def fig8(task: str, rows: pd.DataFrame):
             runs = rows[(kind == name) & is_ok(rows)]
             placed = runs[runs[column].notna()] if marker is not None else runs.iloc[:0]
             if len(placed):
-                ax.scatter(placed[column], placed["min_val_loss"], marker=marker, s=80, color=color,
-                           edgecolor="white", zorder=3, label=f"{name} ({len(placed)})")
+                ax.scatter(
+                    placed[column],
+                    placed["min_val_loss"],
+                    marker=marker,
+                    s=80,
+                    color=color,
+                    edgecolor="white",
+                    zorder=3,
+                    label=f"{name} ({len(placed)})",
+                )
             lines = runs.loc[runs.index.difference(placed.index), "min_val_loss"]
             for j, loss in enumerate(lines):
                 ax.axhline(loss, color=color, ls=":", lw=1.2, label=None if j else f"{name} ({len(lines)})")
@@ -309,8 +327,11 @@ def fig7b9b(task: str, rows: pd.DataFrame):
     _scatter(ax, d_ok, ok["min_val_loss"], d_div, diverged["min_val_loss"])
     _legend(ax, loc="best")
     which = ", ".join(f"W_{b} in {n}" for b, n in pd.Series(names).value_counts().items()) or "none"
-    ax.set(xlabel=f"density of the largest h-row block ({which})", ylabel="minimum validation loss",
-           xlim=X_LIMITS)
+    ax.set(
+        xlabel=f"density of the largest h-row block ({which})",
+        ylabel="minimum validation loss",
+        xlim=X_LIMITS,
+    )
     fig.suptitle(f"{task}: minimum validation loss vs the largest block's density")
     return fig
 

@@ -59,8 +59,9 @@ def synthetic_relative_min(task: str, hidden_proportion: float, model_density: f
     return offset + 6.0 * (hidden_proportion - 0.5) ** 2 + (1.0 - model_density)
 
 
-def make_synthetic_records(n: int, seed: int = 0, tasks=tuple(SYNTHETIC_TASKS), noise: float = 0.02,
-                           budgets=(1500.0, 3000.0)):
+def make_synthetic_records(
+    n: int, seed: int = 0, tasks=tuple(SYNTHETIC_TASKS), noise: float = 0.02, budgets=(1500.0, 3000.0)
+):
     """``n`` run records with the known relation of :func:`synthetic_relative_min`: per task and
     budget the dense, uniform and LSTM baselines, then draws of the paper's sweep space (labelled
     ``random i``); curves decay towards the minimum, a third stop early, and configurations with a
@@ -82,12 +83,32 @@ def make_synthetic_records(n: int, seed: int = 0, tasks=tuple(SYNTHETIC_TASKS), 
         budget = float(budgets[(i // len(tasks)) % len(budgets)])
         slot = i // (len(tasks) * len(budgets))
         baseline = math.log(n_y) if loss == "cross_entropy" else 1.0
-        traits = {"trait_baseline_loss": baseline, "trait_n_train": 500.0, "trait_input_std": 1.0,
-                  "trait_class_entropy": 1.0 if loss == "cross_entropy" else None}
-        common = dict(run_id=f"s{seed}-{i:05d}", task=task, n_x=n_x, n_y=n_y, steps=steps, loss_kind=loss,
-                      batch_size=16, epochs=SYNTHETIC_EPOCHS, seed=0, budget=budget, **traits)
-        label, arch = ("dense", "dense") if slot == 0 else ("lstm", "lstm") if slot == 1 else (f"random {slot}",
-                                                                                                  "sbrnn")
+        traits = {
+            "trait_baseline_loss": baseline,
+            "trait_n_train": 500.0,
+            "trait_input_std": 1.0,
+            "trait_class_entropy": 1.0 if loss == "cross_entropy" else None,
+        }
+        common = dict(
+            run_id=f"s{seed}-{i:05d}",
+            task=task,
+            n_x=n_x,
+            n_y=n_y,
+            steps=steps,
+            loss_kind=loss,
+            batch_size=16,
+            epochs=SYNTHETIC_EPOCHS,
+            seed=0,
+            budget=budget,
+            **traits,
+        )
+        label, arch = (
+            ("dense", "dense")
+            if slot == 0
+            else ("lstm", "lstm")
+            if slot == 1
+            else (f"random {slot}", "sbrnn")
+        )
         if arch == "lstm":
             h = lstm_hidden(n_x, n_y, budget)
             rel, lr = synthetic_relative_min(task, 0.0, 1.0, "lstm"), 1e-3
@@ -97,26 +118,43 @@ def make_synthetic_records(n: int, seed: int = 0, tasks=tuple(SYNTHETIC_TASKS), 
                 spec, lr = baselines(n_x, n_y, budget)["dense"], 1e-3
             else:
                 hp = draw(rng)
-                spec, lr = SparseBlockSpec.from_budget(n_x, n_y, budget, hp.densities, hp.means, hp.stds), hp.lr
+                spec, lr = (
+                    SparseBlockSpec.from_budget(n_x, n_y, budget, hp.densities, hp.means, hp.stds),
+                    hp.lr,
+                )
             counts = [round(t) for row in spec.expected_trainable for t in row]
             rel = synthetic_relative_min(task, spec.hidden_proportion, spec.model_density, arch)
             fields = dict(
-                arch=arch, h=spec.h, lr=lr, trainable_total=sum(counts), hidden_proportion=spec.hidden_proportion,
+                arch=arch,
+                h=spec.h,
+                lr=lr,
+                trainable_total=sum(counts),
+                hidden_proportion=spec.hidden_proportion,
                 model_density=spec.model_density,
                 **{f"d_{b}": v for b, v in grid_blocks(spec.densities).items()},
                 **{f"mu_{b}": v for b, v in grid_blocks(spec.means).items()},
                 **{f"sigma_{b}": v for b, v in grid_blocks(spec.stds).items()},
                 **{f"trainable_{b}": c for b, c in zip(BLOCKS, counts)},
             )
-        curve = [baseline * math.exp(rel + math.exp(-e / 1.5) + noise * rng.normal())
-                 for e in range(SYNTHETIC_EPOCHS)]
+        curve = [
+            baseline * math.exp(rel + math.exp(-e / 1.5) + noise * rng.normal())
+            for e in range(SYNTHETIC_EPOCHS)
+        ]
         status = "ok"
         if rng.random() < 0.3:
             curve = curve[: int(rng.integers(9, SYNTHETIC_EPOCHS))]
         if (fields.get("hidden_proportion") or 0) > 0.9 and rng.random() < 0.7:
             status, curve = "diverged", curve[:2] + [float("nan")]
-        out.append(RunRecord(**common, **fields, status=status, val_loss=curve, label=label,
-                             min_val_loss=min(curve) if status == "ok" else None))
+        out.append(
+            RunRecord(
+                **common,
+                **fields,
+                status=status,
+                val_loss=curve,
+                label=label,
+                min_val_loss=min(curve) if status == "ok" else None,
+            )
+        )
     return out
 
 
@@ -131,5 +169,6 @@ def synthetic_parent():
     """A parent (xgb, few rounds) and its report, fitted once on 300 synthetic records of 5 tasks."""
     from sbrnn.parent.evaluate import fit_and_evaluate
 
-    return fit_and_evaluate(make_synthetic_records(300, seed=1), ["xgb"], folds=3, trees=60, members=3,
-                            name="synthetic")
+    return fit_and_evaluate(
+        make_synthetic_records(300, seed=1), ["xgb"], folds=3, trees=60, members=3, name="synthetic"
+    )

@@ -67,8 +67,10 @@ def test_concurrent_callers_build_once():
         return {"x": torch.zeros(2)}
 
     entries = []
-    threads = [threading.Thread(target=lambda: entries.append(cache.load_or_build("t", {}, build)[1]))
-               for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: entries.append(cache.load_or_build("t", {}, build)[1]))
+        for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:

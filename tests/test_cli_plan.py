@@ -21,8 +21,19 @@ def test_version():
 
 
 def test_plan_json_fig4():
-    result = invoke("child", "plan", "--in", "2500", "--out", "10", "--budget", "100000",
-                    "--densities", ".2,1,1/.2,.2,1", "--json")
+    result = invoke(
+        "child",
+        "plan",
+        "--in",
+        "2500",
+        "--out",
+        "10",
+        "--budget",
+        "100000",
+        "--densities",
+        ".2,1,1/.2,.2,1",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
     assert plan["hidden"] == 145
@@ -34,8 +45,9 @@ def test_plan_json_fig4():
 
 
 def test_plan_table_with_hidden():
-    result = invoke("child", "plan", "--in", "46", "--out", "26", "--hidden", "145",
-                    "--densities", "1,.2,.2/1,1,.2")
+    result = invoke(
+        "child", "plan", "--in", "46", "--out", "26", "--hidden", "145", "--densities", "1,.2,.2/1,1,.2"
+    )
     assert result.exit_code == 0, result.output
     assert "hidden proportion" in result.output and "145x46" in result.output
 
@@ -64,12 +76,13 @@ def test_recommend_table():
         (["child", "plan", "--in", "0", "--out", "10", "--budget", "1e5"], "--in 0"),
         (["child", "plan", "--in", "10", "--out", "-2", "--budget", "1e5"], "--out -2"),
         (["child", "plan", "--in", "2500", "--out", "10", "--budget", "100"], "budget = 100"),
-        (["child", "plan", "--in", "25", "--out", "1", "--budget", "1e5", "--densities", "1,x"],
-         "malformed"),
-        (["child", "plan", "--in", "25", "--out", "1", "--budget", "1e5", "--densities", "1.2"],
-         "(0, 1]"),
+        (["child", "plan", "--in", "25", "--out", "1", "--budget", "1e5", "--densities", "1,x"], "malformed"),
+        (["child", "plan", "--in", "25", "--out", "1", "--budget", "1e5", "--densities", "1.2"], "(0, 1]"),
         (["child", "plan", "--in", "25", "--out", "1"], "--budget"),
-        (["parent", "recommend", "--a-priori", "--in", "25", "--out", "1", "--target", "1.5"], "target = 1.5"),
+        (
+            ["parent", "recommend", "--a-priori", "--in", "25", "--out", "1", "--target", "1.5"],
+            "target = 1.5",
+        ),
         (["parent", "recommend", "--a-priori", "--in", "25", "--out", "1", "--target", "0"], "target = 0"),
         (["parent", "recommend", "--in", "25", "--out", "1", "--bogus"], "--bogus"),
         (["child", "plan", "--in", "many", "--out", "1", "--budget", "10"], "--in"),

@@ -19,8 +19,18 @@ def invoke(*args):
 
 
 def test_train_json_writes_record_and_model_that_evaluate_reads(tmp_path):
-    result = invoke("child", "train", *SMALL, "--threads", "1", "--records", str(tmp_path / "runs"),
-                    "--save", str(tmp_path / "model"), "--json")
+    result = invoke(
+        "child",
+        "train",
+        *SMALL,
+        "--threads",
+        "1",
+        "--records",
+        str(tmp_path / "runs"),
+        "--save",
+        str(tmp_path / "model"),
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["status"] == "ok" and record["task"] == "toy-anomaly" and record["arch"] == "sbrnn"
@@ -49,9 +59,29 @@ def test_train_table_for_baselines(arch):
 
 
 def test_train_with_explicit_grids_and_regression_task():
-    result = invoke("child", "train", "--task", "toy-regression", "--task-option", "n_train=64",
-                    "--hidden", "12", "--densities", ".5,1,1/1,1,.5", "--means", "0", "--stds", ".1",
-                    "--activation", "tanh", "--epochs", "2", "--patience", "1", "--json")
+    result = invoke(
+        "child",
+        "train",
+        "--task",
+        "toy-regression",
+        "--task-option",
+        "n_train=64",
+        "--hidden",
+        "12",
+        "--densities",
+        ".5,1,1/1,1,.5",
+        "--means",
+        "0",
+        "--stds",
+        ".1",
+        "--activation",
+        "tanh",
+        "--epochs",
+        "2",
+        "--patience",
+        "1",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["h"] == 12 and record["budget"] is None and record["d_hx"] == 0.5
@@ -59,8 +89,21 @@ def test_train_with_explicit_grids_and_regression_task():
 
 
 def test_a_diverged_run_is_recorded_and_exits_1(tmp_path):
-    result = invoke("child", "train", "--task", "toy-regression", "--budget", "2000", "--lr", "1e6",
-                    "--epochs", "2", "--records", str(tmp_path), "--json")
+    result = invoke(
+        "child",
+        "train",
+        "--task",
+        "toy-regression",
+        "--budget",
+        "2000",
+        "--lr",
+        "1e6",
+        "--epochs",
+        "2",
+        "--records",
+        str(tmp_path),
+        "--json",
+    )
     assert result.exit_code == 1
     record = json.loads(result.stdout)
     assert record["status"] == "diverged"

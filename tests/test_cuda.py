@@ -87,7 +87,21 @@ def test_bf16_autocast_on_cuda_learns():
 
 
 def test_cli_train_picks_cuda_when_present(tmp_path):
-    result = CliRunner().invoke(app, ["child", "train", "--task", "toy-anomaly", "--budget", "2000",
-                                      "--epochs", "2", "--json", "--records", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "child",
+            "train",
+            "--task",
+            "toy-anomaly",
+            "--budget",
+            "2000",
+            "--epochs",
+            "2",
+            "--json",
+            "--records",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert '"device": "cuda (' in result.output

@@ -44,7 +44,7 @@ def recurrence_args(maps: int = 2, batch: int = 5, steps: int = 3, size: int = 2
 def test_opcheck_tiles(n, cols):
     x = randn(n, cols)
     torch.library.opcheck(torch.ops.sbrnn.tiles.default, (x,))
-    torch.library.opcheck(torch.ops.sbrnn.tiles.default, (randn(n, cols + 3)[:, 1:cols + 1],))  # row stride
+    torch.library.opcheck(torch.ops.sbrnn.tiles.default, (randn(n, cols + 3)[:, 1 : cols + 1],))  # row stride
 
 
 @pytest.mark.parametrize("n,rows,cols", [(37, 11, 7), (5, 3, 1), (64, 9, 40)])
@@ -53,9 +53,14 @@ def test_opcheck_spmm_and_sddmm(n, rows, cols):
     torch.library.opcheck(torch.ops.sbrnn.sddmm.default, sddmm_args(n, rows, cols))
 
 
-@pytest.mark.parametrize("activation,maps,batch,steps,size,h", [
-    ("relu", 2, 5, 3, 27, 25), ("tanh", 1, 1, 1, 7, 4), ("relu", 1, 6, 4, 49, 49),
-])
+@pytest.mark.parametrize(
+    "activation,maps,batch,steps,size,h",
+    [
+        ("relu", 2, 5, 3, 27, 25),
+        ("tanh", 1, 1, 1, 7, 4),
+        ("relu", 1, 6, 4, 49, 49),
+    ],
+)
 def test_opcheck_recurrence(activation, maps, batch, steps, size, h):
     projected, weight = recurrence_args(maps, batch, steps, size)
     torch.library.opcheck(torch.ops.sbrnn.recurrence_forward.default, (projected, weight, h, activation))
@@ -65,8 +70,9 @@ def test_opcheck_recurrence(activation, maps, batch, steps, size, h):
     torch.library.opcheck(backward, (states, grad_y, weight, h, activation))
 
 
-def sparse_recurrence_args(batch: int = 37, steps: int = 4, size: int = 45, h: int = 40,
-                           activation: str = "relu") -> tuple[tuple, tuple]:
+def sparse_recurrence_args(
+    batch: int = 37, steps: int = 4, size: int = 45, h: int = 40, activation: str = "relu"
+) -> tuple[tuple, tuple]:
     """The forward's and the backward's arguments of the sparse recurrence's ops."""
     mask = (torch.rand(size, size, generator=torch.Generator().manual_seed(5)) < 0.2).float()
     weight = 0.3 * randn(size, size) * mask
@@ -128,51 +134,99 @@ VALID = {  # op -> its valid arguments, which each case below changes in one pla
 }
 
 
-@pytest.mark.parametrize("op,index,change,message", [
-    ("tiles", 0, lambda x: x.double(), r"x must be torch.float32, got torch.float64"),
-    ("tiles", 0, lambda x: x.t(), r"x must have unit column stride, got strides \(1, 7\)"),
-    ("tiles", 0, lambda x: x[0], r"x must be 2-D, got shape \(7,\)"),
-    ("spmm", 1, lambda cols: cols.long(), r"cols must be torch.int32, got torch.int64"),
-    ("spmm", 0, lambda indptr: indptr.int(), r"indptr must be torch.int64, got torch.int32"),
-    ("spmm", 2, lambda values: values.double(), r"values must be torch.float32, got torch.float64"),
-    ("spmm", 2, lambda values: torch.stack((values, values), 1)[:, 0], r"values must be contiguous"),
-    ("spmm", 2, lambda values: values[1:], r"values must have shape \(\d+,\) \(nnz, as cols\)"),
-    ("spmm", 3, lambda bias: bias[:10], r"bias must have shape \(11,\) .*, got \(10,\)"),
-    ("spmm", 4, lambda x: x[:, :6], r"cols must lie in \[0, 5\], got entries in \[0, 6\]"),
-    ("spmm", 0, lambda indptr: indptr - 1, r"indptr must lie in \[0, \d+\], got entries in \[-1, "),
-    ("spmm", 0, lambda indptr: indptr.clamp_max(int(indptr[-1]) - 1),
-     r"indptr must end at nnz = \d+ \(the entries given\), got"),
-    ("sddmm", 1, lambda rows: rows.long(), r"rows must be torch.int32, got torch.int64"),
-    ("sddmm", 4, lambda x_tiles: x_tiles[:1], r"x_tiles must have shape \(2, 7, 32\) .*, got \(1, 7, 32\)"),
-    ("sddmm", 3, lambda g: torch.cat((g, g)), r"x_tiles must have shape \(3, 7, 32\) \(tiles of N rows as g"),
-    ("sddmm", 3, lambda g: g[:32], r"x_tiles must have shape \(1, 7, 32\) .*, got \(2, 7, 32\)"),
-    ("sddmm", 3, lambda g: g.t().contiguous().t(), r"g must have unit column stride, got strides \(1, 37\)"),
-    ("sddmm", 3, lambda g: g.double(), r"g must be torch.float32, got torch.float64"),
-    ("sddmm", 0, lambda colptr: colptr[:-1], r"colptr must have shape \(8,\) \(C \+ 1"),
-    ("sddmm", 2, lambda dst: dst + 77, r"dst must lie in \[0, 76\]"),
-    ("sddmm", 3, lambda g: g[:, :5], r"rows must lie in \[0, 4\], got entries in"),
-    ("recurrence_forward", 0, lambda p: p.transpose(1, 2), r"projected must be contiguous"),
-    ("recurrence_forward", 0, lambda p: p[0], r"projected must be 4-D, got shape \(5, 3, 27\)"),
-    ("recurrence_forward", 1, lambda w: w[:1], r"weight_s must have shape \(2, 27, 27\)"),
-    ("recurrence_forward", 1, lambda w: w.half(), r"weight_s must be torch.float32, got torch.float16"),
-    ("recurrence_forward", 2, lambda h: 28, r"h must lie in \[0, R = 27\], got 28"),
-    ("recurrence_forward", 3, lambda act: "gelu", r"activation must be one of relu, tanh, got 'gelu'"),
-    ("recurrence_backward", 1, lambda gy: gy[..., :1].contiguous(),
-     r"grad_y must have shape \(2, 5, 3, 2\) \(K, B, T, R - h of states\), got \(2, 5, 3, 1\)"),
-    ("recurrence_backward", 0, lambda states: states[:0], r"states must hold T \+ 1 >= 1 steps"),
-    ("recurrence_backward", 2, lambda w: w[:, :26, :26],
-     r"weight_s must have shape \(2, 27, 27\) \(K, R, R of states\), got \(2, 26, 26\)"),
-    ("sparse_recurrence_forward", 0, lambda p: p[..., :44].contiguous(),
-     r"indptr must have shape \(45,\) \(R \+ 1, R of the states\), got \(46,\)"),
-    ("sparse_recurrence_forward", 0, lambda p: p[None], r"projected must be 3-D, got shape \(1, 37, 4, 45\)"),
-    ("sparse_recurrence_forward", 2, lambda cols: cols + 1, r"cols must lie in \[0, 44\], got entries in"),
-    ("sparse_recurrence_forward", 3, lambda values: values[:-1], r"values must have shape"),
-    ("sparse_recurrence_forward", 4, lambda h: -1, r"h must lie in \[0, R = 45\], got -1"),
-    ("sparse_recurrence_backward", 1, lambda gy: gy[:, 1:].contiguous(),
-     r"grad_y must have shape \(37, 4, 5\) \(B, T, R - h of states\), got \(37, 3, 5\)"),
-    ("sparse_recurrence_backward", 2, lambda indptr: indptr.int(), r"indptr_t must be torch.int64"),
-    ("sparse_recurrence_backward", 0, lambda states: states.double(), r"states must be torch.float32"),
-])
+@pytest.mark.parametrize(
+    "op,index,change,message",
+    [
+        ("tiles", 0, lambda x: x.double(), r"x must be torch.float32, got torch.float64"),
+        ("tiles", 0, lambda x: x.t(), r"x must have unit column stride, got strides \(1, 7\)"),
+        ("tiles", 0, lambda x: x[0], r"x must be 2-D, got shape \(7,\)"),
+        ("spmm", 1, lambda cols: cols.long(), r"cols must be torch.int32, got torch.int64"),
+        ("spmm", 0, lambda indptr: indptr.int(), r"indptr must be torch.int64, got torch.int32"),
+        ("spmm", 2, lambda values: values.double(), r"values must be torch.float32, got torch.float64"),
+        ("spmm", 2, lambda values: torch.stack((values, values), 1)[:, 0], r"values must be contiguous"),
+        ("spmm", 2, lambda values: values[1:], r"values must have shape \(\d+,\) \(nnz, as cols\)"),
+        ("spmm", 3, lambda bias: bias[:10], r"bias must have shape \(11,\) .*, got \(10,\)"),
+        ("spmm", 4, lambda x: x[:, :6], r"cols must lie in \[0, 5\], got entries in \[0, 6\]"),
+        ("spmm", 0, lambda indptr: indptr - 1, r"indptr must lie in \[0, \d+\], got entries in \[-1, "),
+        (
+            "spmm",
+            0,
+            lambda indptr: indptr.clamp_max(int(indptr[-1]) - 1),
+            r"indptr must end at nnz = \d+ \(the entries given\), got",
+        ),
+        ("sddmm", 1, lambda rows: rows.long(), r"rows must be torch.int32, got torch.int64"),
+        (
+            "sddmm",
+            4,
+            lambda x_tiles: x_tiles[:1],
+            r"x_tiles must have shape \(2, 7, 32\) .*, got \(1, 7, 32\)",
+        ),
+        (
+            "sddmm",
+            3,
+            lambda g: torch.cat((g, g)),
+            r"x_tiles must have shape \(3, 7, 32\) \(tiles of N rows as g",
+        ),
+        ("sddmm", 3, lambda g: g[:32], r"x_tiles must have shape \(1, 7, 32\) .*, got \(2, 7, 32\)"),
+        (
+            "sddmm",
+            3,
+            lambda g: g.t().contiguous().t(),
+            r"g must have unit column stride, got strides \(1, 37\)",
+        ),
+        ("sddmm", 3, lambda g: g.double(), r"g must be torch.float32, got torch.float64"),
+        ("sddmm", 0, lambda colptr: colptr[:-1], r"colptr must have shape \(8,\) \(C \+ 1"),
+        ("sddmm", 2, lambda dst: dst + 77, r"dst must lie in \[0, 76\]"),
+        ("sddmm", 3, lambda g: g[:, :5], r"rows must lie in \[0, 4\], got entries in"),
+        ("recurrence_forward", 0, lambda p: p.transpose(1, 2), r"projected must be contiguous"),
+        ("recurrence_forward", 0, lambda p: p[0], r"projected must be 4-D, got shape \(5, 3, 27\)"),
+        ("recurrence_forward", 1, lambda w: w[:1], r"weight_s must have shape \(2, 27, 27\)"),
+        ("recurrence_forward", 1, lambda w: w.half(), r"weight_s must be torch.float32, got torch.float16"),
+        ("recurrence_forward", 2, lambda h: 28, r"h must lie in \[0, R = 27\], got 28"),
+        ("recurrence_forward", 3, lambda act: "gelu", r"activation must be one of relu, tanh, got 'gelu'"),
+        (
+            "recurrence_backward",
+            1,
+            lambda gy: gy[..., :1].contiguous(),
+            r"grad_y must have shape \(2, 5, 3, 2\) \(K, B, T, R - h of states\), got \(2, 5, 3, 1\)",
+        ),
+        ("recurrence_backward", 0, lambda states: states[:0], r"states must hold T \+ 1 >= 1 steps"),
+        (
+            "recurrence_backward",
+            2,
+            lambda w: w[:, :26, :26],
+            r"weight_s must have shape \(2, 27, 27\) \(K, R, R of states\), got \(2, 26, 26\)",
+        ),
+        (
+            "sparse_recurrence_forward",
+            0,
+            lambda p: p[..., :44].contiguous(),
+            r"indptr must have shape \(45,\) \(R \+ 1, R of the states\), got \(46,\)",
+        ),
+        (
+            "sparse_recurrence_forward",
+            0,
+            lambda p: p[None],
+            r"projected must be 3-D, got shape \(1, 37, 4, 45\)",
+        ),
+        (
+            "sparse_recurrence_forward",
+            2,
+            lambda cols: cols + 1,
+            r"cols must lie in \[0, 44\], got entries in",
+        ),
+        ("sparse_recurrence_forward", 3, lambda values: values[:-1], r"values must have shape"),
+        ("sparse_recurrence_forward", 4, lambda h: -1, r"h must lie in \[0, R = 45\], got -1"),
+        (
+            "sparse_recurrence_backward",
+            1,
+            lambda gy: gy[:, 1:].contiguous(),
+            r"grad_y must have shape \(37, 4, 5\) \(B, T, R - h of states\), got \(37, 3, 5\)",
+        ),
+        ("sparse_recurrence_backward", 2, lambda indptr: indptr.int(), r"indptr_t must be torch.int64"),
+        ("sparse_recurrence_backward", 0, lambda states: states.double(), r"states must be torch.float32"),
+    ],
+)
 def test_wrong_arguments_raise_a_value_error_naming_them(op, index, change, message):
     args = list(VALID[op]())
     args[index] = change(args[index])

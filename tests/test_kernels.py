@@ -77,7 +77,12 @@ def test_kernels_are_exact_whatever_number_of_threads_openmp_grants(env):
     """Two torch threads ask the kernels for two OpenMP threads; OpenMP may start fewer (thread
     limit, dynamic adjustment, nesting). The weight gradients, of the x path and of the sparse
     recurrence, still equal float64's."""
-    done = subprocess.run([sys.executable, "-c", _GRANTED_FEWER_THREADS], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _GRANTED_FEWER_THREADS],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.strip().splitlines()[-1]) < 1e-5

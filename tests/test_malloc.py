@@ -12,22 +12,28 @@ from sbrnn.child.sweep.executors import DaskCluster, lost_record
 PROBE = "from sbrnn.child import malloc; print(malloc.restore(), malloc.restore())"
 
 
-@pytest.mark.parametrize("env,expected", [
-    ({"MALLOC_TRIM_THRESHOLD_": "65536"}, "True True"),
-    ({}, "False False"),
-])
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({"MALLOC_TRIM_THRESHOLD_": "65536"}, "True True"),
+        ({}, "False False"),
+    ],
+)
 def test_restore_acts_once_where_the_variable_is_set(env, expected):
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    done = subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == expected.split()
 
 
 def report_environment(job, threads, worker=True):
     """A job runner that records the worker's allocator variable instead of training."""
-    return [lost_record(config, f"MALLOC_TRIM_THRESHOLD_={os.environ.get('MALLOC_TRIM_THRESHOLD_')}")
-            for config in job]
+    return [
+        lost_record(config, f"MALLOC_TRIM_THRESHOLD_={os.environ.get('MALLOC_TRIM_THRESHOLD_')}")
+        for config in job
+    ]
 
 
 @pytest.mark.slow

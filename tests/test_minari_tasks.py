@@ -57,8 +57,12 @@ def test_collection_is_seeded(hammer):
 
 def train_episode_arrays(episodes, seed, kind):
     train, _, _ = windows.split_episodes(len(episodes), seed)
-    pairs = [windows._pairs(kind, episodes[i].observations.astype(np.float64),
-                       episodes[i].actions.astype(np.float64)) for i in train]
+    pairs = [
+        windows._pairs(
+            kind, episodes[i].observations.astype(np.float64), episodes[i].actions.astype(np.float64)
+        )
+        for i in train
+    ]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
@@ -141,8 +145,10 @@ def test_registry_resolves_local_minari_ids(hammer):
     for bad in ("bad id!", "D4RL/hammer", ""):
         with pytest.raises(SbrnnError, match="malformed"):
             get_info(f"minari:{bad}")
-    shapes = {n: (get_info(n).n_x, get_info(n).n_y) for n in
-              ("hammer-local", "hopper-dynamics", "halfcheetah-dynamics")}
+    shapes = {
+        n: (get_info(n).n_x, get_info(n).n_y)
+        for n in ("hammer-local", "hopper-dynamics", "halfcheetah-dynamics")
+    }
     assert shapes == {"hammer-local": (46, 26), "hopper-dynamics": (14, 11), "halfcheetah-dynamics": (23, 17)}
 
 
@@ -164,8 +170,9 @@ def test_dynamics_targets_are_observation_changes():
 
 def test_collection_reports_progress_only_to_a_callback(capsys):
     calls = []
-    task = build_task("pendulum-dynamics", episodes=3, max_steps=20, window=5,
-                      progress=lambda *call: calls.append(call))
+    task = build_task(
+        "pendulum-dynamics", episodes=3, max_steps=20, window=5, progress=lambda *call: calls.append(call)
+    )
     dataset_id = task.meta["dataset_id"]
     assert dataset_id == "sbrnn/pendulum/random-e3-t20-s0-v0"
     assert calls == [(f"collecting {dataset_id}", done, 3) for done in range(4)]  # per episode
@@ -238,14 +245,22 @@ def test_hdf5_dataset_with_reference_scores_builds(hammer):
     from minari.data_collector.episode_buffer import EpisodeBuffer
 
     _, episodes = hammer
-    buffers = [EpisodeBuffer(observations=e.observations, actions=e.actions, rewards=list(e.rewards),
-                             terminations=list(e.terminations), truncations=list(e.truncations))
-               for e in episodes]
+    buffers = [
+        EpisodeBuffer(
+            observations=e.observations,
+            actions=e.actions,
+            rewards=list(e.rewards),
+            terminations=list(e.terminations),
+            truncations=list(e.truncations),
+        )
+        for e in episodes
+    ]
     env = envs.make_env("AdroitHandHammer-v1", STEPS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        minari.create_dataset_from_buffers("test/hammer/h5-v0", buffers, env=env, data_format="hdf5",
-                                           ref_min_score=-10.0, ref_max_score=90.0)
+        minari.create_dataset_from_buffers(
+            "test/hammer/h5-v0", buffers, env=env, data_format="hdf5", ref_min_score=-10.0, ref_max_score=90.0
+        )
     env.close()
     task = build_task("minari:test/hammer/h5-v0", seed=3)
     reference = build_task(f"minari:{HAMMER}", seed=3)

@@ -14,7 +14,9 @@ from sbrnn.vocabulary import BLOCKS
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SPEC = SparseBlockSpec(
-    n_x=5, n_y=3, h=7,
+    n_x=5,
+    n_y=3,
+    h=7,
     densities=((0.5, 0.7, 1.0), (0.3, 0.6, 0.8)),
     means=((0.01, -0.02, 0.0), (0.03, 0.0, -0.01)),
     stds=((0.4, 0.3, 0.2), (0.3, 0.25, 0.2)),
@@ -55,7 +57,7 @@ def test_forward_and_gradients_match_float64_reference(activation):
 
     blocks = {b: model.block(b).detach().clone().requires_grad_() for b in BLOCKS}
     b_h = model.bias[: SPEC.h].detach().clone().requires_grad_()
-    b_y = model.bias[SPEC.h:].detach().clone().requires_grad_()
+    b_y = model.bias[SPEC.h :].detach().clone().requires_grad_()
     act = torch.relu if activation == "relu" else torch.tanh
     ref = reference(blocks, b_h, b_y, x, act)
     (ref * weights).sum().backward()
@@ -83,8 +85,10 @@ def test_masked_entries_stay_exactly_zero_through_adam(implementation):
         opt.zero_grad()
         torch.nn.functional.mse_loss(model(x), target).backward()
         opt.step()
-    for weight, mask, name in ((model.weight_x, model.mask_x, "weight_x"),
-                               (model.weight_s, model.mask_s, "weight_s")):
+    for weight, mask, name in (
+        (model.weight_x, model.mask_x, "weight_x"),
+        (model.weight_s, model.mask_s, "weight_s"),
+    ):
         assert torch.all(weight[mask == 0] == 0.0)
         assert (mask == 0).any()
         assert torch.all(weight[mask == 1] != before[name][mask == 1])  # kept entries trained
@@ -92,7 +96,9 @@ def test_masked_entries_stay_exactly_zero_through_adam(implementation):
 
 def test_mask_counts_and_init_follow_the_spec():
     spec = SparseBlockSpec(
-        n_x=600, n_y=12, h=80,
+        n_x=600,
+        n_y=12,
+        h=80,
         densities=((0.08, 0.5, 1.0), (0.3, 0.2, 0.9)),
         means=((0.0, 0.01, -0.02), (0.05, 0.0, 0.0)),
         stds=((0.05, 0.1, 0.02), (0.2, 0.05, 0.05)),
@@ -125,8 +131,13 @@ def test_same_generator_seed_same_model_and_other_seed_differs():
 
 @pytest.mark.parametrize("arch", ["sbrnn", "lstm"])
 def test_step_rollout_equals_forward(arch):
-    config = RunConfig(task="toy-anomaly", arch=arch, budget=None, hidden=9,
-                       densities=((0.5, 1, 1), (1, 1, 1)) if arch == "sbrnn" else None)
+    config = RunConfig(
+        task="toy-anomaly",
+        arch=arch,
+        budget=None,
+        hidden=9,
+        densities=((0.5, 1, 1), (1, 1, 1)) if arch == "sbrnn" else None,
+    )
     model, _ = build_model(config, 4, 3)
     x = torch.randn(5, 7, 4, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""`sbrnn parent fit | predict | recommend | evaluate` and `child train --config`: JSON, tables, one-line errors."""
+"""`sbrnn parent fit | predict | recommend | evaluate`, `child train --config`: JSON, tables, errors."""
 
 from __future__ import annotations
 
@@ -27,8 +27,24 @@ def fitted_dir(tmp_path_factory):
         write_record(record, root / "records")
     unseen = make_synthetic_records(45, seed=12, tasks=("syn-a", "syn-b", "syn-c"))
     write_atomic(records_table(unseen), root / "unseen" / "x.parquet")
-    result = invoke("parent", "fit", root / "records", "--model", "xgb", "--out", root / "parent", "--folds", "3",
-                    "--trees", "20", "--members", "2", "--name", "cli-test", "--json")
+    result = invoke(
+        "parent",
+        "fit",
+        root / "records",
+        "--model",
+        "xgb",
+        "--out",
+        root / "parent",
+        "--folds",
+        "3",
+        "--trees",
+        "20",
+        "--members",
+        "2",
+        "--name",
+        "cli-test",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     return root, json.loads(result.stdout)
 
@@ -41,17 +57,40 @@ def test_fit_json_and_table(fitted_dir, tmp_path):
     assert set(report["leave_one_task_out"]) == {"xgb", "hidden_proportion"}
     assert report["models"]["xgb"]["n_estimators"] == 20 and len(report["records_sha256"]) == 64
     assert any("only 3 tasks" in w for w in report["warnings"])
-    table = invoke("parent", "fit", root / "records", "--out", tmp_path / "p", "--folds", 2, "--trees", 5,
-                   "--members", 1)
+    table = invoke(
+        "parent", "fit", root / "records", "--out", tmp_path / "p", "--folds", 2, "--trees", 5, "--members", 1
+    )
     assert table.exit_code == 0, table.output
-    for needle in ("k-fold", "Leave one task out", "regret@1", "hp alone", "constant", "Brier", "warning: only"):
+    for needle in (
+        "k-fold",
+        "Leave one task out",
+        "regret@1",
+        "hp alone",
+        "constant",
+        "Brier",
+        "warning: only",
+    ):
         assert needle in table.stdout
 
 
 def test_predict(fitted_dir, tmp_path):
     root, _ = fitted_dir
-    args = ["parent", "predict", "--model", root / "parent", "--in", 8, "--out", 6, "--budget", 3000,
-            "--densities", ".5,.4,1/1,1,1", "--lr", "2e-3"]
+    args = [
+        "parent",
+        "predict",
+        "--model",
+        root / "parent",
+        "--in",
+        8,
+        "--out",
+        6,
+        "--budget",
+        3000,
+        "--densities",
+        ".5,.4,1/1,1,1",
+        "--lr",
+        "2e-3",
+    ]
     result = invoke(*args, "--json", "--plot", tmp_path / "p.png")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
@@ -76,15 +115,45 @@ def test_recommend_and_train_its_top_configuration(fitted_dir, tmp_path):
     assert table.exit_code == 0, table.output
     for needle in ("a-priori", "lstm", "train the top-1: sbrnn child train", "ranked by the parent"):
         assert needle in table.stdout
-    far = invoke("parent", "recommend", "--in", 4000, "--out", 2, "--steps", 8, "--loss", "mse", "--model",
-                 root / "parent")
+    far = invoke(
+        "parent",
+        "recommend",
+        "--in",
+        4000,
+        "--out",
+        2,
+        "--steps",
+        8,
+        "--loss",
+        "mse",
+        "--model",
+        root / "parent",
+    )
     assert far.exit_code == 0 and "a-priori fallback" in far.stdout
     # train the recommendation's top configuration on a real (tiny) task
     saved = tmp_path / "rec.json"
     saved.write_text(result.stdout)
-    trained = invoke("child", "train", "--config", saved, "--task", "toy-regression", "--task-option", "n_train=32",
-                     "--task-option", "n_val=16", "--task-option", "n_test=16", "--epochs", 1, "--threads", 1,
-                     "--records", tmp_path / "runs", "--json")
+    trained = invoke(
+        "child",
+        "train",
+        "--config",
+        saved,
+        "--task",
+        "toy-regression",
+        "--task-option",
+        "n_train=32",
+        "--task-option",
+        "n_val=16",
+        "--task-option",
+        "n_test=16",
+        "--epochs",
+        1,
+        "--threads",
+        1,
+        "--records",
+        tmp_path / "runs",
+        "--json",
+    )
     assert trained.exit_code == 0, trained.output
     [record] = read_records(tmp_path / "runs")
     top = out["top"][0]
@@ -102,7 +171,9 @@ def test_a_priori_needs_no_parent():
 
 def test_evaluate(fitted_dir, tmp_path):
     root, _ = fitted_dir
-    result = invoke("parent", "evaluate", "--model", root / "parent", root / "unseen", "--out", tmp_path, "--json")
+    result = invoke(
+        "parent", "evaluate", "--model", root / "parent", root / "unseen", "--out", tmp_path, "--json"
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["counts"]["runs"] == 45 and out["counts"]["seen_in_training"] == 0
@@ -112,26 +183,77 @@ def test_evaluate(fitted_dir, tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["unseen"] == out["unseen"]
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["parent", "fit", "{root}/records", "--out", "{tmp}/p", "--model", "svm"], "--model 'svm' is unknown"),
-    (["parent", "fit", "{root}/records", "--out", "{tmp}/p", "--folds", "1"], "folds = 1"),
-    (["parent", "fit", "{tmp}/nothing", "--out", "{tmp}/p"], "does not exist"),
-    (["parent", "fit", "{root}/records", "--out", "{tmp}/p", "--trees", "0", "--folds", "2"], "trees = 0"),
-    (["parent", "predict", "--model", "{tmp}", "--in", "8", "--out", "6", "--budget", "3000"], "no manifest.json"),
-    (["parent", "predict", "--model", "{root}/parent", "--in", "8", "--out", "6", "--budget", "3000",
-      "--loss", "hinge"], "'hinge' is unknown"),
-    (["parent", "predict", "--model", "{root}/parent", "--in", "8", "--out", "6", "--budget", "3000",
-      "--kind", "mlp"], "no 'mlp' model"),
-    (["parent", "predict", "--model", "{root}/parent", "--in", "8", "--out", "6", "--budget", "30"],
-     "is too small"),
-    (["parent", "recommend", "--model", "{root}/parent", "--out", "6"], "give --in and --out"),
-    (["parent", "recommend", "--in", "8", "--out", "6", "--model", "{root}/parent", "--top", "0"], "top = 0"),
-    (["parent", "recommend", "--in", "8", "--out", "6", "--model", "{root}/parent", "--task", "rad"],
-     "either --task or --in/--out"),
-    (["parent", "evaluate", "--model", "{root}/parent", "{root}/records", "--out", "{tmp}/e"],
-     "no converged runs the parent did not see"),
-    (["child", "train", "--config", "{tmp}/none.json"], "cannot be read"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (
+            ["parent", "fit", "{root}/records", "--out", "{tmp}/p", "--model", "svm"],
+            "--model 'svm' is unknown",
+        ),
+        (["parent", "fit", "{root}/records", "--out", "{tmp}/p", "--folds", "1"], "folds = 1"),
+        (["parent", "fit", "{tmp}/nothing", "--out", "{tmp}/p"], "does not exist"),
+        (
+            ["parent", "fit", "{root}/records", "--out", "{tmp}/p", "--trees", "0", "--folds", "2"],
+            "trees = 0",
+        ),
+        (
+            ["parent", "predict", "--model", "{tmp}", "--in", "8", "--out", "6", "--budget", "3000"],
+            "no manifest.json",
+        ),
+        (
+            [
+                "parent",
+                "predict",
+                "--model",
+                "{root}/parent",
+                "--in",
+                "8",
+                "--out",
+                "6",
+                "--budget",
+                "3000",
+                "--loss",
+                "hinge",
+            ],
+            "'hinge' is unknown",
+        ),
+        (
+            [
+                "parent",
+                "predict",
+                "--model",
+                "{root}/parent",
+                "--in",
+                "8",
+                "--out",
+                "6",
+                "--budget",
+                "3000",
+                "--kind",
+                "mlp",
+            ],
+            "no 'mlp' model",
+        ),
+        (
+            ["parent", "predict", "--model", "{root}/parent", "--in", "8", "--out", "6", "--budget", "30"],
+            "is too small",
+        ),
+        (["parent", "recommend", "--model", "{root}/parent", "--out", "6"], "give --in and --out"),
+        (
+            ["parent", "recommend", "--in", "8", "--out", "6", "--model", "{root}/parent", "--top", "0"],
+            "top = 0",
+        ),
+        (
+            ["parent", "recommend", "--in", "8", "--out", "6", "--model", "{root}/parent", "--task", "rad"],
+            "either --task or --in/--out",
+        ),
+        (
+            ["parent", "evaluate", "--model", "{root}/parent", "{root}/records", "--out", "{tmp}/e"],
+            "no converged runs the parent did not see",
+        ),
+        (["child", "train", "--config", "{tmp}/none.json"], "cannot be read"),
+    ],
+)
 def test_bad_input_one_line_exit_2(fitted_dir, tmp_path, args, needle):
     root, _ = fitted_dir
     result = invoke(*(a.format(root=root, tmp=tmp_path) for a in args))

@@ -30,30 +30,50 @@ from sbrnn.vocabulary import BLOCKS
 def block_record(spec: SparseBlockSpec, lr: float, budget: float, task: TaskContext, **extra) -> RunRecord:
     counts = [round(t) for row in spec.expected_trainable for t in row]
     return RunRecord(
-        run_id="x", task="t", n_x=task.n_x, n_y=task.n_y, steps=task.steps, loss_kind=task.loss_kind, arch="sbrnn",
-        h=spec.h, lr=lr, batch_size=16, epochs=10, seed=0, budget=budget,
+        run_id="x",
+        task="t",
+        n_x=task.n_x,
+        n_y=task.n_y,
+        steps=task.steps,
+        loss_kind=task.loss_kind,
+        arch="sbrnn",
+        h=spec.h,
+        lr=lr,
+        batch_size=16,
+        epochs=10,
+        seed=0,
+        budget=budget,
         **{f"d_{b}": v for b, v in grid_blocks(spec.densities).items()},
         **{f"mu_{b}": v for b, v in grid_blocks(spec.means).items()},
         **{f"sigma_{b}": v for b, v in grid_blocks(spec.stds).items()},
         **{f"trainable_{b}": c for b, c in zip(BLOCKS, counts)},
-        trainable_total=spec.total_trainable, hidden_proportion=spec.hidden_proportion,
-        model_density=spec.model_density, **{f"trait_{k}": v for k, v in (task.traits or {}).items()}, **extra,
+        trainable_total=spec.total_trainable,
+        hidden_proportion=spec.hidden_proportion,
+        model_density=spec.model_density,
+        **{f"trait_{k}": v for k, v in (task.traits or {}).items()},
+        **extra,
     )
 
 
 def test_record_and_configuration_features_agree():
     """One builder: a record of a configuration (expected counts) has the configuration's features."""
-    task = TaskContext(2500, 10, 11, "cross_entropy", {"baseline_loss": 2.3, "n_train": 3000.0, "input_std": 0.9})
-    spec = SparseBlockSpec.from_budget(2500, 10, 50_000, ((0.08, 1, 1), (1, 1, 1)),
-                                       stds=((0.04, 0.05, 0.06), (0.05, 0.05, 0.05)))
+    task = TaskContext(
+        2500, 10, 11, "cross_entropy", {"baseline_loss": 2.3, "n_train": 3000.0, "input_std": 0.9}
+    )
+    spec = SparseBlockSpec.from_budget(
+        2500, 10, 50_000, ((0.08, 1, 1), (1, 1, 1)), stds=((0.04, 0.05, 0.06), (0.05, 0.05, 0.05))
+    )
     got = record_features(block_record(spec, 2e-3, 50_000, task))
     want = config_features(Configuration("sbrnn", 50_000, 2e-3, spec), task)
     np.testing.assert_allclose(got, want)
     named = dict(zip(FEATURE_NAMES, want))
     assert named["arch_sbrnn"] == 1 and named["arch_lstm"] == 0 and named["d_hx"] == 0.08
-    assert named["log_lr"] == math.log(2e-3) and named["hidden_proportion"] == pytest.approx(spec.hidden_proportion)
-    assert named["log_baseline_loss"] == pytest.approx(math.log(2.3)) and named["log_n_train"] == pytest.approx(
-        math.log(3000))
+    assert named["log_lr"] == math.log(2e-3) and named["hidden_proportion"] == pytest.approx(
+        spec.hidden_proportion
+    )
+    assert named["log_baseline_loss"] == pytest.approx(math.log(2.3)) and named[
+        "log_n_train"
+    ] == pytest.approx(math.log(3000))
     assert named["log_budget_over_reference"] == pytest.approx(math.log(50_000 / 25_100))
     assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES))
 
@@ -61,8 +81,14 @@ def test_record_and_configuration_features_agree():
 def test_lstm_has_features_and_the_dims_only_baseline_is_the_constant_predictor():
     task = TaskContext(46, 26, 200, "mse")
     named = dict(zip(FEATURE_NAMES, config_features(Configuration("lstm", 20_000, 1e-3, hidden=30), task)))
-    assert named["arch_lstm"] == 1 and named["d_hh"] == 1 and named["hidden_proportion"] == pytest.approx(26 / 72)
-    assert task.baseline_loss == 1.0 and TaskContext(2500, 10, 11, "cross_entropy").baseline_loss == math.log(10)
+    assert (
+        named["arch_lstm"] == 1
+        and named["d_hh"] == 1
+        and named["hidden_proportion"] == pytest.approx(26 / 72)
+    )
+    assert task.baseline_loss == 1.0 and TaskContext(2500, 10, 11, "cross_entropy").baseline_loss == math.log(
+        10
+    )
     with pytest.raises(SbrnnError, match="needs its weight space"):
         Configuration("sbrnn", 1000, 1e-3)
     with pytest.raises(SbrnnError, match="steps = 0"):
@@ -97,8 +123,9 @@ def test_targets_follow_the_synthetic_relation(synthetic_records):
     data = training_data(records)
     for i, record in enumerate(r for r in records if r.status != "pruned"):
         if data.converged[i] and len(record.val_loss) == record.epochs:
-            want = synthetic_relative_min(record.task, record.hidden_proportion or 0.0,
-                                          record.model_density or 1.0, record.arch)
+            want = synthetic_relative_min(
+                record.task, record.hidden_proportion or 0.0, record.model_density or 1.0, record.arch
+            )
             assert data.Y[i, -1] == pytest.approx(want + math.exp(-(record.epochs - 1) / 1.5), abs=1e-9)
     assert records_sha256(records) == records_sha256(list(reversed(records)))
     assert records_sha256(records) != records_sha256(records[1:])

@@ -20,7 +20,9 @@ def test_a_perfect_ranking_has_no_regret_and_beats_every_draw():
     ok = np.ones(6, bool)
     random = np.array([False, True, True, True, True, True])
     perfect = score_group("t", 100.0, loss, ok, loss.copy(), random)
-    assert perfect.regret == {1: 0.0, 3: 0.0, 10: 0.0} and perfect.percentile == 1.0 and perfect.spearman == 1.0
+    assert (
+        perfect.regret == {1: 0.0, 3: 0.0, 10: 0.0} and perfect.percentile == 1.0 and perfect.spearman == 1.0
+    )
     assert perfect.random_regret[1] == pytest.approx((3.5 - 1.0) / 5.0) and perfect.random_equivalent == 6.0
     worst = score_group("t", 100.0, loss, ok, -loss, random)
     assert worst.regret[1] == 1.0 and worst.percentile == 0.0 and worst.random_equivalent == 1.0

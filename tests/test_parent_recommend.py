@@ -1,4 +1,4 @@
-"""A parent ranks unseen tasks' runs, recommends inside its tasks and falls back to the paper's rule outside."""
+"""A parent ranks unseen tasks' runs, recommends inside its tasks, falls back to the paper's rule outside."""
 
 from __future__ import annotations
 
@@ -27,13 +27,19 @@ def test_recommend_inside_the_tasks_ranks_by_the_parent(synthetic_parent):
     parent, _ = synthetic_parent
     task = TaskContext(20, 4, 12, "cross_entropy")
     result = recommend(parent, task, 3000, top=3, seed=2, draws=64, rounds=1, per_round=16, task_name="syn-c")
-    assert result.mode == "learned" and result.extrapolation.inside and result.extrapolation.nearest_task == "syn-c"
+    assert (
+        result.mode == "learned"
+        and result.extrapolation.inside
+        and result.extrapolation.nearest_task == "syn-c"
+    )
     assert len(result.top) == 3 and [s.rank for s in result.top] == [1, 2, 3]
     assert len({(s.arch, s.densities) for s in result.top}) == 3
     best = result.top[0]
     assert abs(best.hidden_proportion - 0.5) < 0.2  # the synthetic optimum
     assert best.prediction.min_val_loss < result.baselines["lstm"].prediction.min_val_loss
-    assert set(result.baselines) == {"dense", "uniform", "lstm"} and result.a_priori.source.startswith("a-priori")
+    assert set(result.baselines) == {"dense", "uniform", "lstm"} and result.a_priori.source.startswith(
+        "a-priori"
+    )
     p = best.prediction
     assert p.min_low <= p.min_val_loss <= p.min_high and 0 <= p.p_converge <= 1 and len(p.curve) == 8
     command = result.train_command()

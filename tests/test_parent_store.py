@@ -23,7 +23,11 @@ def test_round_trip_gives_the_same_predictions(synthetic_parent, tmp_path):
     a = parent.predict_configs(configs, task)
     b = loaded.predict_configs(configs, task)
     assert [x.to_dict() for x in a] == [y.to_dict() for y in b]
-    assert loaded.tasks == parent.tasks and loaded.budgets == parent.budgets and loaded.band_floor == parent.band_floor
+    assert (
+        loaded.tasks == parent.tasks
+        and loaded.budgets == parent.budgets
+        and loaded.band_floor == parent.band_floor
+    )
     assert manifest["name"] == "synthetic" and manifest["records_sha256"] == report["records_sha256"]
     assert not list(tmp_path.glob(".*.tmp*"))
 

@@ -56,8 +56,9 @@ def test_a_plan_file_plans_runs_and_resumes_over_compacted_records(tmp_path, one
     assert {p.config.patience for p in planned} == {2} and {p.config.seed for p in planned} == {3}
 
     records = tmp_path / "runs"
-    dry = runner.invoke(app, ["child", "sweep", "--plan", str(plan), "--records", str(records), "--dry-run",
-                              "--json"])
+    dry = runner.invoke(
+        app, ["child", "sweep", "--plan", str(plan), "--records", str(records), "--dry-run", "--json"]
+    )
     assert dry.exit_code == 0, dry.output
     assert len(json.loads(dry.stdout)) == 17
 
@@ -75,15 +76,18 @@ def test_a_plan_file_plans_runs_and_resumes_over_compacted_records(tmp_path, one
     assert again.exit_code == 0 and json.loads(again.stdout)["to_run"] == 0
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("runs = 2\n", "lists no [[task]]"),
-    ("runz = 2\n[[task]]\nname = 'toy-anomaly'\nepochs = 1\n", "unknown key 'runz'"),
-    ("runs = 'two'\n[[task]]\nname = 'toy-anomaly'\nepochs = 1\n", "runs = 'two' has the wrong type"),
-    ("[[task]]\nname = 'no-such-task'\nepochs = 1\n", "unknown task 'no-such-task'"),
-    ("[[task]]\nname = 'toy-anomaly'\n", "no epochs"),
-    ("[[task]]\nname = 'toy-anomaly'\nepochs = 1\nbudgets = [-5]\n", "budgets = [-5] is out of range"),
-    ("[[task\n", "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("runs = 2\n", "lists no [[task]]"),
+        ("runz = 2\n[[task]]\nname = 'toy-anomaly'\nepochs = 1\n", "unknown key 'runz'"),
+        ("runs = 'two'\n[[task]]\nname = 'toy-anomaly'\nepochs = 1\n", "runs = 'two' has the wrong type"),
+        ("[[task]]\nname = 'no-such-task'\nepochs = 1\n", "unknown task 'no-such-task'"),
+        ("[[task]]\nname = 'toy-anomaly'\n", "no epochs"),
+        ("[[task]]\nname = 'toy-anomaly'\nepochs = 1\nbudgets = [-5]\n", "budgets = [-5] is out of range"),
+        ("[[task\n", "is not valid TOML"),
+    ],
+)
 def test_bad_plan_files_are_one_line_errors(tmp_path, text, fragment):
     plan = tmp_path / "bad.toml"
     plan.write_text(text)

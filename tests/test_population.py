@@ -42,7 +42,11 @@ def test_population_records_equal_one_by_one_records():
     for a, b in zip(together, alone):
         assert a.run_id == b.run_id and a.status == b.status == "ok", (a.error, b.error)
         assert (a.h, a.trainable_total, a.best_epoch, a.hidden_proportion) == (
-            b.h, b.trainable_total, b.best_epoch, b.hidden_proportion)
+            b.h,
+            b.trainable_total,
+            b.best_epoch,
+            b.hidden_proportion,
+        )
         assert close(a.train_loss, b.train_loss) and close(a.val_loss, b.val_loss)
         assert close(a.val_acc, b.val_acc) and close([a.test_loss], [b.test_loss])
         assert a.wall_seconds > 0
@@ -90,8 +94,10 @@ def test_population_adam_is_torch_adam_per_child():
 @pytest.mark.skipif(kernels.library() is None, reason=str(kernels.library_error()))
 def test_a_sparse_population_projects_over_kept_entries_and_equals_one_by_one(monkeypatch):
     monkeypatch.setattr(population_module, "SPARSE_X_MIN_ENTRIES", 0)  # small sizes, same rule
-    configs = [RunConfig(budget=2000, densities=((0.1, 1, 1), (0.2, 1, 1)), seed=0, lr=1e-2),
-               RunConfig(budget=1200, densities=((0.05, 0.5, 1), (0.3, 1, 1)), seed=1, lr=3e-3)]
+    configs = [
+        RunConfig(budget=2000, densities=((0.1, 1, 1), (0.2, 1, 1)), seed=0, lr=1e-2),
+        RunConfig(budget=1200, densities=((0.05, 0.5, 1), (0.3, 1, 1)), seed=1, lr=3e-3),
+    ]
     models = [build_model(c, 40, 3, path="sparse")[0] for c in configs]
     assert SparseBlockPopulation(models).x_pattern() is not None  # low-density stacked x columns
     population = train_side_by_side(models, configs, batch=37, steps=5, seed=1)
@@ -117,9 +123,27 @@ def test_child_sweep_population_end_to_end_equals_one_by_one(tmp_path):
     from sbrnn.records import read_records
 
     def invoke(records, *extra):
-        args = ["child", "sweep", "--task", "toy-anomaly", "--runs", "4", "--budget", "400", "--epochs", "2",
-                "--seed", "3", "--batch-size", "32", "--include-baselines", "--records", str(records),
-                "--json", *extra]
+        args = [
+            "child",
+            "sweep",
+            "--task",
+            "toy-anomaly",
+            "--runs",
+            "4",
+            "--budget",
+            "400",
+            "--epochs",
+            "2",
+            "--seed",
+            "3",
+            "--batch-size",
+            "32",
+            "--include-baselines",
+            "--records",
+            str(records),
+            "--json",
+            *extra,
+        ]
         return CliRunner().invoke(app, args)
 
     def sweep(records, *extra):
@@ -145,6 +169,7 @@ def test_population_jobs_group_compatible_configs_by_hidden_size():
     # toy-anomaly: budgets 900 / 1000 / 1100 / 1200 / 2000 / 300 give h 24 / 27 / 30 / 33 / 56 / 9
     configs = [RunConfig(budget=b, **COMMON) for b in (2000, 1100, 1200, 900, 1000, 300)]
     configs.insert(2, RunConfig(arch="lstm", budget=900, **COMMON))
+
     def budgets(size):
         return [[int(c.budget) for c in job] for job in population_jobs(configs, size)]
 

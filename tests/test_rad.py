@@ -50,9 +50,9 @@ def test_batched_transforms_match_torchvision(digits):
     sigma = torch.tensor([0.1, 0.4, 0.9, 1.3, 1.7, 2.0])
     blurred = transforms.blur(x, sigma)
     for i in range(6):
-        ref = TF.perspective(x[i:i + 1], start.long().tolist(), end[i].long().tolist())
+        ref = TF.perspective(x[i : i + 1], start.long().tolist(), end[i].long().tolist())
         assert torch.allclose(warped[i], ref[0], atol=1e-4)
-        ref = TF.gaussian_blur(x[i:i + 1], [15, 15], [float(sigma[i])] * 2)
+        ref = TF.gaussian_blur(x[i : i + 1], [15, 15], [float(sigma[i])] * 2)
         assert torch.allclose(blurred[i], ref[0], atol=1e-5)
     sharp = TF.adjust_sharpness(x.unsqueeze(1), 4.0).squeeze(1)
     assert torch.allclose(transforms.sharpen(x), sharp, atol=1e-5)
@@ -89,8 +89,10 @@ def test_each_pipeline_changes_images_and_respects_their_range(digits, index):
 
 def test_same_generator_seed_gives_identical_transforms(digits):
     counts = [4] * len(transforms.PIPELINES)
-    runs = [transforms.transform_grouped(digits[0][:32].clone(), counts, torch.Generator().manual_seed(s))
-            for s in (3, 3, 4)]
+    runs = [
+        transforms.transform_grouped(digits[0][:32].clone(), counts, torch.Generator().manual_seed(s))
+        for s in (3, 3, 4)
+    ]
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 

@@ -29,9 +29,24 @@ V2_ONLY = ("task_family", "task_options", "kernel_path", "threads", "origin", "l
 
 def record(run_id, task="toy-anomaly", status="ok", loss=1.0, created_at=None):
     extra = {"created_at": created_at} if created_at else {}
-    return RunRecord(run_id=run_id, task=task, n_x=8, n_y=6, steps=6, loss_kind="cross_entropy", arch="sbrnn",
-                     h=10, lr=1e-3, batch_size=16, epochs=2, seed=0, status=status, val_loss=[loss],
-                     min_val_loss=loss, **extra)
+    return RunRecord(
+        run_id=run_id,
+        task=task,
+        n_x=8,
+        n_y=6,
+        steps=6,
+        loss_kind="cross_entropy",
+        arch="sbrnn",
+        h=10,
+        lr=1e-3,
+        batch_size=16,
+        epochs=2,
+        seed=0,
+        status=status,
+        val_loss=[loss],
+        min_val_loss=loss,
+        **extra,
+    )
 
 
 def test_schema_1_files_read_with_the_new_columns_null(tmp_path):
@@ -94,8 +109,14 @@ def test_foreign_parquet_and_unknown_versions_are_skipped_with_a_warning(tmp_pat
 
 def test_the_record_names_the_kernel_path_threads_and_task_options(one_thread):
     options = {"n_x": 600, "n_train": 32, "n_val": 16, "n_test": 16}
-    sparse = RunConfig(task="toy-anomaly", task_options=options, hidden=120, budget=None,
-                       densities=((0.05, 1, 1), (1, 1, 1)), epochs=1)
+    sparse = RunConfig(
+        task="toy-anomaly",
+        task_options=options,
+        hidden=120,
+        budget=None,
+        densities=((0.05, 1, 1), (1, 1, 1)),
+        epochs=1,
+    )
     lstm = RunConfig(task="toy-anomaly", task_options=options, arch="lstm", budget=5000, epochs=1)
     first, second = train_run(sparse, threads=1), train_run(lstm, threads=1)
     expected = "sparse-x+compiled-recurrence" if kernels.library() is not None else "dense-x+torch-recurrence"
@@ -105,15 +126,22 @@ def test_the_record_names_the_kernel_path_threads_and_task_options(one_thread):
     assert first.threads == 1 and json.loads(first.task_options) == options
 
 
-def test_without_kernels_the_record_says_torch_ops_and_one_warning_names_why(monkeypatch, tmp_path, caplog,
-                                                                              one_thread):
+def test_without_kernels_the_record_says_torch_ops_and_one_warning_names_why(
+    monkeypatch, tmp_path, caplog, one_thread
+):
     monkeypatch.setenv("CC", f"{tmp_path}/no-such-cc -w")
     monkeypatch.delenv("SBRNN_REQUIRE_KERNELS", raising=False)
     kernels.library.cache_clear()
     try:
         options = {"n_x": 600, "n_train": 32, "n_val": 16, "n_test": 16}
-        config = RunConfig(task="toy-anomaly", task_options=options, hidden=120, budget=None,
-                           densities=((0.05, 1, 1), (1, 1, 1)), epochs=1)
+        config = RunConfig(
+            task="toy-anomaly",
+            task_options=options,
+            hidden=120,
+            budget=None,
+            densities=((0.05, 1, 1), (1, 1, 1)),
+            epochs=1,
+        )
         with caplog.at_level(logging.WARNING, logger="sbrnn.child.kernels"):
             runs = [train_run(config), train_run(config)]
         assert [r.kernel_path for r in runs] == ["dense-x+torch-recurrence"] * 2

@@ -30,9 +30,27 @@ def _record(i: int, task: str, status: str, hp, density, loss) -> RunRecord:
     curve = [] if loss is None else [loss + 0.4, loss + 0.1, loss]
     n_x, n_y = (8, 6) if task == "toy-anomaly" else (3, 2)
     return RunRecord(
-        run_id=f"{i:016x}", task=task, n_x=n_x, n_y=n_y, steps=6, loss_kind="mse", arch="sbrnn", h=20,
-        lr=1e-3, batch_size=16, epochs=3, seed=0, status=status, budget=400.0, hidden_proportion=hp,
-        model_density=density, d_hx=0.5, d_hh=density, d_hy=0.5, val_loss=curve, train_loss=curve,
+        run_id=f"{i:016x}",
+        task=task,
+        n_x=n_x,
+        n_y=n_y,
+        steps=6,
+        loss_kind="mse",
+        arch="sbrnn",
+        h=20,
+        lr=1e-3,
+        batch_size=16,
+        epochs=3,
+        seed=0,
+        status=status,
+        budget=400.0,
+        hidden_proportion=hp,
+        model_density=density,
+        d_hx=0.5,
+        d_hh=density,
+        d_hy=0.5,
+        val_loss=curve,
+        train_loss=curve,
         val_acc=[0.2, 0.3, 0.4] if curve and task == "toy-anomaly" else [],
         min_val_loss=loss if status == "ok" else (loss if loss is not None else None),
         error=None if status == "ok" else "boom",
@@ -62,15 +80,31 @@ def test_summary_counts_and_paper_bins(records):
     ]
     hp = {r["bin"]: r for r in out["tasks"]["toy-anomaly"]["hidden_proportion"]}
     t = 12.7062047  # Student's t, 97.5% quantile, 1 degree of freedom: half width t * std / sqrt(2)
-    assert hp["<.2"] == {"bin": "<.2", "runs": 2, "mean_min_val_loss": 1.5,
-                         "ci_low": pytest.approx(1.5 - 0.5 * t), "ci_high": pytest.approx(1.5 + 0.5 * t),
-                         "diverged": 1}
+    assert hp["<.2"] == {
+        "bin": "<.2",
+        "runs": 2,
+        "mean_min_val_loss": 1.5,
+        "ci_low": pytest.approx(1.5 - 0.5 * t),
+        "ci_high": pytest.approx(1.5 + 0.5 * t),
+        "diverged": 1,
+    }
     assert hp[".2-.4"]["mean_min_val_loss"] == pytest.approx(1.2) and hp[".2-.4"]["ci_low"] is None
-    assert hp[".4-.6"] == {"bin": ".4-.6", "runs": 2, "mean_min_val_loss": pytest.approx(0.8),
-                           "ci_low": pytest.approx(0.8 - 0.1 * t), "ci_high": pytest.approx(0.8 + 0.1 * t),
-                           "diverged": 0}
-    assert hp[">=.8"] == {"bin": ">=.8", "runs": 0, "mean_min_val_loss": None, "ci_low": None,
-                          "ci_high": None, "diverged": 0}
+    assert hp[".4-.6"] == {
+        "bin": ".4-.6",
+        "runs": 2,
+        "mean_min_val_loss": pytest.approx(0.8),
+        "ci_low": pytest.approx(0.8 - 0.1 * t),
+        "ci_high": pytest.approx(0.8 + 0.1 * t),
+        "diverged": 0,
+    }
+    assert hp[">=.8"] == {
+        "bin": ">=.8",
+        "runs": 0,
+        "mean_min_val_loss": None,
+        "ci_low": None,
+        "ci_high": None,
+        "diverged": 0,
+    }
     density = {r["bin"]: r for r in out["tasks"]["toy-anomaly"]["model_density"]}
     assert density["<.2"]["runs"] == 1 and density[">=.8"]["mean_min_val_loss"] == pytest.approx(1.5)
     regression = {r["bin"]: r["runs"] for r in out["tasks"]["toy-regression"]["hidden_proportion"]}
@@ -85,7 +119,10 @@ def test_export_csv_and_parquet_round_trip(records, tmp_path):
     assert "9 records written" in out
     frame = pd.read_csv(csv, dtype={"run_id": str})
     assert len(frame) == 9 and json.loads(frame.loc[frame.run_id == f"{0:016x}", "val_loss"].item()) == [
-        2.4, 2.1, 2.0]
+        2.4,
+        2.1,
+        2.0,
+    ]
     table = pl.read_parquet(parquet)
     assert table.height == 9 and sorted(table["status"].unique().to_list()) == ["diverged", "failed", "ok"]
     assert table.filter(pl.col("run_id") == f"{1:016x}")["val_loss"].to_list() == [[1.4, 1.1, 1.0]]
@@ -95,8 +132,11 @@ def test_plot_writes_the_figures_per_task(records, tmp_path):
     out = tmp_path / "figs"
     _invoke("records", "plot", str(records), "--out", str(out))
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"{fig}_{task}.png" for fig in ("fig6", "fig8", "fig7b9b")
-                           for task in ("toy-anomaly", "toy-regression"))
+    assert names == sorted(
+        f"{fig}_{task}.png"
+        for fig in ("fig6", "fig8", "fig7b9b")
+        for task in ("toy-anomaly", "toy-regression")
+    )
     for path in out.iterdir():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
 
@@ -124,15 +164,19 @@ def test_bad_input_is_one_line(records, tmp_path):
         (["records", "summary", str(tmp_path / "missing")], "does not exist"),
         (["records", "export", str(records)], "give --csv FILE or --parquet FILE"),
         (["records", "export", str(records), "--csv", str(tmp_path / "x.txt")], "must end in .csv"),
-        (["records", "export", str(records), "--parquet", str(records / "x.parquet")],
-         "inside the records directory"),
+        (
+            ["records", "export", str(records), "--parquet", str(records / "x.parquet")],
+            "inside the records directory",
+        ),
         (["records", "plot", str(tmp_path), "--out", str(tmp_path / "f")], "no readable records"),
         (["records", "report", str(tmp_path / "gone"), "--out", str(tmp_path / "r.html")], "does not exist"),
         (["records", "report", str(tmp_path), "--out", str(tmp_path / "r.html")], "no readable records"),
         (["records", "report", str(records), "--out", str(tmp_path / "no" / "r.html")], "does not exist"),
         (["records", "report", str(records), "--out", str(tmp_path)], "is a directory"),
-        (["records", "report", str(records), "--out", str(tmp_path / "r.html"), "--parent", str(tmp_path)],
-         "is not a parent directory"),
+        (
+            ["records", "report", str(records), "--out", str(tmp_path / "r.html"), "--parent", str(tmp_path)],
+            "is not a parent directory",
+        ),
     ]
     for args, message in cases:
         result = CliRunner().invoke(app, args)

@@ -27,10 +27,12 @@ def test_gradcheck_and_equality_with_autograd(activation, steps):
     weight_s = (0.5 * torch.randn(7, 7, generator=g, dtype=torch.float64)).requires_grad_()
     assert torch.autograd.gradcheck(lambda p, w: block_recurrence(p, w, 5, activation), (projected, weight_s))
     weights = torch.randn(3, steps, 2, generator=g, dtype=torch.float64)
-    grads = torch.autograd.grad((block_recurrence(projected, weight_s, 5, activation) * weights).sum(),
-                                (projected, weight_s))
-    expected = torch.autograd.grad((loop(projected, weight_s, 5, activation) * weights).sum(),
-                                   (projected, weight_s))
+    grads = torch.autograd.grad(
+        (block_recurrence(projected, weight_s, 5, activation) * weights).sum(), (projected, weight_s)
+    )
+    expected = torch.autograd.grad(
+        (loop(projected, weight_s, 5, activation) * weights).sum(), (projected, weight_s)
+    )
     for a, b in zip(grads, expected):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
@@ -72,9 +74,15 @@ def test_the_sparse_recurrence_equals_the_masked_dense_one(activation, steps, th
 
 
 @pytest.mark.skipif(kernels.library() is None, reason=str(kernels.library_error()))
-@pytest.mark.parametrize("activation,batch,steps,size,threads", [
-    ("relu", 37, 5, 30, 2), ("tanh", 6, 3, 49, 1), ("relu", 1, 1, 7, 1), ("relu", 16, 11, 203, 2),
-])
+@pytest.mark.parametrize(
+    "activation,batch,steps,size,threads",
+    [
+        ("relu", 37, 5, 30, 2),
+        ("tanh", 6, 3, 49, 1),
+        ("relu", 1, 1, 7, 1),
+        ("relu", 16, 11, 203, 2),
+    ],
+)
 def test_the_compiled_recurrence_equals_autograd_in_float64(activation, batch, steps, size, threads):
     # fp32 on the CPU takes the compiled loops: batch rows in blocks of 4, columns in blocks of 24
     torch.set_num_threads(threads)

@@ -29,8 +29,13 @@ class Row:
 
 
 ROWS = [Row(RUN_ID, TASK, 123456.0, 0.123456, NOTE), Row("fedcba9876543210", "rad", 5e4, None, "short")]
-COLUMNS = (Column("run_id", "run id"), Column("task"), number("budget", fmt=",.0f"),
-           number("loss", "val loss", ".4f"), Column("note", fold=True))
+COLUMNS = (
+    Column("run_id", "run id"),
+    Column("task"),
+    number("budget", fmt=",.0f"),
+    number("loss", "val loss", ".4f"),
+    Column("note", fold=True),
+)
 
 
 @pytest.fixture
@@ -68,8 +73,12 @@ def test_groups_head_sections(capsys):
 
 def test_fields_and_grid(narrow, capsys):
     render_fields([("run", RUN_ID), ("task", TASK), ("status", f"failed: {NOTE}")], title="Run")
-    render_grid({"x": 2500, "h": 145, "y": 10}, [["a\n72,500 trainable", "b", "c"], ["d", "e", "f"]],
-                title="grid", caption="h = 145")
+    render_grid(
+        {"x": 2500, "h": 145, "y": 10},
+        [["a\n72,500 trainable", "b", "c"], ["d", "e", "f"]],
+        title="grid",
+        caption="h = 145",
+    )
     out = capsys.readouterr().out
     assert RUN_ID in out and TASK in out and "x (2500)" in out and "72,500 trainable" in out
     assert "h = 145" in out

@@ -27,8 +27,15 @@ def model_dir(tmp_path_factory):
     """A tiny dense child trained one epoch on 5 collected 12-step hammer episodes, in 6-step windows."""
     minari_io.collect(HAMMER, "AdroitHandHammer-v1", 5, "random", seed=0, max_steps=12)
     directory = tmp_path_factory.mktemp("model")
-    config = RunConfig(task=f"minari:{HAMMER}", task_options={"window": 6}, arch="dense", budget=None,
-                       hidden=8, epochs=1, batch_size=4)
+    config = RunConfig(
+        task=f"minari:{HAMMER}",
+        task_options={"window": 6},
+        arch="dense",
+        budget=None,
+        hidden=8,
+        epochs=1,
+        batch_size=4,
+    )
     record = train_run(config, save=directory)
     assert record.status == "ok", record.error
     return directory
@@ -76,8 +83,14 @@ def test_load_policy_refuses_other_tasks_and_environments(model_dir, tmp_path):
     hopper = envs.make_env("Hopper-v5")
     with pytest.raises(SbrnnError, match="maps 46 observations to 26 actions"):
         load_policy(model_dir, hopper)
-    config = RunConfig(task="toy-regression", task_options={"n_train": 32, "n_val": 8, "n_test": 8},
-                       arch="dense", budget=None, hidden=4, epochs=1)
+    config = RunConfig(
+        task="toy-regression",
+        task_options={"n_train": 32, "n_val": 8, "n_test": 8},
+        arch="dense",
+        budget=None,
+        hidden=4,
+        epochs=1,
+    )
     assert train_run(config, save=tmp_path / "toy").status == "ok"
     with pytest.raises(SbrnnError, match="not behaviour cloning"):
         load_policy(tmp_path / "toy", hopper)
@@ -89,28 +102,74 @@ def invoke(*args):
 
 
 def test_cli_collect_with_random_and_trained_policies(model_dir):
-    result = invoke("datasets", "collect", "--env", "AdroitHandHammer-v1", "--episodes", 2, "--max-steps", 5,
-                    "--id", "local/hammer/cli-v0", "--seed", 3, "--json")
+    result = invoke(
+        "datasets",
+        "collect",
+        "--env",
+        "AdroitHandHammer-v1",
+        "--episodes",
+        2,
+        "--max-steps",
+        5,
+        "--id",
+        "local/hammer/cli-v0",
+        "--seed",
+        3,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert (summary["episodes"], summary["steps"], summary["policy"], summary["seed"]) == (2, 10, "random", 3)
     assert "local/hammer/cli-v0" in minari.list_local_datasets()
-    result = invoke("datasets", "collect", "--env", "AdroitHandHammer-v1", "--episodes", 2, "--max-steps", 5,
-                    "--id", "local/hammer/child-v0", "--policy", model_dir)
+    result = invoke(
+        "datasets",
+        "collect",
+        "--env",
+        "AdroitHandHammer-v1",
+        "--episodes",
+        2,
+        "--max-steps",
+        5,
+        "--id",
+        "local/hammer/child-v0",
+        "--policy",
+        model_dir,
+    )
     assert result.exit_code == 0, result.output
     metadata = minari.load_dataset("local/hammer/child-v0").storage.metadata
     assert metadata["algorithm_name"].startswith("sbrnn child")
 
 
 def test_cli_evaluate_env(model_dir):
-    result = invoke("child", "evaluate", "--model", model_dir, "--env", "AdroitHandHammer-v1",
-                    "--episodes", 2, "--max-steps", 6, "--json")
+    result = invoke(
+        "child",
+        "evaluate",
+        "--model",
+        model_dir,
+        "--env",
+        "AdroitHandHammer-v1",
+        "--episodes",
+        2,
+        "--max-steps",
+        6,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["lengths"] == [6, 6] and np.isfinite(report["mean_return"])
     assert report["mean_normalised_score"] is not None
-    table = invoke("child", "evaluate", "--model", model_dir, "--env", "AdroitHandHammer-v1",
-                   "--episodes", 2, "--max-steps", 6)
+    table = invoke(
+        "child",
+        "evaluate",
+        "--model",
+        model_dir,
+        "--env",
+        "AdroitHandHammer-v1",
+        "--episodes",
+        2,
+        "--max-steps",
+        6,
+    )
     assert table.exit_code == 0 and "normalised score" in table.output
 
 
@@ -118,18 +177,24 @@ COLLECT = ["datasets", "collect", "--episodes", 1]
 EVALUATE = ["child", "evaluate", "--model", "MODEL"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (COLLECT + ["--env", "NoSuchEnv-v0", "--id", "local/a-v0"], "cannot be made"),
-    (["datasets", "collect", "--env", "Hopper-v5", "--episodes", 0, "--id", "local/a-v0"], "episodes = 0"),
-    (COLLECT + ["--env", "Hopper-v5", "--id", "bad id!"], "malformed"),
-    (COLLECT + ["--env", "Hopper-v5", "--id", HAMMER], "already exists"),
-    (COLLECT + ["--env", "Hopper-v5", "--id", "local/a-v0", "--policy", "greedy"], "is unknown"),
-    (COLLECT + ["--env", "Hopper-v5", "--id", "local/a-v0", "--max-steps", 0], "max steps = 0"),
-    (EVALUATE + ["--env", "Hopper-v5", "--episodes", 1], "maps 46 observations"),
-    (EVALUATE + ["--env", "AdroitHandHammer-v1", "--episodes", 0], "episodes = 0"),
-    (EVALUATE + ["--env", "AdroitHandHammer-v1", "--task", "toy-regression"], "do not apply with --env"),
-    (["child", "evaluate", "--model", "no/such/dir", "--env", "AdroitHandHammer-v1"], "no saved model"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (COLLECT + ["--env", "NoSuchEnv-v0", "--id", "local/a-v0"], "cannot be made"),
+        (
+            ["datasets", "collect", "--env", "Hopper-v5", "--episodes", 0, "--id", "local/a-v0"],
+            "episodes = 0",
+        ),
+        (COLLECT + ["--env", "Hopper-v5", "--id", "bad id!"], "malformed"),
+        (COLLECT + ["--env", "Hopper-v5", "--id", HAMMER], "already exists"),
+        (COLLECT + ["--env", "Hopper-v5", "--id", "local/a-v0", "--policy", "greedy"], "is unknown"),
+        (COLLECT + ["--env", "Hopper-v5", "--id", "local/a-v0", "--max-steps", 0], "max steps = 0"),
+        (EVALUATE + ["--env", "Hopper-v5", "--episodes", 1], "maps 46 observations"),
+        (EVALUATE + ["--env", "AdroitHandHammer-v1", "--episodes", 0], "episodes = 0"),
+        (EVALUATE + ["--env", "AdroitHandHammer-v1", "--task", "toy-regression"], "do not apply with --env"),
+        (["child", "evaluate", "--model", "no/such/dir", "--env", "AdroitHandHammer-v1"], "no saved model"),
+    ],
+)
 def test_cli_bad_inputs_exit_2(model_dir, args, message):
     result = invoke(*[model_dir if a == "MODEL" else a for a in args])
     assert result.exit_code == 2, result.output
@@ -140,8 +205,12 @@ def test_cli_bad_inputs_exit_2(model_dir, args, message):
 def test_reference_scores_prefer_the_training_dataset_of_the_same_environment():
     from sbrnn.child.rollout import normalised_score, reference_scores
 
-    meta = {"env_id": "AdroitHandHammer-v1", "dataset_id": "local/h-v0",
-            "ref_min_score": 1.0, "ref_max_score": 2.0}
+    meta = {
+        "env_id": "AdroitHandHammer-v1",
+        "dataset_id": "local/h-v0",
+        "ref_min_score": 1.0,
+        "ref_max_score": 2.0,
+    }
     assert reference_scores("AdroitHandHammer-v1", meta) == (1.0, 2.0, "dataset local/h-v0")
     table = reference_scores("AdroitHandHammer-v1", {"env_id": "AdroitHandHammer-v1"})
     assert table[:2] == (-267.07, 12635.71)

@@ -15,7 +15,9 @@ pytestmark = [
 ]
 
 SPEC = SparseBlockSpec(
-    n_x=70, n_y=3, h=11,
+    n_x=70,
+    n_y=3,
+    h=11,
     densities=((0.08, 0.6, 1.0), (0.1, 1.0, 0.5)),
     means=((0.01, 0.0, 0.0), (0.0, -0.01, 0.0)),
     stds=((0.3, 0.2, 0.2), (0.3, 0.2, 0.2)),
@@ -155,8 +157,16 @@ def test_a_training_run_on_the_sparse_path_equals_the_masked_dense_run(tmp_path,
     from sbrnn.child.train import train_run
 
     options = {"n_x": 600, "n_train": 128, "n_val": 64, "n_test": 64}
-    config = RunConfig(task="toy-anomaly", task_options=options, hidden=120, budget=None,
-                       densities=((0.05, 1, 1), (1, 1, 1)), epochs=2, batch_size=32, lr=1e-2)
+    config = RunConfig(
+        task="toy-anomaly",
+        task_options=options,
+        hidden=120,
+        budget=None,
+        densities=((0.05, 1, 1), (1, 1, 1)),
+        epochs=2,
+        batch_size=32,
+        lr=1e-2,
+    )
     model = SparseBlockRNN(SparseBlockSpec(n_x=600, n_y=6, h=120, densities=config.densities))
     assert model.sparse_x()  # 75,600 entries at column density 0.095
     calls = []

@@ -28,8 +28,12 @@ TOY = dict(epochs=2, seed=5)
 def _cli(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "sbrnn.cli", *args], env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,
+        [sys.executable, "-m", "sbrnn.cli", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,
     )
 
 
@@ -62,8 +66,23 @@ def _signal_after_shards(proc: subprocess.Popen, records: Path, more_than: int, 
 
 def test_ctrl_c_then_kill_9_mid_sweep_then_rerun_finishes_exactly_the_plan(tmp_path):
     records = tmp_path / "runs"
-    args = ["child", "sweep", "--task", "toy-anomaly", "--runs", "10", "--budget", "300", "--epochs", "2",
-            "--seed", "1", "--records", str(records), "--json"]
+    args = [
+        "child",
+        "sweep",
+        "--task",
+        "toy-anomaly",
+        "--runs",
+        "10",
+        "--budget",
+        "300",
+        "--epochs",
+        "2",
+        "--seed",
+        "1",
+        "--records",
+        str(records),
+        "--json",
+    ]
     # Ctrl-C: a clean stop, exit 130, finished records kept, the resume command printed
     proc = _cli(*args, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _signal_after_shards(proc, records, 0, signal.SIGINT)
@@ -93,8 +112,24 @@ def test_local_cluster_gives_the_same_records_as_local_runs(tmp_path, one_thread
     args = ["toy-regression"], [300], 3
     plan = plan_sweep(*args, **TOY)
     coordinator.run_sweep(plan, tmp_path / "local", executors.InProcess(1))
-    proc = _cli("child", "sweep", "--task", "toy-regression", "--runs", "3", "--budget", "300",
-                "--epochs", "2", "--seed", "5", "--records", str(tmp_path / "dask"), "--local-cluster", "2")
+    proc = _cli(
+        "child",
+        "sweep",
+        "--task",
+        "toy-regression",
+        "--runs",
+        "3",
+        "--budget",
+        "300",
+        "--epochs",
+        "2",
+        "--seed",
+        "5",
+        "--records",
+        str(tmp_path / "dask"),
+        "--local-cluster",
+        "2",
+    )
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     assert "local Dask cluster" in err
@@ -103,8 +138,14 @@ def test_local_cluster_gives_the_same_records_as_local_runs(tmp_path, one_thread
     assert set(local) == set(dask) == {p.run_id for p in plan}
     for run_id, r in local.items():
         d = dask[run_id]
-        assert (d.h, d.lr, d.d_hx, d.mu_hh, d.sigma_yy, d.trainable_total) == \
-            (r.h, r.lr, r.d_hx, r.mu_hh, r.sigma_yy, r.trainable_total)
+        assert (d.h, d.lr, d.d_hx, d.mu_hh, d.sigma_yy, d.trainable_total) == (
+            r.h,
+            r.lr,
+            r.d_hx,
+            r.mu_hh,
+            r.sigma_yy,
+            r.trainable_total,
+        )
         np.testing.assert_allclose(d.val_loss, r.val_loss, rtol=1e-6)
         np.testing.assert_allclose(d.train_loss, r.train_loss, rtol=1e-6)
 
@@ -118,10 +159,20 @@ def test_failed_and_diverged_runs_are_recorded_and_retried(tmp_path, monkeypatch
         return replace(synthetic.toy_anomaly(seed=seed, n_train=64, n_val=32, n_test=32), name="flaky")
 
     info = registry.get_info("toy-anomaly")
-    monkeypatch.setitem(registry._REGISTRY, "flaky", registry.TaskInfo(
-        "flaky", "toy-anomaly that fails while broken", info.n_x, info.n_y, info.steps, info.loss,
-        "synthetic", flaky,
-    ))
+    monkeypatch.setitem(
+        registry._REGISTRY,
+        "flaky",
+        registry.TaskInfo(
+            "flaky",
+            "toy-anomaly that fails while broken",
+            info.n_x,
+            info.n_y,
+            info.steps,
+            info.loss,
+            "synthetic",
+            flaky,
+        ),
+    )
     plan = plan_sweep(["flaky"], [300], 2, epochs=1)
     plan += plan_sweep(["toy-regression"], [300], 1, epochs=2, pins=Pins(lr=1e9))
     report = coordinator.run_sweep(plan, tmp_path, executors.InProcess(1))
@@ -148,9 +199,23 @@ def test_a_run_that_kills_its_worker_is_recorded_failed_and_the_rest_finish(tmp_
 
         if job[0].run_id() == doomed_id:
             os._exit(3)
-        return [RunRecord(run_id=c.run_id(), task=c.task, n_x=8, n_y=6, steps=6, loss_kind="cross_entropy",
-                          arch=c.arch, h=1, lr=c.lr, batch_size=c.batch_size, epochs=c.epochs, seed=c.seed)
-                for c in job]
+        return [
+            RunRecord(
+                run_id=c.run_id(),
+                task=c.task,
+                n_x=8,
+                n_y=6,
+                steps=6,
+                loss_kind="cross_entropy",
+                arch=c.arch,
+                h=1,
+                lr=c.lr,
+                batch_size=c.batch_size,
+                epochs=c.epochs,
+                seed=c.seed,
+            )
+            for c in job
+        ]
 
     report = coordinator.run_sweep(plan, tmp_path, executors.LocalProcesses(1, 1, runner=dies_on_last_run))
     assert report.finished == 3 and report.statuses == {"ok": 2, "failed": 1}
@@ -215,9 +280,12 @@ def test_make_executor_picks_where_the_runs_go():
     assert isinstance(local, executors.LocalProcesses) and local.runner is executors.run_population_job
     cluster = executors.make_executor(local_cluster=2)
     assert isinstance(cluster, executors.DaskCluster) and cluster.runner is executors.run_job
-    cases = [({"threads": 0}, "threads = 0 is out of range"), ({"population": 0}, "population = 0"),
-             ({"workers": 2, "scheduler": "tcp://h:1"}, "only one of"),
-             ({"local_cluster": 0}, "local cluster size = 0 is out of range")]
+    cases = [
+        ({"threads": 0}, "threads = 0 is out of range"),
+        ({"population": 0}, "population = 0"),
+        ({"workers": 2, "scheduler": "tcp://h:1"}, "only one of"),
+        ({"local_cluster": 0}, "local cluster size = 0 is out of range"),
+    ]
     for kwargs, message in cases:
         with pytest.raises(SbrnnError, match=message):
             executors.make_executor(**kwargs)

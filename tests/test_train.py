@@ -55,7 +55,7 @@ def test_record_fields_are_filled_from_the_run():
     assert blocks == (0.5, 0.5, 0.01, 0.02, 0.05)
     counts = [getattr(record, f"trainable_{b}") for b in ("hx", "hh", "hy", "yx", "yh", "yy")]
     assert sum(counts) == record.trainable_total and record.bias_count == record.h + 6
-    assert record.trainable_hx < 8 * record.h and record.trainable_hh == record.h ** 2
+    assert record.trainable_hx < 8 * record.h and record.trainable_hh == record.h**2
     assert record.hidden_proportion == pytest.approx(counts[1] / sum(counts[:3]))
     dense_total = (record.h + 6) * (8 + record.h + 6)
     assert record.model_density == pytest.approx(record.trainable_total / dense_total)
@@ -111,13 +111,20 @@ def test_bad_task_and_task_mismatch_fail_without_raising():
 
 
 def test_early_stopping_leaves_later_epochs_missing():
-    config = RunConfig(task="toy-anomaly", task_options={"n_train": 48}, budget=4000, epochs=40,
-                       batch_size=8, lr=1e-2, patience=2)
+    config = RunConfig(
+        task="toy-anomaly",
+        task_options={"n_train": 48},
+        budget=4000,
+        epochs=40,
+        batch_size=8,
+        lr=1e-2,
+        patience=2,
+    )
     record = train_run(config)
     assert record.status == "ok"
     assert len(record.val_loss) < 40
     assert len(record.val_loss) == record.best_epoch + 2
-    assert min(record.val_loss[record.best_epoch:]) >= record.min_val_loss
+    assert min(record.val_loss[record.best_epoch :]) >= record.min_val_loss
 
 
 def test_same_seed_same_curves_other_seed_differs():

@@ -131,8 +131,12 @@ dims = st.integers(1, 3000)
 
 
 @settings(max_examples=200, deadline=None)
-@given(n_x=dims, n_y=st.integers(1, 60), d=st.lists(densities, min_size=6, max_size=6),
-       budget=st.floats(1e3, 1e6))
+@given(
+    n_x=dims,
+    n_y=st.integers(1, 60),
+    d=st.lists(densities, min_size=6, max_size=6),
+    budget=st.floats(1e3, 1e6),
+)
 def test_solved_h_within_one_h_row_of_budget(n_x, n_y, d, budget):
     grid = (tuple(d[:3]), tuple(d[3:]))
     try:
@@ -148,8 +152,9 @@ def test_solved_h_within_one_h_row_of_budget(n_x, n_y, d, budget):
 
 
 @settings(max_examples=60, deadline=None)
-@given(n_x=st.integers(1, 3000), n_y=st.integers(1, 50), budget=st.floats(2e4, 3e5),
-       target=st.floats(0.1, 0.9))
+@given(
+    n_x=st.integers(1, 3000), n_y=st.integers(1, 50), budget=st.floats(2e4, 3e5), target=st.floats(0.1, 0.9)
+)
 def test_balance_is_best_on_the_two_decimal_grid(n_x, n_y, budget, target):
     try:
         result = balance(n_x, n_y, budget, target)

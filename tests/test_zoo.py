@@ -47,7 +47,12 @@ def test_every_task_builds_tiny_with_the_registry_dims_and_finite_traits(name):
     info = get_info(name)
     task = build_task(name, seed=1, **tiny_options(name))
     assert (task.name, task.n_x, task.n_y, task.steps, task.loss) == (
-        name, info.n_x, info.n_y, info.steps, info.loss)
+        name,
+        info.n_x,
+        info.n_y,
+        info.steps,
+        info.loss,
+    )
     for split in (task.train, task.val, task.test):
         assert len(split) > 0 and tuple(split.x.shape[1:]) == (info.steps, info.n_x)
         assert torch.isfinite(split.x.float()).all() and torch.isfinite(split.y.float()).all()
@@ -105,8 +110,9 @@ def test_traits_are_cached_with_the_task(monkeypatch):
 def test_traits_by_hand():
     x = torch.tensor([[1.0, -1.0, 1.0, -1.0], [0.0, 0.0, 0.0, 0.0]]).unsqueeze(-1)  # [2, 4, 1]
     labels = torch.tensor([0, 0])
-    task = Task("hand", 1, 2, 4, "cross_entropy", Split(x, labels), Split(x, torch.tensor([0, 1])),
-                Split(x, labels))
+    task = Task(
+        "hand", 1, 2, 4, "cross_entropy", Split(x, labels), Split(x, torch.tensor([0, 1])), Split(x, labels)
+    )
     traits = task_traits(task)
     assert traits["n_train"] == 2.0 and traits["input_zero_frac"] == 0.5
     assert traits["input_std"] == pytest.approx(math.sqrt(0.5))
@@ -129,20 +135,24 @@ def test_classic_tasks_by_construction():
     assert (x[:, :4, 1].sum(1) == 1).all() and (x[:, 4:, 1].sum(1) == 1).all()  # one marker per half
     torch.testing.assert_close(y[:, -1], (x[..., 0] * x[..., 1]).sum(1))
     parity = classic.parity("parity", seed=0, steps=8, n_train=300, n_val=40, n_test=40)
-    patterns = {s: {tuple(r) for r in getattr(parity, s).x[..., 0].tolist()}
-                for s in ("train", "val", "test")}
+    patterns = {
+        s: {tuple(r) for r in getattr(parity, s).x[..., 0].tolist()} for s in ("train", "val", "test")
+    }
     assert not patterns["train"] & patterns["val"] and not patterns["train"] & patterns["test"]
     assert not patterns["val"] & patterns["test"] and len(patterns["val"]) == 40
     assert torch.equal(parity.train.y, ((parity.train.x[..., 0] > 0).sum(1) % 2))
-    recall = classic.recall("recall", seed=0, steps=6, symbols=4, distractor_prob=1.0, n_train=30, n_val=4,
-                            n_test=4)
+    recall = classic.recall(
+        "recall", seed=0, steps=6, symbols=4, distractor_prob=1.0, n_train=30, n_val=4, n_test=4
+    )
     rx = recall.train.x
     assert torch.equal(rx[:, 0, :4].argmax(1), recall.train.y) and (rx[:, 0, 4] == 1).all()
     assert (rx[:, 1:-1, :4].sum(-1) == 1).all() and (rx[:, -1, 5] == 1).all() and (rx[:, -1, :5] == 0).all()
-    again = classic.recall("recall", seed=0, steps=6, symbols=4, distractor_prob=1.0, n_train=30, n_val=4,
-                           n_test=4)
-    other = classic.recall("recall", seed=1, steps=6, symbols=4, distractor_prob=1.0, n_train=30, n_val=4,
-                           n_test=4)
+    again = classic.recall(
+        "recall", seed=0, steps=6, symbols=4, distractor_prob=1.0, n_train=30, n_val=4, n_test=4
+    )
+    other = classic.recall(
+        "recall", seed=1, steps=6, symbols=4, distractor_prob=1.0, n_train=30, n_val=4, n_test=4
+    )
     assert torch.equal(again.train.x, rx) and not torch.equal(other.train.x, rx)
 
 
@@ -170,8 +180,9 @@ def test_digit_readings_are_the_same_pixels():
     order = seqdigits.pixel_order("patches")
     assert torch.equal(patches.train.x.reshape(-1, 64), pixels.train.x.reshape(-1, 64)[:, order])
     assert sorted(seqdigits.pixel_order("permuted").tolist()) == list(range(64))
-    assert torch.equal(permuted.train.x.reshape(-1, 64),
-                       pixels.train.x.reshape(-1, 64)[:, seqdigits.pixel_order("permuted")])
+    assert torch.equal(
+        permuted.train.x.reshape(-1, 64), pixels.train.x.reshape(-1, 64)[:, seqdigits.pixel_order("permuted")]
+    )
     assert not torch.equal(seqdigits.pixel_order("permuted", 1), seqdigits.pixel_order("permuted", 0))
 
 
@@ -188,8 +199,15 @@ def test_swingup_policy_balances_the_pendulum_and_only_it():
 
 def test_environment_arguments_name_their_own_dataset():
     plain = minari_io.local_collection("Ant-v5", "ant", "random", 3, seed=0, max_steps=3)
-    narrow = minari_io.local_collection("Ant-v5", "ant", "random", 3, seed=0, max_steps=3,
-                                        env_kwargs={"include_cfrc_ext_in_observation": False})
+    narrow = minari_io.local_collection(
+        "Ant-v5",
+        "ant",
+        "random",
+        3,
+        seed=0,
+        max_steps=3,
+        env_kwargs={"include_cfrc_ext_in_observation": False},
+    )
     assert plain != narrow and narrow.startswith("sbrnn/ant/random-e3-t3-k")
     meta = minari_io.open_dataset(narrow).storage.metadata[minari_io.COLLECTION_KEY]
     assert meta["env_kwargs"] == {"include_cfrc_ext_in_observation": False}

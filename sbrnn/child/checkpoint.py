@@ -52,15 +52,23 @@ def save_model(
         "arch": config.arch,
         "activation": config.activation,
         "hidden": spec.h if spec is not None else model.hidden,
-        "spec": None if spec is None else {
-            "n_x": spec.n_x, "n_y": spec.n_y, "h": spec.h,
+        "spec": None
+        if spec is None
+        else {
+            "n_x": spec.n_x,
+            "n_y": spec.n_y,
+            "h": spec.h,
             "densities": [list(r) for r in spec.densities],
             "means": [list(r) for r in spec.means],
             "stds": [list(r) for r in spec.stds],
         },
         "task": {
-            "name": task.name, "n_x": task.n_x, "n_y": task.n_y, "steps": task.steps,
-            "loss": task.loss, "meta": task.meta,
+            "name": task.name,
+            "n_x": task.n_x,
+            "n_y": task.n_y,
+            "steps": task.steps,
+            "loss": task.loss,
+            "meta": task.meta,
         },
         "metrics": metrics or {},
         "sbrnn_version": __version__,

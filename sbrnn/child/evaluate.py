@@ -71,7 +71,15 @@ def evaluate_model(
         )
     loss, acc = evaluate_split(module.to(torch_device), built.test, built.loss, torch_device)
     return Evaluation(
-        model=str(model_dir), run_id=info["run_id"], arch=info["arch"], task=name, task_options=task_options,
-        seed=seed, split="test", sequences=len(built.test), loss_kind=built.loss, test_loss=loss,
+        model=str(model_dir),
+        run_id=info["run_id"],
+        arch=info["arch"],
+        task=name,
+        task_options=task_options,
+        seed=seed,
+        split="test",
+        sequences=len(built.test),
+        loss_kind=built.loss,
+        test_loss=loss,
         test_acc=acc,
     )

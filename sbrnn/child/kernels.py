@@ -110,7 +110,9 @@ def _build(compiler: list[str], source: str, path: Path) -> None:
         target = Path(tmp) / path.name
         done = subprocess.run(
             [*compiler, *_flags(), str(source_file), "-o", str(target), *_LIBS],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if done.returncode != 0:
             raise RuntimeError(f"{shlex.join(compiler)} failed: {done.stderr.strip()[-500:]}")
@@ -121,13 +123,61 @@ _PTR, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _SIGNATURES = {  # name -> argument types, in kernels.c's order (the names there in the comments)
     "sbrnn_tiles": (_PTR, _I64, _I64, _I64, _PTR, _INT),  # x, N, C, ld, xt, nt
     "sbrnn_spmm": (  # indptr, cols, vals, bias, R, x, N, C, ld, xt, out, ldo, nt
-        _PTR, _PTR, _PTR, _PTR, _I64, _PTR, _I64, _I64, _I64, _PTR, _PTR, _I64, _INT),
+        _PTR,
+        _PTR,
+        _PTR,
+        _PTR,
+        _I64,
+        _PTR,
+        _I64,
+        _I64,
+        _I64,
+        _PTR,
+        _PTR,
+        _I64,
+        _INT,
+    ),
     "sbrnn_sddmm": (  # colptr, rows, dst, C, gt, R, xt, tiles, nnz, grad, partial, nt
-        _PTR, _PTR, _PTR, _I64, _PTR, _I64, _PTR, _I64, _I64, _PTR, _PTR, _INT),
+        _PTR,
+        _PTR,
+        _PTR,
+        _I64,
+        _PTR,
+        _I64,
+        _PTR,
+        _I64,
+        _I64,
+        _PTR,
+        _PTR,
+        _INT,
+    ),
     "sbrnn_recurrence_forward": (  # p, wt, ldw, K, B, T, R, h, act, states, nt
-        _PTR, _PTR, _I64, _I64, _I64, _I64, _I64, _I64, _INT, _PTR, _INT),
+        _PTR,
+        _PTR,
+        _I64,
+        _I64,
+        _I64,
+        _I64,
+        _I64,
+        _I64,
+        _INT,
+        _PTR,
+        _INT,
+    ),
     "sbrnn_recurrence_backward": (  # states, gy, w, ldw, K, B, T, R, h, act, grad_a, nt
-        _PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _I64, _I64, _INT, _PTR, _INT),
+        _PTR,
+        _PTR,
+        _PTR,
+        _I64,
+        _I64,
+        _I64,
+        _I64,
+        _I64,
+        _I64,
+        _INT,
+        _PTR,
+        _INT,
+    ),
 }
 _ACTIVATIONS = {"relu": 0, "tanh": 1}
 """The activation codes of kernels.c's recurrence."""
@@ -208,8 +258,9 @@ def _loaded(op: str) -> Kernels:
 # the argument, the expected and the actual value ----
 
 
-def check_tensor(op: str, name: str, tensor: Tensor, dtype: torch.dtype, dims: int,
-                 contiguous: bool = True) -> None:
+def check_tensor(
+    op: str, name: str, tensor: Tensor, dtype: torch.dtype, dims: int, contiguous: bool = True
+) -> None:
     """:class:`ValueError` unless ``op``'s argument ``name`` has ``dtype`` and ``dims`` dimensions,
     and is contiguous when asked."""
     if tensor.dtype != dtype:
@@ -217,15 +268,17 @@ def check_tensor(op: str, name: str, tensor: Tensor, dtype: torch.dtype, dims: i
     if tensor.dim() != dims:
         raise ValueError(f"{op}: {name} must be {dims}-D, got shape {tuple(tensor.shape)}")
     if contiguous and not tensor.is_contiguous():
-        raise ValueError(f"{op}: {name} must be contiguous, got strides {tensor.stride()} "
-                         f"for shape {tuple(tensor.shape)}")
+        raise ValueError(
+            f"{op}: {name} must be contiguous, got strides {tensor.stride()} for shape {tuple(tensor.shape)}"
+        )
 
 
 def check_shape(op: str, name: str, tensor: Tensor, expected: tuple, meaning: str) -> None:
     """:class:`ValueError` unless ``tensor`` has shape ``expected`` (``meaning`` names its sizes)."""
     if tuple(tensor.shape) != tuple(expected):
-        raise ValueError(f"{op}: {name} must have shape {tuple(expected)} ({meaning}), "
-                         f"got {tuple(tensor.shape)}")
+        raise ValueError(
+            f"{op}: {name} must have shape {tuple(expected)} ({meaning}), got {tuple(tensor.shape)}"
+        )
 
 
 def check_cpu(op: str, **tensors: Tensor) -> None:
@@ -299,8 +352,9 @@ def _check_sddmm(colptr: Tensor, rows: Tensor, dst: Tensor, g: Tensor, x_tiles: 
     return n, n_rows, n_cols, nnz
 
 
-def _check_recurrence(op: str, states_name: str, states: Tensor, weight_s: Tensor, h: int,
-                      activation: str) -> None:
+def _check_recurrence(
+    op: str, states_name: str, states: Tensor, weight_s: Tensor, h: int, activation: str
+) -> None:
     """The arguments both recurrence ops share; ``states`` (``projected`` or ``states``) is 4-D
     with ``R`` last."""
     check_tensor(op, states_name, states, torch.float32, 4)
@@ -373,8 +427,9 @@ class SparseProduct:
         x_tiles: ``[ceil(B / tile), C, tile]``, the tiles of the last ``x`` (written by each call).
     """
 
-    def __init__(self, op: str, indptr: Tensor, cols: Tensor, values: Tensor, bias: Tensor, batch: int,
-                 n_cols: int) -> None:
+    def __init__(
+        self, op: str, indptr: Tensor, cols: Tensor, values: Tensor, bias: Tensor, batch: int, n_cols: int
+    ) -> None:
         self.lib = _loaded(op)
         n_rows, nnz = check_pattern(op, indptr, cols, values, bias)
         check_cpu(op, indptr=indptr, cols=cols, values=values, bias=bias)
@@ -389,15 +444,30 @@ class SparseProduct:
         unit column stride), both on the CPU."""
         batch, n_rows, n_cols = self.batch, self.n_rows, self.n_cols
         fits = (  # one expression for the common case (a loop calls this every step), then each check
-            x.dtype == out.dtype == torch.float32 and x.device.type == out.device.type == "cpu"
-            and x.shape == (batch, n_cols) and out.shape == (batch, n_rows)
-            and (x.stride(1) == 1 or n_cols <= 1) and out.is_contiguous()
+            x.dtype == out.dtype == torch.float32
+            and x.device.type == out.device.type == "cpu"
+            and x.shape == (batch, n_cols)
+            and out.shape == (batch, n_rows)
+            and (x.stride(1) == 1 or n_cols <= 1)
+            and out.is_contiguous()
         )
         if not fits:
             self._explain(x, out)
-        self.lib.dll.sbrnn_spmm(self.indptr.data_ptr(), self.cols.data_ptr(), self.values.data_ptr(),
-                                self.bias.data_ptr(), n_rows, x.data_ptr(), batch, n_cols, x.stride(0),
-                                self.x_tiles.data_ptr(), out.data_ptr(), n_rows, torch.get_num_threads())
+        self.lib.dll.sbrnn_spmm(
+            self.indptr.data_ptr(),
+            self.cols.data_ptr(),
+            self.values.data_ptr(),
+            self.bias.data_ptr(),
+            n_rows,
+            x.data_ptr(),
+            batch,
+            n_cols,
+            x.stride(0),
+            self.x_tiles.data_ptr(),
+            out.data_ptr(),
+            n_rows,
+            torch.get_num_threads(),
+        )
 
     def _explain(self, x: Tensor, out: Tensor) -> None:
         """The :class:`ValueError` of the first check that ``x`` or ``out`` fails."""
@@ -467,9 +537,20 @@ def sddmm(colptr: Tensor, rows: Tensor, dst: Tensor, g: Tensor, x_tiles: Tensor)
     threads = torch.get_num_threads()
     grad = g_tiles.new_zeros(n_rows, n_cols)
     partial = g_tiles.new_empty(threads, nnz)
-    lib.dll.sbrnn_sddmm(colptr.data_ptr(), rows.data_ptr(), dst.data_ptr(), n_cols, g_tiles.data_ptr(),
-                        n_rows, x_tiles.data_ptr(), g_tiles.shape[0], nnz, grad.data_ptr(),
-                        partial.data_ptr(), threads)
+    lib.dll.sbrnn_sddmm(
+        colptr.data_ptr(),
+        rows.data_ptr(),
+        dst.data_ptr(),
+        n_cols,
+        g_tiles.data_ptr(),
+        n_rows,
+        x_tiles.data_ptr(),
+        g_tiles.shape[0],
+        nnz,
+        grad.data_ptr(),
+        partial.data_ptr(),
+        threads,
+    )
     return grad
 
 
@@ -501,9 +582,19 @@ def recurrence_forward(projected: Tensor, weight_s: Tensor, h: int, activation: 
     check_cpu(op, projected=projected, weight_s=weight_s)
     weight_t = _padded(weight_s.transpose(1, 2), lib.block_columns)
     states = projected.new_empty(steps + 1, maps, batch, size)
-    lib.dll.sbrnn_recurrence_forward(projected.data_ptr(), weight_t.data_ptr(), weight_t.shape[-1], maps,
-                                     batch, steps, size, h, _ACTIVATIONS[activation], states.data_ptr(),
-                                     torch.get_num_threads())
+    lib.dll.sbrnn_recurrence_forward(
+        projected.data_ptr(),
+        weight_t.data_ptr(),
+        weight_t.shape[-1],
+        maps,
+        batch,
+        steps,
+        size,
+        h,
+        _ACTIVATIONS[activation],
+        states.data_ptr(),
+        torch.get_num_threads(),
+    )
     return states
 
 
@@ -550,9 +641,20 @@ def recurrence_backward(states: Tensor, grad_y: Tensor, weight_s: Tensor, h: int
     steps, maps, batch, size = states.shape[0] - 1, *states.shape[1:]
     weight = _padded(weight_s, lib.block_columns)
     grad_a = states.new_empty(steps, maps, batch, size)
-    lib.dll.sbrnn_recurrence_backward(states.data_ptr(), grad_y.data_ptr(), weight.data_ptr(),
-                                      weight.shape[-1], maps, batch, steps, size, h, _ACTIVATIONS[activation],
-                                      grad_a.data_ptr(), torch.get_num_threads())
+    lib.dll.sbrnn_recurrence_backward(
+        states.data_ptr(),
+        grad_y.data_ptr(),
+        weight.data_ptr(),
+        weight.shape[-1],
+        maps,
+        batch,
+        steps,
+        size,
+        h,
+        _ACTIVATIONS[activation],
+        grad_a.data_ptr(),
+        torch.get_num_threads(),
+    )
     return grad_a
 
 
@@ -560,6 +662,7 @@ def recurrence_backward(states: Tensor, grad_y: Tensor, weight_s: Tensor, h: int
 def _(states: Tensor, grad_y: Tensor, weight_s: Tensor, h: int, activation: str) -> Tensor:
     _check_backward(states, grad_y, weight_s, h, activation)
     return states.new_empty(states.shape[0] - 1, *states.shape[1:])
+
 
 def library_error() -> str | None:
     """Why :func:`library` returned None (None when it did not)."""

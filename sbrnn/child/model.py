@@ -86,7 +86,10 @@ class SparseBlockRNN(nn.Module):
     """
 
     def __init__(
-        self, spec: SparseBlockSpec, activation: str = "relu", generator: torch.Generator | None = None,
+        self,
+        spec: SparseBlockSpec,
+        activation: str = "relu",
+        generator: torch.Generator | None = None,
         path: str = "auto",
     ) -> None:
         super().__init__()
@@ -180,8 +183,9 @@ class SparseBlockRNN(nn.Module):
         h, n_y, d = self.spec.h, self.spec.n_y, self.spec.density
         return (h * h * d("hh") + h * n_y * (d("hy") + d("yh")) + n_y * n_y * d("yy")) / (h + n_y) ** 2
 
-    def _sparse_allowed(self, density: float, weight: torch.Tensor, max_density: float,
-                        min_entries: int) -> bool:
+    def _sparse_allowed(
+        self, density: float, weight: torch.Tensor, max_density: float, min_entries: int
+    ) -> bool:
         """Whether a map of expected ``density`` runs sparse under ``path`` (CPU, fp32, kernels built)."""
         if self.path == "dense" or weight.dtype != torch.float32 or weight.device.type != "cpu":
             return False
@@ -257,8 +261,14 @@ class SparseBlockRNN(nn.Module):
         projected = self.project(x)  # [B, T, h + n_y]
         if not torch.is_autocast_enabled(x.device.type):  # one autograd node for the whole loop
             if self.sparse_s():
-                return sparse_block_recurrence(projected, self.weight_s, self._pattern("mask_s"),
-                                               self._pattern("mask_s.t"), h, self.activation)
+                return sparse_block_recurrence(
+                    projected,
+                    self.weight_s,
+                    self._pattern("mask_s"),
+                    self._pattern("mask_s.t"),
+                    h,
+                    self.activation,
+                )
             return block_recurrence(projected, self.weight_s * self.mask_s, h, self.activation)
         weight_s_t = (self.weight_s * self.mask_s).t()
         state = self.init_state(batch)
@@ -366,9 +376,8 @@ class LSTMBaseline(nn.Module):
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """One step: ``x_t [B, n_x]``, state ``(r, c)`` -> ``(y_t [B, n_y], next state)``."""
         r, c = state
-        gates = (
-            F.linear(x_t, self.weight_ih_l0, self.bias_ih_l0 + self.bias_hh_l0)
-            + F.linear(r, self.weight_hh_l0)
+        gates = F.linear(x_t, self.weight_ih_l0, self.bias_ih_l0 + self.bias_hh_l0) + F.linear(
+            r, self.weight_hh_l0
         )
         r, c = self._cell(gates, c)
         return r, (r, c)
@@ -394,8 +403,7 @@ def resolve(config: RunConfig, n_x: int, n_y: int) -> tuple[SparseBlockSpec | No
     else:
         densities = balance(n_x, n_y, config.budget).spec.densities
     hidden = (
-        config.hidden if config.hidden is not None
-        else hidden_from_budget(n_x, n_y, config.budget, densities)
+        config.hidden if config.hidden is not None else hidden_from_budget(n_x, n_y, config.budget, densities)
     )
     options = {k: getattr(config, k) for k in ("means", "stds") if getattr(config, k) is not None}
     return SparseBlockSpec(n_x, n_y, hidden, densities, **options), hidden

@@ -82,9 +82,12 @@ class SparseBlockPopulation(nn.Module):
         size, rows = max(self.hidden) + self.n_y, max(self.hidden)
         k, n_x, ref = len(models), self.n_x, first.weight_x
         stacks = {
-            "weight_x": ref.new_zeros(k, size, n_x), "weight_s": ref.new_zeros(k, size, size),
-            "bias": ref.new_zeros(k, size), "mask_x": ref.new_zeros(k, size, n_x),
-            "mask_s": ref.new_zeros(k, size, size), "mask_b": ref.new_zeros(k, size),
+            "weight_x": ref.new_zeros(k, size, n_x),
+            "weight_s": ref.new_zeros(k, size, size),
+            "bias": ref.new_zeros(k, size),
+            "mask_x": ref.new_zeros(k, size, n_x),
+            "mask_s": ref.new_zeros(k, size, size),
+            "mask_b": ref.new_zeros(k, size),
         }
         with torch.no_grad():
             for i, m in enumerate(models):
@@ -205,8 +208,13 @@ class PopulationAdam:
     kernel. All children of a population step together, so they share the step count.
     """
 
-    def __init__(self, population: SparseBlockPopulation, lr: Sequence[float],
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        population: SparseBlockPopulation,
+        lr: Sequence[float],
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
         self.population = population
         self.lr = [float(v) for v in lr]
         self.betas, self.eps, self.steps = betas, eps, 0
@@ -223,11 +231,20 @@ class PopulationAdam:
         device = self.population.weight_x.device
         for k, lr in enumerate(self.lr):
             adam(
-                [p[k] for _, p in named], [p.grad[k] for _, p in named],
-                [self.exp_avg[n][k] for n, _ in named], [self.exp_avg_sq[n][k] for n, _ in named], [],
+                [p[k] for _, p in named],
+                [p.grad[k] for _, p in named],
+                [self.exp_avg[n][k] for n, _ in named],
+                [self.exp_avg_sq[n][k] for n, _ in named],
+                [],
                 [torch.tensor(float(self.steps), device=device) for _ in named],
-                fused=device.type in ("cpu", "cuda"), amsgrad=False, beta1=self.betas[0],
-                beta2=self.betas[1], lr=lr, weight_decay=0.0, eps=self.eps, maximize=False,
+                fused=device.type in ("cpu", "cuda"),
+                amsgrad=False,
+                beta1=self.betas[0],
+                beta2=self.betas[1],
+                lr=lr,
+                weight_decay=0.0,
+                eps=self.eps,
+                maximize=False,
             )
         self.steps += 1
 
@@ -241,8 +258,14 @@ def population_key(config: RunConfig) -> str | None:
     """Configs with equal keys can share a population; None for a config that trains alone."""
     if config.arch == "lstm":
         return None
-    fields = [config.task, config.task_options, config.seed, config.batch_size, config.precision,
-              config.activation]
+    fields = [
+        config.task,
+        config.task_options,
+        config.seed,
+        config.batch_size,
+        config.precision,
+        config.activation,
+    ]
     return json.dumps(fields, sort_keys=True)
 
 

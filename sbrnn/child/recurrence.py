@@ -52,8 +52,9 @@ def _forward_loop(projected: torch.Tensor, h: int, activation: str, product: Pro
     return states
 
 
-def _backward_loop(states: torch.Tensor, grad_y: torch.Tensor, h: int, activation: str,
-                   state_grad: Product) -> torch.Tensor:
+def _backward_loop(
+    states: torch.Tensor, grad_y: torch.Tensor, h: int, activation: str, state_grad: Product
+) -> torch.Tensor:
     """``da_t`` for all steps, ``[T, (K,) B, R]``: ``ds_t * act'(a_t)`` on the first ``h``
     columns, ``ds_t + dy_t`` on the others, with ``ds_{t-1} = da_t W_s`` from ``state_grad``."""
     steps, h_part = states.shape[0] - 1, (..., slice(None, h))
@@ -124,8 +125,9 @@ class BlockRecurrence(torch.autograd.Function):
             grad_a = kernels.recurrence_backward(stack, grad_y, maps, ctx.h, ctx.activation)
             grad_a = grad_a.reshape(states[1:].shape)  # [T, (K,) B, R]
         else:
-            grad_a = _backward_loop(states, grad_y, ctx.h, ctx.activation,
-                                    lambda t, g, out: torch.matmul(g, weight_s, out=out))
+            grad_a = _backward_loop(
+                states, grad_y, ctx.h, ctx.activation, lambda t, g, out: torch.matmul(g, weight_s, out=out)
+            )
         if weight_s.dim() == 2:
             grad_w = grad_a[1:].reshape(-1, size).t() @ states[1:-1].reshape(-1, size)
         else:  # per map k: sum over steps and batch of da^T s
@@ -158,8 +160,9 @@ def _check_rows(op: str, name: str, indptr: Tensor, size: int) -> None:
 
 
 @torch.library.custom_op("sbrnn::sparse_recurrence_forward", mutates_args=())
-def sparse_recurrence_forward(projected: Tensor, indptr: Tensor, cols: Tensor, values: Tensor, h: int,
-                              activation: str) -> Tensor:
+def sparse_recurrence_forward(
+    projected: Tensor, indptr: Tensor, cols: Tensor, values: Tensor, h: int, activation: str
+) -> Tensor:
     """The states of the recurrence over the kept entries of ``W_s``: per step the sparse x path's
     product kernel (:class:`~sbrnn.child.kernels.SparseProduct`) forms ``s_{t-1} W_s^T``, then
     ``p_t`` is added and the activation applied on the first ``h`` columns.
@@ -208,8 +211,15 @@ def _check_backward_sparse(states: Tensor, grad_y: Tensor, h: int, activation: s
 
 
 @torch.library.custom_op("sbrnn::sparse_recurrence_backward", mutates_args=())
-def sparse_recurrence_backward(states: Tensor, grad_y: Tensor, indptr_t: Tensor, cols_t: Tensor,
-                               values_t: Tensor, h: int, activation: str) -> Tensor:
+def sparse_recurrence_backward(
+    states: Tensor,
+    grad_y: Tensor,
+    indptr_t: Tensor,
+    cols_t: Tensor,
+    values_t: Tensor,
+    h: int,
+    activation: str,
+) -> Tensor:
     """The gradients ``da_t`` of the pre-activations of :func:`sparse_recurrence_forward`, with
     ``ds_{t-1} = da_t W_s`` per step over the kept entries of ``W_s^T``.
 
@@ -231,8 +241,15 @@ def sparse_recurrence_backward(states: Tensor, grad_y: Tensor, indptr_t: Tensor,
 
 
 @sparse_recurrence_backward.register_fake
-def _(states: Tensor, grad_y: Tensor, indptr_t: Tensor, cols_t: Tensor, values_t: Tensor, h: int,
-      activation: str) -> Tensor:
+def _(
+    states: Tensor,
+    grad_y: Tensor,
+    indptr_t: Tensor,
+    cols_t: Tensor,
+    values_t: Tensor,
+    h: int,
+    activation: str,
+) -> Tensor:
     op = "sbrnn::sparse_recurrence_backward"
     steps, batch, size = _check_backward_sparse(states, grad_y, h, activation)
     _check_rows(op, "indptr_t", indptr_t, size)
@@ -253,8 +270,9 @@ class SparseBlockRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, projected, weight_s, pattern, pattern_t, h: int, activation: str):
         values = weight_s.detach().reshape(-1).index_select(0, pattern.flat)  # kept entries in CSR order
-        states = sparse_recurrence_forward(projected.contiguous(), pattern.indptr, pattern.cols, values, h,
-                                           activation)
+        states = sparse_recurrence_forward(
+            projected.contiguous(), pattern.indptr, pattern.cols, values, h, activation
+        )
         ctx.save_for_backward(states, weight_s)
         ctx.pattern, ctx.pattern_t, ctx.h, ctx.activation = pattern, pattern_t, h, activation
         return torch.movedim(states[1:, :, h:], 0, 1)
@@ -266,8 +284,9 @@ class SparseBlockRecurrence(torch.autograd.Function):
         batch, size = states.shape[1:]
         values_t = weight_s.detach().t().reshape(-1).index_select(0, pattern_t.flat)  # W_s^T's kept entries
         grad_y = grad_y.float().contiguous()
-        grad_a = sparse_recurrence_backward(states, grad_y, pattern_t.indptr, pattern_t.cols, values_t, ctx.h,
-                                            ctx.activation)
+        grad_a = sparse_recurrence_backward(
+            states, grad_y, pattern_t.indptr, pattern_t.cols, values_t, ctx.h, ctx.activation
+        )
         # dW_s[r, c] = sum over t >= 1 and the batch of da_t[n, r] s_{t-1}[n, c], at kept entries
         n = (states.shape[0] - 2) * batch  # T - 1 steps
         if n:

@@ -178,12 +178,24 @@ def evaluate_in_env(
     refs = reference_scores(env_id, info["task"].get("meta") or {})
     if refs is not None:
         normalised = normalised_score(returns_arr, refs[0], refs[1])
-        scores = dict(ref_min_score=refs[0], ref_max_score=refs[1], ref_source=refs[2],
-                      mean_normalised_score=float(normalised.mean()),
-                      std_normalised_score=float(normalised.std()))
+        scores = dict(
+            ref_min_score=refs[0],
+            ref_max_score=refs[1],
+            ref_source=refs[2],
+            mean_normalised_score=float(normalised.mean()),
+            std_normalised_score=float(normalised.std()),
+        )
     return EnvEvaluation(
-        model=str(model_dir), run_id=info.get("run_id"), task=info["task"]["name"], env_id=env_id,
-        episodes=episodes, seed=seed, max_steps=max_steps, returns=[float(r) for r in returns],
+        model=str(model_dir),
+        run_id=info.get("run_id"),
+        task=info["task"]["name"],
+        env_id=env_id,
+        episodes=episodes,
+        seed=seed,
+        max_steps=max_steps,
+        returns=[float(r) for r in returns],
         lengths=lengths,
-        mean_return=float(returns_arr.mean()), std_return=float(returns_arr.std()), **scores,
+        mean_return=float(returns_arr.mean()),
+        std_return=float(returns_arr.std()),
+        **scores,
     )

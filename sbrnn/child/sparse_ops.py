@@ -66,8 +66,13 @@ class SparsePattern:
         colptr = torch.zeros(n_cols + 1, dtype=torch.int64)
         colptr[1:] = torch.bincount(col, minlength=n_cols).cumsum(0)
         return cls(
-            shape=(n_rows, n_cols), flat=flat, indptr=indptr, cols=col.to(torch.int32),
-            colptr=colptr, rows=row[pos].to(torch.int32).contiguous(), colflat=flat[pos].contiguous(),
+            shape=(n_rows, n_cols),
+            flat=flat,
+            indptr=indptr,
+            cols=col.to(torch.int32),
+            colptr=colptr,
+            rows=row[pos].to(torch.int32).contiguous(),
+            colflat=flat[pos].contiguous(),
         )
 
     @property
@@ -84,8 +89,10 @@ def _fits(pattern: SparsePattern, name: str, tensor: torch.Tensor, columns: int)
     """:class:`ValueError` unless ``tensor``'s last size is ``columns`` (one of ``pattern``'s sizes)."""
     if tensor.shape[-1] != columns:
         rows, cols = pattern.shape
-        raise ValueError(f"{name} must have {columns} columns for the pattern of a {rows} x {cols} map, "
-                         f"got shape {tuple(tensor.shape)}")
+        raise ValueError(
+            f"{name} must have {columns} columns for the pattern of a {rows} x {cols} map, "
+            f"got shape {tuple(tensor.shape)}"
+        )
 
 
 def _unit_columns(a: torch.Tensor) -> torch.Tensor:
@@ -99,8 +106,9 @@ def tiles(a: torch.Tensor) -> torch.Tensor:
     return kernels.tiles(_unit_columns(a))
 
 
-def product(x: torch.Tensor, values: torch.Tensor, pattern: SparsePattern,
-            bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def product(
+    x: torch.Tensor, values: torch.Tensor, pattern: SparsePattern, bias: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x W^T + bias [N, R], tiles of x [ceil(N / tile), C, tile])`` over the kept entries of
     ``pattern`` (``values [nnz]`` in its CSR order, ``bias [R]``) for ``x [N, C]`` (unit column
     stride), all fp32 on the CPU: the op ``sbrnn::spmm``."""
@@ -108,8 +116,9 @@ def product(x: torch.Tensor, values: torch.Tensor, pattern: SparsePattern,
     return kernels.spmm(pattern.indptr, pattern.cols, values, bias, x)
 
 
-def kept_gradient(grad_out: torch.Tensor, x_tiles: torch.Tensor, n: int,
-                  pattern: SparsePattern) -> torch.Tensor:
+def kept_gradient(
+    grad_out: torch.Tensor, x_tiles: torch.Tensor, n: int, pattern: SparsePattern
+) -> torch.Tensor:
     """``dW [R, C] = grad_out^T x`` at the kept entries of ``pattern`` only (zeros elsewhere), for
     ``grad_out [n, R]`` and ``x [n, C]`` given by its tiles (:func:`tiles`): the op ``sbrnn::sddmm``."""
     _fits(pattern, "grad_out", grad_out, pattern.shape[0])

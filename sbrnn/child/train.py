@@ -90,8 +90,9 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-def member_losses(output: torch.Tensor, target: torch.Tensor, loss_kind: str,
-                  reduction: str = "mean") -> torch.Tensor:
+def member_losses(
+    output: torch.Tensor, target: torch.Tensor, loss_kind: str, reduction: str = "mean"
+) -> torch.Tensor:
     """The losses ``[K]`` of ``K`` children's outputs ``[K, B, T, n_y]`` against one ``target``, in
     float32: the mean (or sum) per sequence (``cross_entropy``, after the last step) or per scalar
     (``mse``, every step)."""
@@ -114,8 +115,14 @@ Outputs = Callable[[torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
-def evaluate(outputs: Outputs, split: Split, loss_kind: str, device: torch.device | str = "cpu",
-             precision: str = "fp32", batch_size: int = EVAL_BATCH) -> tuple[list[float], list[float] | None]:
+def evaluate(
+    outputs: Outputs,
+    split: Split,
+    loss_kind: str,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    batch_size: int = EVAL_BATCH,
+) -> tuple[list[float], list[float] | None]:
     """Per-child ``(losses, accuracies)`` on ``split``; accuracies are None for ``mse`` tasks.
 
     A loss is the mean per sequence (``cross_entropy``) or per scalar (``mse``), as in training.
@@ -124,8 +131,8 @@ def evaluate(outputs: Outputs, split: Split, loss_kind: str, device: torch.devic
     total = correct = None
     n = len(split)
     for start in range(0, n, batch_size):
-        x = split.x[start:start + batch_size].to(device).float()
-        y = targets(split.y[start:start + batch_size].to(device), loss_kind)
+        x = split.x[start : start + batch_size].to(device).float()
+        y = targets(split.y[start : start + batch_size].to(device), loss_kind)
         with autocast(device, precision):
             output = outputs(x)
         losses = member_losses(output, y, loss_kind, reduction="sum").double()
@@ -162,11 +169,25 @@ def _data_generator(seed: int) -> torch.Generator:
 
 def _blank_record(config: RunConfig) -> RunRecord:
     return RunRecord(
-        run_id=config.run_id(), task=config.task, n_x=0, n_y=0, steps=0, loss_kind="", arch=config.arch,
-        h=0, lr=config.lr, batch_size=config.batch_size, epochs=config.epochs, seed=config.seed,
-        budget=config.budget, activation=config.activation, precision=config.precision,
-        sbrnn_version=__version__, torch_version=torch.__version__,
-        task_options=json.dumps(config.task_options, sort_keys=True), threads=torch.get_num_threads(),
+        run_id=config.run_id(),
+        task=config.task,
+        n_x=0,
+        n_y=0,
+        steps=0,
+        loss_kind="",
+        arch=config.arch,
+        h=0,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        seed=config.seed,
+        budget=config.budget,
+        activation=config.activation,
+        precision=config.precision,
+        sbrnn_version=__version__,
+        torch_version=torch.__version__,
+        task_options=json.dumps(config.task_options, sort_keys=True),
+        threads=torch.get_num_threads(),
     )
 
 
@@ -254,8 +275,13 @@ class Member:
     epochs_run: int = 0
 
 
-def fit(trainee: Trainee, members: Sequence[Member], task: Task, device: torch.device,
-        progress: Progress | None = None) -> None:
+def fit(
+    trainee: Trainee,
+    members: Sequence[Member],
+    task: Task,
+    device: torch.device,
+    progress: Progress | None = None,
+) -> None:
     """The epoch loop (see the module doc): every member's record gets its curves, best epoch and
     status in place. The members share the task, seed (data order), batch size and precision of
     the first; ``progress`` is called for a trainee of one."""
@@ -270,7 +296,7 @@ def fit(trainee: Trainee, members: Sequence[Member], task: Task, device: torch.d
         order = torch.randperm(n, generator=generator).to(device)
         totals = torch.zeros(len(active), device=device, dtype=torch.float64)
         for start in range(0, n, first.batch_size):
-            index = order[start:start + first.batch_size]
+            index = order[start : start + first.batch_size]
             x, y = train_x.index_select(0, index).float(), train_y.index_select(0, index)
             with autocast(device, first.precision):
                 output = trainee.outputs(x)
@@ -285,8 +311,16 @@ def fit(trainee: Trainee, members: Sequence[Member], task: Task, device: torch.d
         staying = []
         for slot, member in enumerate(active):
             val_acc = None if val_accs is None else val_accs[slot]
-            if _end_epoch(member, trainee, slot, epoch, train_losses[slot], val_losses[slot], val_acc,
-                          progress if len(members) == 1 else None):
+            if _end_epoch(
+                member,
+                trainee,
+                slot,
+                epoch,
+                train_losses[slot],
+                val_losses[slot],
+                val_acc,
+                progress if len(members) == 1 else None,
+            ):
                 staying.append(slot)
         if not staying:
             return
@@ -295,8 +329,16 @@ def fit(trainee: Trainee, members: Sequence[Member], task: Task, device: torch.d
             active = [active[s] for s in staying]
 
 
-def _end_epoch(member: Member, trainee: Trainee, slot: int, epoch: int, train_loss: float, val_loss: float,
-               val_acc: float | None, progress: Progress | None) -> bool:
+def _end_epoch(
+    member: Member,
+    trainee: Trainee,
+    slot: int,
+    epoch: int,
+    train_loss: float,
+    val_loss: float,
+    val_acc: float | None,
+    progress: Progress | None,
+) -> bool:
     """Record one member's epoch; True if it trains on."""
     member.epochs_run = epoch
     outcome = record_epoch(member.record, epoch, train_loss, val_loss, val_acc)
@@ -304,8 +346,9 @@ def _end_epoch(member: Member, trainee: Trainee, slot: int, epoch: int, train_lo
         return False
     if outcome == "best":
         member.best_state = trainee.member_state(slot)
-    if progress is not None and progress(epoch, {"train_loss": train_loss, "val_loss": val_loss,
-                                                 "val_acc": val_acc}):
+    if progress is not None and progress(
+        epoch, {"train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc}
+    ):
         member.record.status = "pruned"
         return False
     return not patience_spent(member.config, member.record, epoch) and epoch < member.config.epochs
@@ -389,8 +432,9 @@ def train_run(
     return member.record
 
 
-def record_epoch(record: RunRecord, epoch: int, train_loss: float, val_loss: float,
-                 val_acc: float | None) -> str:
+def record_epoch(
+    record: RunRecord, epoch: int, train_loss: float, val_loss: float, val_acc: float | None
+) -> str:
     """Add epoch ``epoch``'s figures to ``record``: ``"diverged"`` (a non-finite loss: status set,
     the curve kept as it was), ``"best"`` (a new minimum validation loss) or ``"worse"``."""
     if not (np.isfinite(train_loss) and np.isfinite(val_loss)):

@@ -554,10 +554,21 @@ def tune(
     if records.exists() and not records.is_dir():
         raise SbrnnError(f"--records {str(records)!r} is a file; allowed: a directory (new or existing)")
     settings = tuning.TuneSettings(
-        task=task, budget=budget, trials=trials, records=records, task_options=task_options(task_option),
-        epochs=epochs, batch_size=batch_size, seed=seed, storage=storage, study=study,
+        task=task,
+        budget=budget,
+        trials=trials,
+        records=records,
+        task_options=task_options(task_option),
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        storage=storage,
+        study=study,
         warm_start=0 if no_warm_start else tuning.DEFAULT_WARM_START if warm_start is None else warm_start,
-        pruner=pruner, space=space, device=device, threads=threads,
+        pruner=pruner,
+        space=space,
+        device=device,
+        threads=threads,
     )
     resolve_device(device)
     parent, parent_note = tuning.load_warm_start_parent(model) if settings.warm_start else (None, None)
@@ -576,7 +587,12 @@ def tune(
 
     with warnings_as_lines(), bars.TuneBar() as bar:
         summary = tuning.tune(
-            settings, built, parent=parent, parent_note=parent_note, on_start=start, on_trial=bar,
+            settings,
+            built,
+            parent=parent,
+            parent_note=parent_note,
+            on_start=start,
+            on_trial=bar,
             on_wait=bar.wait,
         )
     if json_out:

@@ -24,8 +24,10 @@ def collect(
     ],
     policy: Annotated[
         str,
-        typer.Option(help="random (uniform actions), smooth (correlated random actions), swingup (scripted, "
-                          "Pendulum-v1 only) or a directory written by `sbrnn child train --save`."),
+        typer.Option(
+            help="random (uniform actions), smooth (correlated random actions), swingup (scripted, "
+            "Pendulum-v1 only) or a directory written by `sbrnn child train --save`."
+        ),
     ] = "random",
     seed: Annotated[int, typer.Option(help="Reset seeds of the episodes and the random policy's draws.")] = 0,
     max_steps: Annotated[int | None, typer.Option(help="Cap each episode at this many steps.")] = None,
@@ -42,8 +44,10 @@ def collect(
         print_json(summary)
         return
     fields = [(key, summary[key]) for key in ("path", "env_id", "policy", "seed", "episodes", "steps")]
-    fields += [("return", f"{summary['mean_return']:.2f} +- {summary['std_return']:.2f}"),
-               ("task", f"minari:{dataset_id}")]
+    fields += [
+        ("return", f"{summary['mean_return']:.2f} +- {summary['std_return']:.2f}"),
+        ("task", f"minari:{dataset_id}"),
+    ]
     render_fields(fields, title=f"Minari dataset {dataset_id}")
 
 
@@ -58,7 +62,11 @@ def _size_text(size: int) -> str:
 
 
 LIST_COLUMNS = (
-    Column("name"), number("n_x"), number("n_y"), number("steps"), Column("loss"),
+    Column("name"),
+    number("n_x"),
+    number("n_y"),
+    number("steps"),
+    Column("loss"),
     Column("offline", fmt=lambda v: "yes" if v else "no"),
     Column("size_on_disk", "size", "right", _size_text),
 )
@@ -72,10 +80,17 @@ def list_tasks(json_out: JsonOpt = False) -> None:
     from sbrnn.datasets.registry import FAMILIES, get_info, task_names
 
     order = {family: i for i, family in enumerate(FAMILIES)}
-    rows = sorted((get_info(name).as_dict() for name in task_names()),
-                  key=lambda row: (order.get(row["family"], len(order)), row["family"]))
-    render(rows, LIST_COLUMNS, json_out=json_out, group="family",
-           title="Tasks by family (sources and descriptions: --json or `sbrnn datasets info TASK`)")
+    rows = sorted(
+        (get_info(name).as_dict() for name in task_names()),
+        key=lambda row: (order.get(row["family"], len(order)), row["family"]),
+    )
+    render(
+        rows,
+        LIST_COLUMNS,
+        json_out=json_out,
+        group="family",
+        title="Tasks by family (sources and descriptions: --json or `sbrnn datasets info TASK`)",
+    )
 
 
 SPLIT_COLUMNS = (Column("split"), number("sequences", fmt=","), number("x"), number("y"))
@@ -83,8 +98,15 @@ SPLIT_COLUMNS = (Column("split"), number("sequences", fmt=","), number("x"), num
 
 def _render_splits(summary, title: str) -> None:
     """Sequences per split and the shapes of their inputs (with dtype) and targets."""
-    rows = [{"split": split, "sequences": summary.sizes[split], "x": f"{shape['x']} {shape['x_dtype']}",
-             "y": str(shape["y"])} for split, shape in summary.shapes.items()]
+    rows = [
+        {
+            "split": split,
+            "sequences": summary.sizes[split],
+            "x": f"{shape['x']} {shape['x_dtype']}",
+            "y": str(shape["y"]),
+        }
+        for split, shape in summary.shapes.items()
+    ]
     render(rows, SPLIT_COLUMNS, title=title)
 
 
@@ -136,13 +158,19 @@ def info(
     print_lines(f"{task} ({details.family}): {details.description}")
     _render_splits(summary, _dims(summary))
     if summary.classes is not None:
-        rows = [{"split": split, **{str(c): n for c, n in enumerate(counts)}}
-                for split, counts in summary.classes.items()]
+        rows = [
+            {"split": split, **{str(c): n for c, n in enumerate(counts)}}
+            for split, counts in summary.classes.items()
+        ]
         columns = [Column("split"), *(number(str(c), fmt=",") for c in range(summary.n_y))]
         render(rows, columns, title="Class balance (sequences per class)")
     else:
-        print_lines(*(f"{split} targets: mean {stats['mean']:.4f}, std {stats['std']:.4f}"
-                      for split, stats in summary.targets.items()))
+        print_lines(
+            *(
+                f"{split} targets: mean {stats['mean']:.4f}, std {stats['std']:.4f}"
+                for split, stats in summary.targets.items()
+            )
+        )
     render_fields(details.traits, title="Traits", caption=TRAITS_CAPTION, values=number("value", fmt=".6g"))
     if details.options:
         listed = ", ".join(f"{k}={v}" for k, v in details.options.items())

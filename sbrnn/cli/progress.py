@@ -25,8 +25,13 @@ from sbrnn.cli.console import stderr
 
 def _bar(description: str, total: int) -> tuple[Progress, int]:
     """A started progress bar for ``total`` units of ``description``, and its task id."""
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=stderr)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+    )
     bar.start()
     return bar, bar.add_task(description, total=total)
 
@@ -71,8 +76,12 @@ class EpochBar:
 
     def __init__(self, epochs: int) -> None:
         self.progress = Progress(
-            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[metrics]}"), console=stderr,
+            TextColumn("epoch"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            console=stderr,
         )
         self.task = self.progress.add_task("train", total=epochs, metrics="")
         self.done = 0
@@ -117,9 +126,14 @@ class SweepBar:
 
     def __init__(self, description: str = "sweep") -> None:
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
             TextColumn("[red]{task.fields[failed]} failed[/] {task.fields[diverged]} diverged"),
-            _RunsPerHour(), TimeElapsedColumn(), _SweepEta(), console=stderr,
+            _RunsPerHour(),
+            TimeElapsedColumn(),
+            _SweepEta(),
+            console=stderr,
         )
         self._description = description
         self._task = None
@@ -149,10 +163,15 @@ class TuneBar:
 
     def __init__(self) -> None:
         self._progress = Progress(
-            TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[pruned]} pruned [red]{task.fields[failed]} failed[/] "
-                       "{task.fields[diverged]} diverged  best {task.fields[best]}"),
-            TimeElapsedColumn(), console=stderr,
+            TextColumn("trials"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(
+                "{task.fields[pruned]} pruned [red]{task.fields[failed]} failed[/] "
+                "{task.fields[diverged]} diverged  best {task.fields[best]}"
+            ),
+            TimeElapsedColumn(),
+            console=stderr,
         )
         self._task = None
         self._counts = {"pruned": 0, "failed": 0, "diverged": 0}
@@ -178,15 +197,24 @@ class TuneBar:
         """A note each time the number of trials waited for changes."""
         if running != self._waiting:
             self._waiting = running
-            note(f"waiting for {running} running trial(s): of other processes, or left by a killed one "
-                 "(run again once stale)")
+            note(
+                f"waiting for {running} running trial(s): of other processes, or left by a killed one "
+                "(run again once stale)"
+            )
 
 
 def steps(title: str) -> tuple[Progress, Callable[[str, int], None]]:
     """A transient bar titled ``title`` and the ``on_step(description, total)`` callback that
     advances it by one step (a parent's fit: folds, models)."""
-    progress = Progress(TextColumn(title), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.description}"), console=stderr, transient=True)
+    progress = Progress(
+        TextColumn(title),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=stderr,
+        transient=True,
+    )
     task = progress.add_task("", total=None)
 
     def on_step(description: str, total: int) -> None:

@@ -60,8 +60,10 @@ def compact(directory: RecordsArg, json_out: JsonOpt = False) -> None:
         print_json(done)
         return
     files = ", ".join(done.written) or "-"
-    print_lines(f"{done.runs} runs in {len(done.written)} compacted files ({files}); "
-                f"{done.files_read} files read, {done.files_removed} merged and removed")
+    print_lines(
+        f"{done.runs} runs in {len(done.written)} compacted files ({files}); "
+        f"{done.files_read} files read, {done.files_removed} merged and removed"
+    )
 
 
 @app.command("export")

@@ -98,8 +98,9 @@ def _print_rows(
 ) -> None:
     """Rows of cell texts (or section headings) as a table under ``columns``: a column that does not
     fold is at least as wide as its widest line, so that it never wraps or loses characters."""
-    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left",
-                  show_header=show_header)
+    table = Table(
+        title=title, caption=caption, title_justify="left", caption_justify="left", show_header=show_header
+    )
     for i, column in enumerate(columns):
         header = column.key if column.header is None else column.header
         lines = [header] if show_header else []
@@ -109,9 +110,14 @@ def _print_rows(
             elif i == 0:
                 lines.append(f"{row}:")
         widest = max(map(cell_len, lines), default=0)
-        table.add_column(header, justify=column.justify, no_wrap=not column.fold, overflow="fold",
-                         min_width=None if column.fold else widest,
-                         style="bold" if bold_names and i == 0 else None)
+        table.add_column(
+            header,
+            justify=column.justify,
+            no_wrap=not column.fold,
+            overflow="fold",
+            min_width=None if column.fold else widest,
+            style="bold" if bold_names and i == 0 else None,
+        )
     for row in rows:
         if isinstance(row, _Heading):
             if table.row_count:
@@ -170,8 +176,9 @@ def render_fields(
     values = values or Column("value", fold=True)
     pairs = fields.items() if isinstance(fields, Mapping) else fields
     rows = [[name, values.cell(value)] for name, value in pairs]
-    _print_rows([Column("field"), values], rows, title=title, caption=caption, show_header=False,
-                bold_names=True)
+    _print_rows(
+        [Column("field"), values], rows, title=title, caption=caption, show_header=False, bold_names=True
+    )
 
 
 def render_grid(
@@ -190,11 +197,18 @@ def render_grid(
 def render_plan(plan: Mapping[str, Any], title: str) -> None:
     """A configuration's weight space (:meth:`sbrnn.child.weight_space.SparseBlockSpec.plan`) as Fig. 4:
     each block's shape, density and trainable count; the totals below."""
-    cells = [[f"{r}x{c}  d={plan['densities'][i][j]:.2f}\n{plan['trainable'][i][j]:,} trainable"
-              for j, (r, c) in enumerate(shapes)] for i, shapes in enumerate(plan["shapes"])]
+    cells = [
+        [
+            f"{r}x{c}  d={plan['densities'][i][j]:.2f}\n{plan['trainable'][i][j]:,} trainable"
+            for j, (r, c) in enumerate(shapes)
+        ]
+        for i, shapes in enumerate(plan["shapes"])
+    ]
     budget = f"  budget {plan['budget']:,.0f}" if plan.get("budget") else ""
-    caption = (f"h = {plan['hidden']}  total trainable {plan['total_trainable']:,}{budget}\n"
-               f"model density {plan['model_density']:.3f}  "
-               f"hidden proportion {plan['hidden_proportion']:.3f}")
+    caption = (
+        f"h = {plan['hidden']}  total trainable {plan['total_trainable']:,}{budget}\n"
+        f"model density {plan['model_density']:.3f}  "
+        f"hidden proportion {plan['hidden_proportion']:.3f}"
+    )
     sizes = {"x": plan["n_x"], "h": plan["hidden"], "y": plan["n_y"]}
     render_grid(sizes, cells, title=title, caption=caption)

@@ -144,4 +144,3 @@ def stored_params(path: str | Path) -> dict:
 
     with safe_open(str(path), framework="pt") as handle:
         return json.loads((handle.metadata() or {}).get("params", "{}"))
-

@@ -45,8 +45,10 @@ def _check_int(name: str, value, low: int, high: int) -> int:
 
 
 def _check_sizes(n_train, n_val, n_test) -> tuple[int, int, int]:
-    return tuple(_check_int(k, v, 1, MAX_SEQUENCES) for k, v in zip(("n_train", "n_val", "n_test"),
-                                                                     (n_train, n_val, n_test)))
+    return tuple(
+        _check_int(k, v, 1, MAX_SEQUENCES)
+        for k, v in zip(("n_train", "n_val", "n_test"), (n_train, n_val, n_test))
+    )
 
 
 def _generator(kind: str, seed: int, part: str) -> torch.Generator:
@@ -72,10 +74,10 @@ def _parity_splits(seed: int, steps: int, sizes: tuple[int, int, int]) -> list[t
     distinct and absent from train."""
     n_train, n_val, n_test = sizes
     patterns = torch.randperm(2**steps, generator=_generator("parity", seed, "patterns"))
-    pool = patterns[n_val + n_test:]
+    pool = patterns[n_val + n_test :]
     train = pool[torch.randint(0, len(pool), (n_train,), generator=_generator("parity", seed, "train"))]
     out = []
-    for chosen in (train, patterns[:n_val], patterns[n_val:n_val + n_test]):
+    for chosen in (train, patterns[:n_val], patterns[n_val : n_val + n_test]):
         bits = (chosen.view(-1, 1) >> torch.arange(steps)) & 1
         out.append(((2.0 * bits - 1.0).unsqueeze(-1), bits.sum(1) % 2))
     return out
@@ -106,14 +108,20 @@ def _build(name: str, kind: str, seed: int, options: dict, make, loss: str, n_y:
 
     tensors, entry = cache.load_or_build("classic", params, build)
     splits = [Split(tensors[f"{s}_x"], tensors[f"{s}_y"]) for s in SPLITS]
-    meta = {"generator": "classic", "kind": kind, "seed": seed, "generation": options,
-            "cache": {"key": entry.key, "path": str(entry.path), "hit": entry.hit}}
+    meta = {
+        "generator": "classic",
+        "kind": kind,
+        "seed": seed,
+        "generation": options,
+        "cache": {"key": entry.key, "path": str(entry.path), "hit": entry.hit},
+    }
     x = splits[0].x
     return Task(name, x.shape[2], n_y, x.shape[1], loss, *splits, meta=meta)
 
 
-def adding(name: str, seed: int = 0, steps: int = 50, n_train: int = 2_000, n_val: int = 500,
-           n_test: int = 500) -> Task:
+def adding(
+    name: str, seed: int = 0, steps: int = 50, n_train: int = 2_000, n_val: int = 500, n_test: int = 500
+) -> Task:
     """The adding problem: ``[N, steps, 2]`` inputs, ``[N, steps, 1]`` running-sum targets (``mse``)."""
     _check_int("steps", steps, 2, 10_000)
     sizes = _check_sizes(n_train, n_val, n_test)
@@ -125,8 +133,9 @@ def adding(name: str, seed: int = 0, steps: int = 50, n_train: int = 2_000, n_va
     return _build(name, "adding", seed, options, make, "mse", 1)
 
 
-def parity(name: str, seed: int = 0, steps: int = 10, n_train: int = 2_000, n_val: int = 250,
-           n_test: int = 250) -> Task:
+def parity(
+    name: str, seed: int = 0, steps: int = 10, n_train: int = 2_000, n_val: int = 250, n_test: int = 250
+) -> Task:
     """Parity of ``steps`` bits: ``[N, steps, 1]`` inputs, ``[N]`` labels in {0, 1}.
 
     ``n_val + n_test`` may use at most half of the ``2^steps`` patterns (the rest feed training).
@@ -139,12 +148,21 @@ def parity(name: str, seed: int = 0, steps: int = 10, n_train: int = 2_000, n_va
             f"{2 ** (steps - 1):,} (half of the {2**steps:,} bit patterns)"
         )
     options = {"steps": steps, "n_train": n_train, "n_val": n_val, "n_test": n_test}
-    return _build(name, "parity", seed, options, lambda: _parity_splits(seed, steps, sizes),
-                  "cross_entropy", 2)
+    return _build(
+        name, "parity", seed, options, lambda: _parity_splits(seed, steps, sizes), "cross_entropy", 2
+    )
 
 
-def recall(name: str, seed: int = 0, steps: int = 25, symbols: int = 8, distractor_prob: float = 0.5,
-           n_train: int = 2_000, n_val: int = 500, n_test: int = 500) -> Task:
+def recall(
+    name: str,
+    seed: int = 0,
+    steps: int = 25,
+    symbols: int = 8,
+    distractor_prob: float = 0.5,
+    n_train: int = 2_000,
+    n_val: int = 500,
+    n_test: int = 500,
+) -> Task:
     """Delayed recall: ``[N, steps, symbols + 2]`` inputs, ``[N]`` labels in ``[0, symbols)``."""
     _check_int("steps", steps, 3, 10_000)
     _check_int("symbols", symbols, 2, 1_000)
@@ -154,9 +172,17 @@ def recall(name: str, seed: int = 0, steps: int = 25, symbols: int = 8, distract
     sizes = _check_sizes(n_train, n_val, n_test)
 
     def make():
-        return [_recall_split(n, steps, symbols, float(p), _generator("recall", seed, s))
-                for s, n in zip(SPLITS, sizes)]
+        return [
+            _recall_split(n, steps, symbols, float(p), _generator("recall", seed, s))
+            for s, n in zip(SPLITS, sizes)
+        ]
 
-    options = {"steps": steps, "symbols": symbols, "distractor_prob": float(p), "n_train": n_train,
-               "n_val": n_val, "n_test": n_test}
+    options = {
+        "steps": steps,
+        "symbols": symbols,
+        "distractor_prob": float(p),
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_test": n_test,
+    }
     return _build(name, "recall", seed, options, make, "cross_entropy", symbols)

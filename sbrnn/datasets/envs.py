@@ -240,6 +240,10 @@ def rollouts(env, policy: Policy, episodes: int, seed: int) -> Iterator[Episode]
             if terminated or truncated:
                 break
         yield Episode(
-            episode_seed, np.stack(observations), np.stack(actions), np.asarray(rewards, np.float64),
-            np.asarray(terminations, bool), np.asarray(truncations, bool),
+            episode_seed,
+            np.stack(observations),
+            np.stack(actions),
+            np.asarray(rewards, np.float64),
+            np.asarray(terminations, bool),
+            np.asarray(truncations, bool),
         )

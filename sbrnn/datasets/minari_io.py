@@ -143,8 +143,12 @@ def _write_dataset(dataset_id: str, env, episodes: list[Episode], policy: str, c
 
     buffers = [
         EpisodeBuffer(
-            seed=e.seed, observations=e.observations, actions=e.actions, rewards=list(e.rewards),
-            terminations=list(e.terminations), truncations=list(e.truncations),
+            seed=e.seed,
+            observations=e.observations,
+            actions=e.actions,
+            rewards=list(e.rewards),
+            terminations=list(e.terminations),
+            truncations=list(e.truncations),
         )
         for e in episodes
     ]
@@ -156,8 +160,13 @@ def _write_dataset(dataset_id: str, env, episodes: list[Episode], policy: str, c
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module="minari")  # optional fields
             dataset = minari.create_dataset_from_buffers(
-                dataset_id, buffers[:1], env=env, algorithm_name=policy, author="sbrnn",
-                description=description, data_format="arrow",
+                dataset_id,
+                buffers[:1],
+                env=env,
+                algorithm_name=policy,
+                author="sbrnn",
+                description=description,
+                data_format="arrow",
             )
         storage = dataset.storage
         # Minari 0.5.4 re-measures the whole dataset directory after every episode it adds
@@ -213,24 +222,41 @@ def collect(
             collected.append(episode)
             advance(1)
         collection = {
-            "env_id": env_id, "policy": actor.name, "seed": int(seed), "episodes": int(episodes),
-            "max_steps": max_steps, "env_kwargs": env_kwargs or {}, "sbrnn_version": __version__,
+            "env_id": env_id,
+            "policy": actor.name,
+            "seed": int(seed),
+            "episodes": int(episodes),
+            "max_steps": max_steps,
+            "env_kwargs": env_kwargs or {},
+            "sbrnn_version": __version__,
         }
         _write_dataset(dataset_id, env, collected, actor.name, collection)
     finally:
         env.close()
     returns = np.array([e.episode_return for e in collected])
     return {
-        "dataset_id": dataset_id, "path": str(dataset_path(dataset_id)), "env_id": env_id,
-        "policy": actor.name, "seed": int(seed), "episodes": len(collected),
+        "dataset_id": dataset_id,
+        "path": str(dataset_path(dataset_id)),
+        "env_id": env_id,
+        "policy": actor.name,
+        "seed": int(seed),
+        "episodes": len(collected),
         "steps": int(sum(len(e) for e in collected)),
-        "mean_return": float(returns.mean()), "std_return": float(returns.std()),
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
     }
 
 
-def local_collection(env_id: str, short: str, policy: str, episodes: int, seed: int,
-                     max_steps: int | None = None, env_kwargs: dict | None = None,
-                     progress: Progress | None = None) -> str:
+def local_collection(
+    env_id: str,
+    short: str,
+    policy: str,
+    episodes: int,
+    seed: int,
+    max_steps: int | None = None,
+    env_kwargs: dict | None = None,
+    progress: Progress | None = None,
+) -> str:
     """The id of the local dataset of ``episodes`` episodes of ``policy`` in ``env_id`` (made with
     ``env_kwargs``) from ``seed``, collected now (reported through ``progress``, see :func:`collect`)
     unless a complete one is already there. The id names every choice (``env_kwargs`` by a hash),

@@ -51,15 +51,23 @@ def episode_task(name: str, dataset_id: str, kind: str, seed: int = 0, window: i
     window = windows.resolve_window(lengths, window)
     metadata = dataset.storage.metadata
     params = {
-        "dataset_id": dataset_id, "kind": kind, "seed": int(seed), "window": window,
+        "dataset_id": dataset_id,
+        "kind": kind,
+        "seed": int(seed),
+        "window": window,
         "metadata_sha256": hashlib.sha256(minari_io.metadata_file(dataset_id).read_bytes()).hexdigest(),
     }
-    tensors, entry = load_or_build("minari", params,
-                                   lambda: windows.build_tensors(dataset, kind, seed, window))
+    tensors, entry = load_or_build(
+        "minari", params, lambda: windows.build_tensors(dataset, kind, seed, window)
+    )
     env_id = dataset.env_spec.id if dataset.env_spec is not None else None
     action_space = dataset.action_space
     meta = {
-        "kind": kind, "dataset_id": dataset_id, "env_id": env_id, "seed": int(seed), "window": window,
+        "kind": kind,
+        "dataset_id": dataset_id,
+        "env_id": env_id,
+        "seed": int(seed),
+        "window": window,
         "whole_episodes": whole,
         "episodes": dict(zip(("train", "val", "test"), tensors["episodes"].tolist())),
         "observation_size": int(dataset.observation_space.shape[0]),
@@ -106,8 +114,11 @@ def describe(dataset_id: str) -> DatasetShape:
     dataset = minari_io.open_dataset(dataset_id)
     lengths = minari_io.episode_lengths(dataset)
     return DatasetShape(
-        int(dataset.observation_space.shape[0]), int(dataset.action_space.shape[0]), int(lengths.min()),
-        len(lengths), dataset.env_spec.id if dataset.env_spec is not None else None,
+        int(dataset.observation_space.shape[0]),
+        int(dataset.action_space.shape[0]),
+        int(lengths.min()),
+        len(lengths),
+        dataset.env_spec.id if dataset.env_spec is not None else None,
     )
 
 

@@ -198,8 +198,13 @@ def _single_threaded_ops():
         torch.set_num_threads(before)
 
 
-def generate_split(pool: sources.Pool, split: str, spec: RadSpec, workers: int | None = None,
-                   advance: Callable[[int], None] | None = None) -> dict:
+def generate_split(
+    pool: sources.Pool,
+    split: str,
+    spec: RadSpec,
+    workers: int | None = None,
+    advance: Callable[[int], None] | None = None,
+) -> dict:
     """The ``spec.size(split)`` sequences of ``split`` from ``pool`` (see :func:`generate_chunk`).
 
     Made :data:`CHUNK` at a time by ``workers`` threads (default: the usable cores). Every chunk
@@ -223,14 +228,20 @@ def generate_split(pool: sources.Pool, split: str, spec: RadSpec, workers: int |
     return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
 
 
-def generate(spec: RadSpec, data_root=None, download: bool = False, workers: int | None = None,
-             progress: Progress | None = None) -> tuple[dict, cache.Entry]:
+def generate(
+    spec: RadSpec,
+    data_root=None,
+    download: bool = False,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[dict, cache.Entry]:
     """All three splits of ``spec``, from the cache or generated once (by ``workers`` threads) and
     stored there; generation is reported through ``progress`` (:mod:`sbrnn.datasets.progress`) in
     sequences, as the work ``RAD <source> side <side>``.
 
     Returns ``({split: tensors}, entry)``; tensors as in :func:`generate_chunk`.
     """
+
     def build() -> dict[str, torch.Tensor]:
         pools = sources.load_pools(spec.source, spec.seed, data_root, download)
         smallest = min(int(torch.bincount(p.labels, minlength=N_CLASSES).min()) for p in pools.values())
@@ -240,8 +251,14 @@ def generate(spec: RadSpec, data_root=None, download: bool = False, workers: int
                 f"of some digit; allowed: n <= {smallest}"
             )
         total = sum(spec.size(s) for s in SPLITS)
-        _LOG.info("generating %d RAD sequences (%s, side %d, n %d, seed %d)", total, spec.source, spec.side,
-                  spec.n, spec.seed)
+        _LOG.info(
+            "generating %d RAD sequences (%s, side %d, n %d, seed %d)",
+            total,
+            spec.source,
+            spec.side,
+            spec.n,
+            spec.seed,
+        )
         advance = counter(progress, f"RAD {spec.source} side {spec.side}", total)
         flat = {}
         for split in SPLITS:
@@ -259,13 +276,14 @@ def to_inputs(images: torch.Tensor, query_step: bool, chunk: int = 4096) -> torc
     count, n, d = images.shape
     x = torch.zeros(count, n + (1 if query_step else 0), d, dtype=torch.float16)
     for i in range(0, count, chunk):
-        part = images[i:i + chunk].to(torch.float32).div_(255.0)
-        x[i:i + chunk, :n] = part.sub_(MEAN).div_(STD).to(torch.float16)
+        part = images[i : i + chunk].to(torch.float32).div_(255.0)
+        x[i : i + chunk, :n] = part.sub_(MEAN).div_(STD).to(torch.float16)
     return x
 
 
-def build(name: str, spec: RadSpec, data_root=None, download: bool = False,
-          progress: Progress | None = None) -> Task:
+def build(
+    name: str, spec: RadSpec, data_root=None, download: bool = False, progress: Progress | None = None
+) -> Task:
     """The RAD :class:`Task` for ``spec`` (``cross_entropy``; ``y`` is the anomaly's position):
     inputs ``[N, steps, side*side]`` float16, labels ``[N]`` int64; generation (on a cache miss) is
     reported through ``progress`` (see :func:`generate`)."""
@@ -276,7 +294,8 @@ def build(name: str, spec: RadSpec, data_root=None, download: bool = False,
         "generation": asdict(spec),
         "pipelines": list(transforms.PIPELINES),
         "normalisation": {"mean": MEAN, "std": STD, "blank_query_step": 0.0},
-        "layout": f"{spec.n} images" + (" + 1 blank query step" if spec.query_step else "")
+        "layout": f"{spec.n} images"
+        + (" + 1 blank query step" if spec.query_step else "")
         + (f"; no-anomaly class {spec.n} with p = {spec.no_anomaly_prob:g}" if spec.no_anomaly_prob else ""),
         "cache": {"key": entry.key, "path": str(entry.path), "hit": entry.hit},
     }
@@ -290,8 +309,14 @@ def _spec(source: str, seed, side, n, no_anomaly_prob, query_step, n_train, n_va
 
 
 def build_rad(
-    seed: int = 0, side: int = 50, n: int = 10, no_anomaly_prob: float = 0.0, query_step: bool = True,
-    n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
+    seed: int = 0,
+    side: int = 50,
+    n: int = 10,
+    no_anomaly_prob: float = 0.0,
+    query_step: bool = True,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
     progress: Progress | None = None,
 ) -> Task:
     """``rad``: RAD on the embedded digits, 2,500 inputs (side 50), 11 steps, 10 classes."""
@@ -300,8 +325,14 @@ def build_rad(
 
 
 def build_rad28(
-    seed: int = 0, side: int = 28, n: int = 10, no_anomaly_prob: float = 0.0, query_step: bool = True,
-    n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
+    seed: int = 0,
+    side: int = 28,
+    n: int = 10,
+    no_anomaly_prob: float = 0.0,
+    query_step: bool = True,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
     progress: Progress | None = None,
 ) -> Task:
     """``rad28``: RAD on the embedded digits at MNIST's own side, 784 inputs."""
@@ -310,9 +341,16 @@ def build_rad28(
 
 
 def build_preset(
-    name: str, seed: int = 0, side: int = 50, n: int = 10, no_anomaly_prob: float = 0.0,
-    query_step: bool = True, n_train: int = PRESET_SIZES[0], n_val: int = PRESET_SIZES[1],
-    n_test: int = PRESET_SIZES[2], progress: Progress | None = None,
+    name: str,
+    seed: int = 0,
+    side: int = 50,
+    n: int = 10,
+    no_anomaly_prob: float = 0.0,
+    query_step: bool = True,
+    n_train: int = PRESET_SIZES[0],
+    n_val: int = PRESET_SIZES[1],
+    n_test: int = PRESET_SIZES[2],
+    progress: Progress | None = None,
 ) -> Task:
     """The RAD task ``name`` on the embedded digits; the registry binds each of :data:`PRESETS`
     (``functools.partial(build_preset, name, **PRESETS[name])``) so its options default to it."""
@@ -321,9 +359,17 @@ def build_preset(
 
 
 def build_rad_mnist(
-    seed: int = 0, side: int = 50, n: int = 10, no_anomaly_prob: float = 0.0, query_step: bool = True,
-    n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
-    data_root: str | None = None, download: bool = False, progress: Progress | None = None,
+    seed: int = 0,
+    side: int = 50,
+    n: int = 10,
+    no_anomaly_prob: float = 0.0,
+    query_step: bool = True,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
+    data_root: str | None = None,
+    download: bool = False,
+    progress: Progress | None = None,
 ) -> Task:
     """``rad-mnist``: the paper's RAD on MNIST (``data_root``/MNIST/raw), 30,000 / 1,000 / 1,000."""
     spec = _spec("mnist", seed, side, n, no_anomaly_prob, query_step, n_train, n_val, n_test)
@@ -354,7 +400,7 @@ def write_preview(task: Task, path: str | Path, rows: int = 4, split: str = "tra
         top = r * (cell + band) + band
         for t in range(spec.n):
             left = t * cell + gap // 2
-            mosaic[top:top + side, left:left + side] = data["images"][r, t].view(side, side)
+            mosaic[top : top + side, left : left + side] = data["images"][r, t].view(side, side)
     width = 1.0 * spec.n
     fig = plt.figure(figsize=(width, width * mosaic.shape[0] / mosaic.shape[1] + 0.4))
     ax = fig.add_axes((0, 0, 1, 1 - 0.4 / fig.get_figheight()))
@@ -366,14 +412,31 @@ def write_preview(task: Task, path: str | Path, rows: int = 4, split: str = "tra
         a, b = names[int(data["pipe_a"][r])], names[int(data["pipe_b"][r])]
         anomaly = f"anomaly at step {label} ({b})" if label < spec.n else "no anomaly"
         top = r * (cell + band) + band
-        ax.text(gap // 2, top - 3, f"digit {int(data['digit'][r])}: normal {a}, {anomaly}", fontsize=8,
-                va="bottom")
+        ax.text(
+            gap // 2,
+            top - 3,
+            f"digit {int(data['digit'][r])}: normal {a}, {anomaly}",
+            fontsize=8,
+            va="bottom",
+        )
         if label < spec.n:
-            ax.add_patch(Rectangle((label * cell + gap // 2 - 1, top - 1), side + 1, side + 1,  # 0.5 px out
-                                   fill=False, edgecolor="red", linewidth=2.5))
+            ax.add_patch(
+                Rectangle(
+                    (label * cell + gap // 2 - 1, top - 1),
+                    side + 1,
+                    side + 1,  # 0.5 px out
+                    fill=False,
+                    edgecolor="red",
+                    linewidth=2.5,
+                )
+            )
     query = " then a blank query step" if spec.query_step else ""
-    fig.suptitle(f"{task.name}: {spec.n} images per sequence{query}; label = framed position", fontsize=9,
-                 y=1 - 0.1 / fig.get_figheight(), va="top")
+    fig.suptitle(
+        f"{task.name}: {spec.n} images per sequence{query}; label = framed position",
+        fontsize=9,
+        y=1 - 0.1 / fig.get_figheight(),
+        va="top",
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

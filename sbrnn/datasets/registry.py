@@ -110,8 +110,11 @@ def task_options(info: TaskInfo) -> dict[str, Any] | None:
     params = inspect.signature(info.builder).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
-    return {p.name: p.default for p in params
-            if p.name not in ("seed", "progress") and p.kind is not p.VAR_POSITIONAL}
+    return {
+        p.name: p.default
+        for p in params
+        if p.name not in ("seed", "progress") and p.kind is not p.VAR_POSITIONAL
+    }
 
 
 def _reports_progress(info: TaskInfo) -> bool:
@@ -121,8 +124,12 @@ def _reports_progress(info: TaskInfo) -> bool:
 
 def _record_params(info: TaskInfo, seed: int, options: dict) -> dict:
     """The key of a build's traits record: task name, seed and every option (defaults filled in)."""
-    return {"task": info.name, "seed": seed, "options": {**(task_options(info) or {}), **options},
-            "traits_version": TRAITS_VERSION}
+    return {
+        "task": info.name,
+        "seed": seed,
+        "options": {**(task_options(info) or {}), **options},
+        "traits_version": TRAITS_VERSION,
+    }
 
 
 def _data_files(task: Task) -> list[str]:
@@ -177,8 +184,15 @@ def build_task(name: str, seed: int = 0, progress: Progress | None = None, **opt
     return _with_traits(info, info.builder(seed=seed, **options, **reporting), seed, options)
 
 
-def _add(name: str, family: str, shape: tuple[int, int, int, str], source: str, builder: Callable[..., Task],
-         description: str, offline: Callable[[], bool] = lambda: True) -> None:
+def _add(
+    name: str,
+    family: str,
+    shape: tuple[int, int, int, str],
+    source: str,
+    builder: Callable[..., Task],
+    description: str,
+    offline: Callable[[], bool] = lambda: True,
+) -> None:
     n_x, n_y, steps, loss = shape
     register(TaskInfo(name, description, n_x, n_y, steps, loss, source, builder, offline, family))
 
@@ -186,64 +200,144 @@ def _add(name: str, family: str, shape: tuple[int, int, int, str], source: str, 
 CE, MSE = "cross_entropy", "mse"
 
 # synthetic: for tests and smoke runs -------------------------------------------------------------
-_add("toy-anomaly", "synthetic", (8, 6, 6, CE), "synthetic", synthetic.toy_anomaly,
-     "synthetic: find the shifted step among noisy copies; made in milliseconds, for tests and smoke runs")
-_add("toy-regression", "synthetic", (3, 2, 8, MSE), "synthetic", synthetic.toy_regression,
-     "synthetic: lagged product and running mean, every step; made in milliseconds, for tests and smoke "
-     "runs")
+_add(
+    "toy-anomaly",
+    "synthetic",
+    (8, 6, 6, CE),
+    "synthetic",
+    synthetic.toy_anomaly,
+    "synthetic: find the shifted step among noisy copies; made in milliseconds, for tests and smoke runs",
+)
+_add(
+    "toy-regression",
+    "synthetic",
+    (3, 2, 8, MSE),
+    "synthetic",
+    synthetic.toy_regression,
+    "synthetic: lagged product and running mean, every step; made in milliseconds, for tests and smoke runs",
+)
 
 # RAD ---------------------------------------------------------------------------------------------
-_add("rad", "rad", (2500, 10, 11, CE), "digits", rad.build_rad,
-     "random anomaly detection on the embedded digits, 50x50: which of 10 images is transformed "
-     "differently (then a blank query step); the paper's task, 6,000 training sequences")
-_add("rad28", "rad", (784, 10, 11, CE), "digits", rad.build_rad28,
-     "random anomaly detection on the embedded digits at 28x28: the paper's task at MNIST's own width")
-_add("rad-mnist", "rad", (2500, 10, 11, CE), "mnist", rad.build_rad_mnist,
-     "random anomaly detection on MNIST (data_root/MNIST/raw), 50x50, 30k/1k/1k as in the paper",
-     sources.mnist_available)
+_add(
+    "rad",
+    "rad",
+    (2500, 10, 11, CE),
+    "digits",
+    rad.build_rad,
+    "random anomaly detection on the embedded digits, 50x50: which of 10 images is transformed "
+    "differently (then a blank query step); the paper's task, 6,000 training sequences",
+)
+_add(
+    "rad28",
+    "rad",
+    (784, 10, 11, CE),
+    "digits",
+    rad.build_rad28,
+    "random anomaly detection on the embedded digits at 28x28: the paper's task at MNIST's own width",
+)
+_add(
+    "rad-mnist",
+    "rad",
+    (2500, 10, 11, CE),
+    "mnist",
+    rad.build_rad_mnist,
+    "random anomaly detection on MNIST (data_root/MNIST/raw), 50x50, 30k/1k/1k as in the paper",
+    sources.mnist_available,
+)
 RAD_WHY = {
     "rad16-n5": "RAD at 16x16 with 5 images then the query step: a narrow input, so the recurrent blocks "
-                "hold a larger share of a budget than in rad",
+    "hold a larger share of a budget than in rad",
     "rad16-n5-noquery": "RAD at 16x16 with 5 images and no query step: the answer is read on the last "
-                        "image's own step, so the comparison with it cannot wait a step",
+    "image's own step, so the comparison with it cannot wait a step",
     "rad20": "RAD at 20x20 with rad's 10 images and query step: rad's memory length at a sixth of its width",
     "rad28-n5-none": "RAD at 28x28 with 5 images and a 'no anomaly' class in 20 % of sequences: the "
-                     "paper's n + 1 outputs, where absence is known only after the whole sequence",
+    "paper's n + 1 outputs, where absence is known only after the whole sequence",
     "rad50-n5": "RAD at rad's 50x50 with 5 images then the query step: the widest input with a short memory",
 }
 for _name, _preset in rad.PRESETS.items():
     _spec = rad.RadSpec(**_preset)
-    _add(_name, "rad", (_spec.n_x, _spec.n_y, _spec.steps, CE), "digits",
-         functools.partial(rad.build_preset, _name, **_preset),
-         f"{RAD_WHY[_name]}; 3,000 training sequences")
+    _add(
+        _name,
+        "rad",
+        (_spec.n_x, _spec.n_y, _spec.steps, CE),
+        "digits",
+        functools.partial(rad.build_preset, _name, **_preset),
+        f"{RAD_WHY[_name]}; 3,000 training sequences",
+    )
 
 # sequential digits -------------------------------------------------------------------------------
-_add("seq-digits", "sequential-digits", (8, 10, 8, CE), "digits", seqdigits.build_seq_digits,
-     "8x8 digits read one 8-pixel row per step: short, easy sequence classification (1,258 training)")
-_add("pixel-digits", "sequential-digits", (1, 10, 64, CE), "digits", seqdigits.build_pixel_digits,
-     "8x8 digits read one pixel per step (sequential MNIST at 8x8): a one-wide input whose class "
-     "must be integrated over 64 steps")
-_add("pixel-digits-permuted", "sequential-digits", (1, 10, 64, CE), "digits", seqdigits.build_permuted_digits,
-     "8x8 digits read one pixel per step in a fixed random order (permuted sequential MNIST): no local "
-     "structure in time, so evidence must be held across all 64 steps")
-_add("patch-digits", "sequential-digits", (4, 10, 16, CE), "digits", seqdigits.build_patch_digits,
-     "8x8 digits read one 2x2 patch per step: between seq-digits and pixel-digits in width and length")
+_add(
+    "seq-digits",
+    "sequential-digits",
+    (8, 10, 8, CE),
+    "digits",
+    seqdigits.build_seq_digits,
+    "8x8 digits read one 8-pixel row per step: short, easy sequence classification (1,258 training)",
+)
+_add(
+    "pixel-digits",
+    "sequential-digits",
+    (1, 10, 64, CE),
+    "digits",
+    seqdigits.build_pixel_digits,
+    "8x8 digits read one pixel per step (sequential MNIST at 8x8): a one-wide input whose class "
+    "must be integrated over 64 steps",
+)
+_add(
+    "pixel-digits-permuted",
+    "sequential-digits",
+    (1, 10, 64, CE),
+    "digits",
+    seqdigits.build_permuted_digits,
+    "8x8 digits read one pixel per step in a fixed random order (permuted sequential MNIST): no local "
+    "structure in time, so evidence must be held across all 64 steps",
+)
+_add(
+    "patch-digits",
+    "sequential-digits",
+    (4, 10, 16, CE),
+    "digits",
+    seqdigits.build_patch_digits,
+    "8x8 digits read one 2x2 patch per step: between seq-digits and pixel-digits in width and length",
+)
 
 # classic RNN benchmarks --------------------------------------------------------------------------
-_add("adding-50", "classic", (2, 1, 50, MSE), "synthetic", functools.partial(classic.adding, "adding-50"),
-     "the adding problem over 50 steps (target at every step: the marked values summed so far): a "
-     "memoryless network cannot beat the running mean; 2,000 training sequences")
-_add("adding-200", "classic", (2, 1, 200, MSE), "synthetic",
-     functools.partial(classic.adding, "adding-200", steps=200),
-     "the adding problem over 200 steps: adding-50's memory across four times the distance")
-_add("parity", "classic", (1, 2, 10, CE), "synthetic", functools.partial(classic.parity, "parity"),
-     "parity of 10 bits, one per step; validation and test patterns never occur in training, so only a "
-     "running XOR (one bit of memory flipped by every input) beats chance")
-_add("delayed-recall", "classic", (10, 8, 25, CE), "synthetic",
-     functools.partial(classic.recall, "delayed-recall"),
-     "recall the symbol (1 of 8) stored at step 0 after 23 steps of distractors from the same alphabet: "
-     "long memory under interference, nothing else; at 25 steps some configurations solve it and others "
-     "stay at chance")
+_add(
+    "adding-50",
+    "classic",
+    (2, 1, 50, MSE),
+    "synthetic",
+    functools.partial(classic.adding, "adding-50"),
+    "the adding problem over 50 steps (target at every step: the marked values summed so far): a "
+    "memoryless network cannot beat the running mean; 2,000 training sequences",
+)
+_add(
+    "adding-200",
+    "classic",
+    (2, 1, 200, MSE),
+    "synthetic",
+    functools.partial(classic.adding, "adding-200", steps=200),
+    "the adding problem over 200 steps: adding-50's memory across four times the distance",
+)
+_add(
+    "parity",
+    "classic",
+    (1, 2, 10, CE),
+    "synthetic",
+    functools.partial(classic.parity, "parity"),
+    "parity of 10 bits, one per step; validation and test patterns never occur in training, so only a "
+    "running XOR (one bit of memory flipped by every input) beats chance",
+)
+_add(
+    "delayed-recall",
+    "classic",
+    (10, 8, 25, CE),
+    "synthetic",
+    functools.partial(classic.recall, "delayed-recall"),
+    "recall the symbol (1 of 8) stored at step 0 after 23 steps of distractors from the same alphabet: "
+    "long memory under interference, nothing else; at 25 steps some configurations solve it and others "
+    "stay at chance",
+)
 
 # behaviour cloning -------------------------------------------------------------------------------
 
@@ -253,51 +347,100 @@ def _minari_info(name: str) -> TaskInfo:
     dataset_id = name.removeprefix("minari:")
     shape = minari_tasks.describe(dataset_id)
     return TaskInfo(
-        name, f"behaviour cloning on Minari {dataset_id} ({shape.episodes} episodes of {shape.env_id}): "
-        "obs_t -> action_t", shape.n_obs, shape.n_act, shape.steps, "mse", "minari",
+        name,
+        f"behaviour cloning on Minari {dataset_id} ({shape.episodes} episodes of {shape.env_id}): "
+        "obs_t -> action_t",
+        shape.n_obs,
+        shape.n_act,
+        shape.steps,
+        "mse",
+        "minari",
         minari_tasks.minari_builder(dataset_id),
-        lambda: minari_io.is_local(dataset_id), "behaviour-cloning",
+        lambda: minari_io.is_local(dataset_id),
+        "behaviour-cloning",
     )
 
 
 register(_minari_info(f"minari:{minari_io.DEFAULT_DATASET}"))
 register_prefix(
-    "minari:", _minari_info,
+    "minari:",
+    _minari_info,
     lambda: [f"minari:{d}" for d in minari_io.local_dataset_ids() if not d.startswith("sbrnn/")],
 )
 COLLECTED = {
-    "hammer-local": ((46, 26, 200), "behaviour cloning of smooth random actions in AdroitHandHammer-v1 "
-                     "(100 episodes): the offline stand-in for D4RL hammer; smooth actions can be told from "
-                     "the hand's recent motion, uniform ones could not"),
-    "pen-local": ((45, 24, 50), "behaviour cloning of smooth random actions in AdroitHandPen-v1 "
-                  "(100 episodes, windows of 50): a third hand task, at a quarter of the sequence length"),
-    "relocate-local": ((39, 30, 200), "behaviour cloning of smooth random actions in AdroitHandRelocate-v1 "
-                       "(100 episodes): the most outputs in the zoo"),
-    "pendulum-swingup": ((3, 1, 50), "behaviour cloning of a scripted energy swing-up and PD balance "
-                         "controller in Pendulum-v1 (200 episodes, windows of 50): an expert worth cloning, "
-                         "whose clone can be scored in the environment; one output"),
-    "hopper-dynamics": ((14, 11, 10), "forward dynamics in Hopper-v5 under random actions (400 episodes, "
-                        "windows of 10): contact dynamics of a hopper that falls within 10 to 70 steps"),
-    "halfcheetah-dynamics": ((23, 17, 25), "forward dynamics in HalfCheetah-v5 under random actions "
-                             "(100 episodes of 100 steps, windows of 25): a body that never falls"),
-    "walker2d-dynamics": ((23, 17, 10), "forward dynamics in Walker2d-v5 under random actions (600 "
-                          "episodes, windows of 10): a biped that falls within 10 to 50 steps"),
-    "ant-dynamics": ((35, 27, 20), "forward dynamics in Ant-v5 (contact forces left out of the "
-                     "observation) under random actions (300 episodes of up to 100 steps, windows of 20): "
-                     "the widest body"),
-    "swimmer-dynamics": ((10, 8, 25), "forward dynamics in Swimmer-v5 under random actions (200 episodes "
-                         "of 100 steps, windows of 25): smooth fluid drag, no contacts"),
-    "reacher-dynamics": ((12, 10, 10), "forward dynamics in Reacher-v5 under random actions (200 episodes "
-                         "of 50 steps, windows of 10): a two-joint arm whose target never moves"),
+    "hammer-local": (
+        (46, 26, 200),
+        "behaviour cloning of smooth random actions in AdroitHandHammer-v1 "
+        "(100 episodes): the offline stand-in for D4RL hammer; smooth actions can be told from "
+        "the hand's recent motion, uniform ones could not",
+    ),
+    "pen-local": (
+        (45, 24, 50),
+        "behaviour cloning of smooth random actions in AdroitHandPen-v1 "
+        "(100 episodes, windows of 50): a third hand task, at a quarter of the sequence length",
+    ),
+    "relocate-local": (
+        (39, 30, 200),
+        "behaviour cloning of smooth random actions in AdroitHandRelocate-v1 "
+        "(100 episodes): the most outputs in the zoo",
+    ),
+    "pendulum-swingup": (
+        (3, 1, 50),
+        "behaviour cloning of a scripted energy swing-up and PD balance "
+        "controller in Pendulum-v1 (200 episodes, windows of 50): an expert worth cloning, "
+        "whose clone can be scored in the environment; one output",
+    ),
+    "hopper-dynamics": (
+        (14, 11, 10),
+        "forward dynamics in Hopper-v5 under random actions (400 episodes, "
+        "windows of 10): contact dynamics of a hopper that falls within 10 to 70 steps",
+    ),
+    "halfcheetah-dynamics": (
+        (23, 17, 25),
+        "forward dynamics in HalfCheetah-v5 under random actions "
+        "(100 episodes of 100 steps, windows of 25): a body that never falls",
+    ),
+    "walker2d-dynamics": (
+        (23, 17, 10),
+        "forward dynamics in Walker2d-v5 under random actions (600 "
+        "episodes, windows of 10): a biped that falls within 10 to 50 steps",
+    ),
+    "ant-dynamics": (
+        (35, 27, 20),
+        "forward dynamics in Ant-v5 (contact forces left out of the "
+        "observation) under random actions (300 episodes of up to 100 steps, windows of 20): "
+        "the widest body",
+    ),
+    "swimmer-dynamics": (
+        (10, 8, 25),
+        "forward dynamics in Swimmer-v5 under random actions (200 episodes "
+        "of 100 steps, windows of 25): smooth fluid drag, no contacts",
+    ),
+    "reacher-dynamics": (
+        (12, 10, 10),
+        "forward dynamics in Reacher-v5 under random actions (200 episodes "
+        "of 50 steps, windows of 10): a two-joint arm whose target never moves",
+    ),
     "inverted-double-pendulum-dynamics": (
-        (10, 9, 5), "forward dynamics in InvertedDoublePendulum-v5 under random actions (1,000 episodes, "
-        "windows of 5): an unstable system that falls within 4 to 9 steps"),
-    "pendulum-dynamics": ((4, 3, 20), "forward dynamics in Pendulum-v1 under random torques (200 episodes "
-                          "of 100 steps, windows of 20): one smooth joint, 3 observations"),
+        (10, 9, 5),
+        "forward dynamics in InvertedDoublePendulum-v5 under random actions (1,000 episodes, "
+        "windows of 5): an unstable system that falls within 4 to 9 steps",
+    ),
+    "pendulum-dynamics": (
+        (4, 3, 20),
+        "forward dynamics in Pendulum-v1 under random torques (200 episodes "
+        "of 100 steps, windows of 20): one smooth joint, 3 observations",
+    ),
 }
 for _name, ((_n_in, _n_out, _steps), _why) in COLLECTED.items():
     _collection = rollout_tasks.COLLECTIONS[_name]
     _family = "behaviour-cloning" if _collection.kind == rollout_tasks.BC else "dynamics"
-    _add(_name, _family, (_n_in, _n_out, _steps, MSE), "rollouts", rollout_tasks.builder(_name),
-         f"{_why}; collected here on first build",
-         functools.partial(rollout_tasks.can_collect, _collection.env_id))
+    _add(
+        _name,
+        _family,
+        (_n_in, _n_out, _steps, MSE),
+        "rollouts",
+        rollout_tasks.builder(_name),
+        f"{_why}; collected here on first build",
+        functools.partial(rollout_tasks.can_collect, _collection.env_id),
+    )

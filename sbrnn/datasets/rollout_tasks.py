@@ -63,12 +63,18 @@ COLLECTIONS = {  # dims, and why each task is in: the registry's descriptions
     "hopper-dynamics": Collection("Hopper-v5", "hopper", DYNAMICS, "random", 400, window=10),
     "halfcheetah-dynamics": Collection("HalfCheetah-v5", "halfcheetah", DYNAMICS, "random", 100, 100, 25),
     "walker2d-dynamics": Collection("Walker2d-v5", "walker2d", DYNAMICS, "random", 600, window=10),
-    "ant-dynamics": Collection("Ant-v5", "ant", DYNAMICS, "random", 300, 100, 20,
-                               {"include_cfrc_ext_in_observation": False}),
+    "ant-dynamics": Collection(
+        "Ant-v5", "ant", DYNAMICS, "random", 300, 100, 20, {"include_cfrc_ext_in_observation": False}
+    ),
     "swimmer-dynamics": Collection("Swimmer-v5", "swimmer", DYNAMICS, "random", 200, 100, 25),
     "reacher-dynamics": Collection("Reacher-v5", "reacher", DYNAMICS, "random", 200, window=10),
     "inverted-double-pendulum-dynamics": Collection(
-        "InvertedDoublePendulum-v5", "inverted-double-pendulum", DYNAMICS, "random", 1000, window=5,
+        "InvertedDoublePendulum-v5",
+        "inverted-double-pendulum",
+        DYNAMICS,
+        "random",
+        1000,
+        window=5,
     ),
     "pendulum-dynamics": Collection("Pendulum-v1", "pendulum", DYNAMICS, "random", 200, 100, 20),
 }
@@ -84,8 +90,15 @@ def can_collect(env_id: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in needs)
 
 
-def build(name: str, seed: int = 0, episodes: int = 100, max_steps: int | None = None,
-          collect_seed: int = 0, window: int | None = None, progress: Progress | None = None) -> Task:
+def build(
+    name: str,
+    seed: int = 0,
+    episodes: int = 100,
+    max_steps: int | None = None,
+    collect_seed: int = 0,
+    window: int | None = None,
+    progress: Progress | None = None,
+) -> Task:
     """The task ``name`` of :data:`COLLECTIONS` (collected first if need be, the collection reported
     through ``progress`` in episodes). Inputs and targets ``[N, window, n]`` float32, normalised."""
     spec = COLLECTIONS[name]
@@ -93,7 +106,13 @@ def build(name: str, seed: int = 0, episodes: int = 100, max_steps: int | None =
     if window is not None:
         check_int("window", window, 1)
     dataset_id = minari_io.local_collection(
-        spec.env_id, spec.short, spec.policy, episodes, collect_seed, max_steps, spec.env_kwargs or None,
+        spec.env_id,
+        spec.short,
+        spec.policy,
+        episodes,
+        collect_seed,
+        max_steps,
+        spec.env_kwargs or None,
         progress,
     )
     return minari_tasks.episode_task(name, dataset_id, spec.kind, seed, window)

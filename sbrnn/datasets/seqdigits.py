@@ -70,8 +70,11 @@ def build(name: str, reading: str, seed: int = 0, permutation_seed: int = 0) -> 
     """Task ``name`` reading the digits as ``reading`` (a key of :data:`READINGS`)."""
     _check_seed("seed", seed)
     _check_seed("permutation_seed", permutation_seed)
-    params = {"reading": reading, "seed": seed,
-              "permutation_seed": permutation_seed if reading == "permuted" else None}
+    params = {
+        "reading": reading,
+        "seed": seed,
+        "permutation_seed": permutation_seed if reading == "permuted" else None,
+    }
     tensors, entry = cache.load_or_build(
         "seq-digits", params, lambda: _tensors(seed, reading, permutation_seed)
     )

@@ -28,7 +28,10 @@ from sbrnn.errors import SbrnnError
 SOURCES = ("digits", "mnist")
 SPLITS = ("train", "val", "test")
 MNIST_FILES = (
-    "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
 )
 DIGITS_FRACTIONS = (0.70, 0.15, 0.15)
 
@@ -76,7 +79,7 @@ def stratified_split(labels: torch.Tensor, fractions, g: torch.Generator) -> lis
         bounds = torch.tensor([0.0, *fractions]).cumsum(0) * len(idx)
         cuts = bounds.round().long().tolist()
         for i in range(len(fractions)):
-            parts[i].append(idx[cuts[i]:cuts[i + 1]])
+            parts[i].append(idx[cuts[i] : cuts[i + 1]])
     return [torch.cat(p).sort().values for p in parts]
 
 
@@ -117,8 +120,9 @@ def mnist(data_root: str | Path | None = None, download: bool = False) -> tuple[
     return train.data, train.targets.long(), test.data, test.targets.long()
 
 
-def write_mnist_idx(root: str | Path, train: tuple[torch.Tensor, torch.Tensor],
-                    test: tuple[torch.Tensor, torch.Tensor]) -> Path:
+def write_mnist_idx(
+    root: str | Path, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor]
+) -> Path:
     """Write ``(images [N, 28, 28] uint8, labels [N])`` pairs as the four IDX files of
     ``ROOT/MNIST/raw/`` (the format torchvision's MNIST reads); returns that folder."""
     raw = Path(root) / "MNIST" / "raw"

@@ -56,8 +56,15 @@ class TaskSummary:
 
     def to_dict(self) -> dict:
         """JSON-ready; holds ``classes`` or ``targets``, whichever the task has."""
-        out = {"name": self.name, "n_x": self.n_x, "n_y": self.n_y, "steps": self.steps,
-               "loss": self.loss, "sizes": self.sizes, "shapes": self.shapes}
+        out = {
+            "name": self.name,
+            "n_x": self.n_x,
+            "n_y": self.n_y,
+            "steps": self.steps,
+            "loss": self.loss,
+            "sizes": self.sizes,
+            "shapes": self.shapes,
+        }
         if self.classes is not None:
             out["classes"] = self.classes
         if self.targets is not None:
@@ -69,18 +76,32 @@ def task_summary(task: Task) -> TaskSummary:
     """The :class:`TaskSummary` of a built task."""
     splits = {name: getattr(task, name) for name in SPLITS}
     shapes = {
-        name: {"x": list(split.x.shape), "x_dtype": str(split.x.dtype).removeprefix("torch."),
-               "y": list(split.y.shape)}
+        name: {
+            "x": list(split.x.shape),
+            "x_dtype": str(split.x.dtype).removeprefix("torch."),
+            "y": list(split.y.shape),
+        }
         for name, split in splits.items()
     }
     classes = targets = None
     if task.is_classification:
         classes = {name: s.y.bincount(minlength=task.n_y).tolist() for name, s in splits.items()}
     else:
-        targets = {name: {"mean": float(s.y.float().mean()), "std": float(s.y.float().std())}
-                   for name, s in splits.items()}
-    return TaskSummary(task.name, task.n_x, task.n_y, task.steps, task.loss,
-                       {name: len(split) for name, split in splits.items()}, shapes, classes, targets)
+        targets = {
+            name: {"mean": float(s.y.float().mean()), "std": float(s.y.float().std())}
+            for name, s in splits.items()
+        }
+    return TaskSummary(
+        task.name,
+        task.n_x,
+        task.n_y,
+        task.steps,
+        task.loss,
+        {name: len(split) for name, split in splits.items()},
+        shapes,
+        classes,
+        targets,
+    )
 
 
 @dataclass(frozen=True)
@@ -100,8 +121,9 @@ class Build:
         return {**self.summary.to_dict(), "seconds": self.seconds, "cache": self.cache, "traits": self.traits}
 
 
-def build_summary(name: str, seed: int = 0, options: dict | None = None,
-                  progress: Progress | None = None) -> Build:
+def build_summary(
+    name: str, seed: int = 0, options: dict | None = None, progress: Progress | None = None
+) -> Build:
     """Build task ``name`` (into the cache, or from it: :func:`build_checked`) and summarise it."""
     start = time.perf_counter()
     task = build_checked(name, seed, options, progress)
@@ -126,15 +148,27 @@ class TaskDetails:
 
     def to_dict(self) -> dict:
         """JSON-ready; ``preview`` only when there is one."""
-        out = {**self.summary.to_dict(), "family": self.family, "description": self.description,
-               "source": self.source, "options": self.options, "traits": self.traits, "meta": self.meta}
+        out = {
+            **self.summary.to_dict(),
+            "family": self.family,
+            "description": self.description,
+            "source": self.source,
+            "options": self.options,
+            "traits": self.traits,
+            "meta": self.meta,
+        }
         if self.preview is not None:
             out["preview"] = self.preview
         return out
 
 
-def describe_task(name: str, seed: int = 0, options: dict | None = None, progress: Progress | None = None,
-                  preview: str | Path | None = None) -> TaskDetails:
+def describe_task(
+    name: str,
+    seed: int = 0,
+    options: dict | None = None,
+    progress: Progress | None = None,
+    preview: str | Path | None = None,
+) -> TaskDetails:
     """Build task ``name`` (:func:`build_checked`) and describe it; a RAD task's preview is written
     to ``preview``, by default into the cache's ``previews`` folder."""
     info = get_info(name)
@@ -143,5 +177,13 @@ def describe_task(name: str, seed: int = 0, options: dict | None = None, progres
     if task.meta.get("generator") == "rad":
         path = preview or cache_root() / "previews" / f"{name}-{task.meta['cache']['key']}.png"
         written = str(write_preview(task, path))
-    return TaskDetails(task_summary(task), info.family, info.description, info.source, task_options(info),
-                       task.traits, task.meta, written)
+    return TaskDetails(
+        task_summary(task),
+        info.family,
+        info.description,
+        info.source,
+        task_options(info),
+        task.traits,
+        task.meta,
+        written,
+    )

@@ -13,7 +13,11 @@ from sbrnn.datasets.task import Split, Task
 
 
 def toy_anomaly(
-    seed: int = 0, n_x: int = 8, steps: int = 6, n_train: int = 512, n_val: int = 128,
+    seed: int = 0,
+    n_x: int = 8,
+    steps: int = 6,
+    n_train: int = 512,
+    n_val: int = 128,
     n_test: int = 128,
 ) -> Task:
     """``[N, steps, n_x]`` sequences, label in ``[0, steps)``; ``n_y = steps``."""

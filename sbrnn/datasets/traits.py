@@ -30,8 +30,14 @@ import torch
 from sbrnn.datasets.task import Task
 
 TRAIT_NAMES = (
-    "n_train", "input_std", "input_zero_frac", "input_autocorr", "target_std", "target_autocorr",
-    "class_entropy", "baseline_loss",
+    "n_train",
+    "input_std",
+    "input_zero_frac",
+    "input_autocorr",
+    "target_std",
+    "target_autocorr",
+    "class_entropy",
+    "baseline_loss",
 )
 VERSION = 1
 """Bumped whenever a trait's definition changes, so cached traits are recomputed."""
@@ -57,7 +63,7 @@ def feature_moments(x: torch.Tensor) -> dict[str, torch.Tensor | float]:
     total, square, cross, head, tail = (torch.zeros(d, dtype=torch.float64) for _ in range(5))
     zeros = 0
     for i in range(0, n, CHUNK):
-        part = x[i:i + CHUNK]
+        part = x[i : i + CHUNK]
         zeros += int((part == 0).sum())
         part = part.to(torch.float64)
         total += part.sum((0, 1))
@@ -74,15 +80,19 @@ def feature_moments(x: torch.Tensor) -> dict[str, torch.Tensor | float]:
         autocorr = torch.where(defined, covariance / var.where(defined, torch.ones_like(var)), 0.0)
     else:
         autocorr = torch.zeros(d, dtype=torch.float64)
-    return {"mean": mean, "std": var.sqrt(), "autocorr": autocorr.clamp(-1.0, 1.0),
-            "zero_frac": zeros / max(x.numel(), 1)}
+    return {
+        "mean": mean,
+        "std": var.sqrt(),
+        "autocorr": autocorr.clamp(-1.0, 1.0),
+        "zero_frac": zeros / max(x.numel(), 1),
+    }
 
 
 def _mse_to(y: torch.Tensor, mean: torch.Tensor) -> float:
     """Mean over every scalar of ``(y - mean)^2``; ``y`` ``[N, T, D]``, ``mean`` ``[D]``."""
     total = 0.0
     for i in range(0, y.shape[0], CHUNK):
-        total += float((y[i:i + CHUNK].to(torch.float64) - mean).square().sum())
+        total += float((y[i : i + CHUNK].to(torch.float64) - mean).square().sum())
     return total / max(y.numel(), 1)
 
 
@@ -94,7 +104,9 @@ def task_traits(task: Task) -> dict[str, float | None]:
         "input_std": float(inputs["std"].mean()),
         "input_zero_frac": float(inputs["zero_frac"]),
         "input_autocorr": float(inputs["autocorr"].mean()),
-        "target_std": None, "target_autocorr": None, "class_entropy": None,
+        "target_std": None,
+        "target_autocorr": None,
+        "class_entropy": None,
     }
     if task.is_classification:
         counts = torch.bincount(task.train.y, minlength=task.n_y).to(torch.float64)

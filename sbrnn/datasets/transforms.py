@@ -231,6 +231,6 @@ def transform_grouped(x: torch.Tensor, counts: list[int], g: torch.Generator) ->
     start = 0
     for index, count in enumerate(counts):
         if count and PIPELINES[index] != "identity":
-            x[start:start + count] = apply_pipeline(index, x[start:start + count], g)
+            x[start : start + count] = apply_pipeline(index, x[start : start + count], g)
         start += count
     return x.clamp_(min=low.view(-1, 1, 1), max=high.view(-1, 1, 1))

@@ -45,7 +45,7 @@ def split_episodes(episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np
     """Episode indices of train, val and test: a permutation drawn from ``seed``, each part sorted."""
     n_train, n_val, _ = split_counts(episodes)
     order = np.random.default_rng([int(seed), 2]).permutation(episodes)
-    parts = order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
+    parts = order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
     return tuple(np.sort(p) for p in parts)
 
 
@@ -99,8 +99,10 @@ def build_tensors(dataset, kind: str, seed: int, window: int) -> dict[str, torch
     in_mean, in_std = _moments([pairs[i][0] for i in parts[0]])
     out_mean, out_std = _moments([pairs[i][1] for i in parts[0]])
     tensors = {
-        "input_mean": torch.from_numpy(in_mean), "input_std": torch.from_numpy(in_std),
-        "target_mean": torch.from_numpy(out_mean), "target_std": torch.from_numpy(out_std),
+        "input_mean": torch.from_numpy(in_mean),
+        "input_std": torch.from_numpy(in_std),
+        "target_mean": torch.from_numpy(out_mean),
+        "target_std": torch.from_numpy(out_std),
         "episodes": torch.tensor([len(p) for p in parts]),
     }
     for split, indices in zip(("train", "val", "test"), parts):

@@ -57,10 +57,7 @@ def pending_runs(
 ) -> list[PlannedRun]:
     """The planned runs without a record (or with a ``failed`` one, when ``retry_failed``)."""
     done = recorded_statuses(records)
-    return [
-        p for p in plan
-        if p.run_id not in done or (retry_failed and done[p.run_id] == "failed")
-    ]
+    return [p for p in plan if p.run_id not in done or (retry_failed and done[p.run_id] == "failed")]
 
 
 def interleave_tasks(jobs: Sequence[Job]) -> list[Job]:

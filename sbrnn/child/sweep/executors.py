@@ -43,12 +43,27 @@ def lost_record(config: RunConfig, error: str) -> RunRecord:
         for prefix, grid in (("d", spec.densities), ("mu", spec.means), ("sigma", spec.stds)):
             blocks.update({f"{prefix}_{b}": v for b, v in grid_blocks(grid).items()})
     return RunRecord(
-        run_id=config.run_id(), task=config.task, n_x=info.n_x, n_y=info.n_y, steps=info.steps,
-        loss_kind=info.loss, arch=config.arch, h=h, lr=config.lr, batch_size=config.batch_size,
-        epochs=config.epochs, seed=config.seed, status="failed", budget=config.budget,
-        activation=config.activation, precision=config.precision, error=error,
-        sbrnn_version=__version__, task_family=info.family,
-        task_options=json.dumps(config.task_options, sort_keys=True), **blocks,
+        run_id=config.run_id(),
+        task=config.task,
+        n_x=info.n_x,
+        n_y=info.n_y,
+        steps=info.steps,
+        loss_kind=info.loss,
+        arch=config.arch,
+        h=h,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        seed=config.seed,
+        status="failed",
+        budget=config.budget,
+        activation=config.activation,
+        precision=config.precision,
+        error=error,
+        sbrnn_version=__version__,
+        task_family=info.family,
+        task_options=json.dumps(config.task_options, sort_keys=True),
+        **blocks,
     )
 
 
@@ -215,8 +230,13 @@ class DaskCluster:
     job is a task keyed by its run ids, so a resubmitted job is the same task.
     """
 
-    def __init__(self, address: str | None = None, local_workers: int | None = None,
-                 threads: int | None = 1, runner: JobRunner = run_job) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        local_workers: int | None = None,
+        threads: int | None = 1,
+        runner: JobRunner = run_job,
+    ) -> None:
         if (address is None) == (local_workers is None):
             raise SbrnnError("give exactly one of a scheduler address and a local cluster size")
         if local_workers is not None and local_workers < 1:
@@ -236,9 +256,7 @@ class DaskCluster:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise SbrnnError(
-                "Dask is not installed; install it with: pip install 'sbrnn[cluster]'"
-            ) from None
+            raise SbrnnError("Dask is not installed; install it with: pip install 'sbrnn[cluster]'") from None
         if self.address is None:
             import dask
 
@@ -247,8 +265,11 @@ class DaskCluster:
             environ.pop("MALLOC_TRIM_THRESHOLD_", None)
             with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
                 self._cluster = LocalCluster(
-                    n_workers=self.local_workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None, silence_logs=logging.ERROR,
+                    n_workers=self.local_workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
                 )
             self._client = Client(self._cluster)
         else:
@@ -288,8 +309,13 @@ class DaskCluster:
             self._cluster = None
 
 
-def make_executor(workers: int = 1, threads: int = 1, population: int = 1, scheduler: str | None = None,
-                  local_cluster: int | None = None) -> Executor:
+def make_executor(
+    workers: int = 1,
+    threads: int = 1,
+    population: int = 1,
+    scheduler: str | None = None,
+    local_cluster: int | None = None,
+) -> Executor:
     """The executor of a sweep: a Dask cluster (the scheduler at address ``scheduler``, or a local
     cluster of ``local_cluster`` one-thread workers), ``workers`` local processes when more than
     one, else this process. Each worker uses ``threads`` torch threads and trains up to

@@ -88,8 +88,14 @@ def plan_sweep(
         for budget in dict.fromkeys(float(b) for b in budgets):
             if not (math.isfinite(budget) and budget > 0):
                 raise SbrnnError(f"budget = {budget:g} is out of range; allowed: a number > 0")
-            common = {"task": task, "task_options": options, "budget": budget, "epochs": epochs,
-                      "batch_size": batch_size, "patience": patience}
+            common = {
+                "task": task,
+                "task_options": options,
+                "budget": budget,
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "patience": patience,
+            }
             if include_baselines:
                 for arch in BASELINE_ARCHS:
                     add(arch, RunConfig(**common, arch=arch, lr=lr, seed=seed), info.n_x, info.n_y)
@@ -99,12 +105,18 @@ def plan_sweep(
                 rng = sampling.run_rng(seed, task, budget, i)
                 hp = sampling.draw(rng, space, pins)
                 config = RunConfig(
-                    **common, densities=hp.densities, means=hp.means, stds=hp.stds, lr=hp.lr, seed=seed,
+                    **common,
+                    densities=hp.densities,
+                    means=hp.means,
+                    stds=hp.stds,
+                    lr=hp.lr,
+                    seed=seed,
                 )
                 add(f"random {i}", config, info.n_x, info.n_y)
     if not planned:
-        raise SbrnnError("the sweep plans no runs; give runs >= 1, or include the baselines or the balanced "
-                          "configuration")
+        raise SbrnnError(
+            "the sweep plans no runs; give runs >= 1, or include the baselines or the balanced configuration"
+        )
     return list(planned.values())
 
 
@@ -141,10 +153,20 @@ def describe_plan(plan: Sequence[PlannedRun], records: str | os.PathLike) -> lis
         config = p.config
         info = get_info(config.task)
         spec, h = resolve(config, info.n_x, info.n_y)
-        rows.append(PlanRow(
-            label=p.label, run_id=p.run_id, task=config.task, budget=config.budget, arch=config.arch, h=h,
-            densities=spec.densities if spec else None,
-            hidden_proportion=spec.hidden_proportion if spec else None, lr=config.lr, epochs=config.epochs,
-            seed=config.seed, recorded=done.get(p.run_id),
-        ))
+        rows.append(
+            PlanRow(
+                label=p.label,
+                run_id=p.run_id,
+                task=config.task,
+                budget=config.budget,
+                arch=config.arch,
+                h=h,
+                densities=spec.densities if spec else None,
+                hidden_proportion=spec.hidden_proportion if spec else None,
+                lr=config.lr,
+                epochs=config.epochs,
+                seed=config.seed,
+                recorded=done.get(p.run_id),
+            )
+        )
     return rows

@@ -42,13 +42,30 @@ from sbrnn.datasets.registry import get_info
 from sbrnn.errors import SbrnnError
 
 _TOP_KEYS = {
-    "name": str, "seed": int, "space": str, "runs": int, "include_baselines": bool, "balanced": bool,
-    "batch_size": int, "budget_factors": list, "min_budget": (int, float), "patience": int, "epochs": int,
-    "task": list, "rule": dict,
+    "name": str,
+    "seed": int,
+    "space": str,
+    "runs": int,
+    "include_baselines": bool,
+    "balanced": bool,
+    "batch_size": int,
+    "budget_factors": list,
+    "min_budget": (int, float),
+    "patience": int,
+    "epochs": int,
+    "task": list,
+    "rule": dict,
 }
 _TASK_KEYS = {
-    "name": str, "epochs": int, "options": dict, "runs": int, "budgets": list, "budget_factors": list,
-    "patience": int, "batch_size": int, "why": str,
+    "name": str,
+    "epochs": int,
+    "options": dict,
+    "runs": int,
+    "budgets": list,
+    "budget_factors": list,
+    "patience": int,
+    "batch_size": int,
+    "why": str,
 }
 
 
@@ -99,9 +116,17 @@ class PlanFile:
         planned: dict[str, PlannedRun] = {}
         for entry in self.tasks:
             for run in plan_sweep(
-                [entry.name], list(entry.budgets), entry.runs, epochs=entry.epochs, seed=self.seed,
-                space=self.space, include_baselines=self.include_baselines, balanced=self.balanced,
-                batch_size=entry.batch_size, task_options=entry.options, patience=entry.patience,
+                [entry.name],
+                list(entry.budgets),
+                entry.runs,
+                epochs=entry.epochs,
+                seed=self.seed,
+                space=self.space,
+                include_baselines=self.include_baselines,
+                balanced=self.balanced,
+                batch_size=entry.batch_size,
+                task_options=entry.options,
+                patience=entry.patience,
             ):
                 planned.setdefault(run.run_id, run)
         return list(planned.values())
@@ -120,8 +145,14 @@ def _typed(where: str, table: Mapping[str, Any], allowed: Mapping[str, Any]) -> 
 
 def _kind_name(kind) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
-             dict: "a table"}
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
     return " or ".join(names[k] for k in kinds)
 
 
@@ -164,14 +195,25 @@ def load_plan(path: str | Path) -> PlanFile:
         epochs = task.get("epochs", data.get("epochs"))
         if epochs is None:
             raise SbrnnError(f"{where}: no epochs; allowed: epochs = N here or at the top of the file")
-        entries.append(TaskEntry(
-            name=task["name"], options=dict(task.get("options", {})), budgets=budgets,
-            runs=task.get("runs", data.get("runs", 0)), epochs=epochs,
-            patience=task.get("patience", data.get("patience")),
-            batch_size=task.get("batch_size", data.get("batch_size", 16)), why=task.get("why", ""),
-        ))
+        entries.append(
+            TaskEntry(
+                name=task["name"],
+                options=dict(task.get("options", {})),
+                budgets=budgets,
+                runs=task.get("runs", data.get("runs", 0)),
+                epochs=epochs,
+                patience=task.get("patience", data.get("patience")),
+                batch_size=task.get("batch_size", data.get("batch_size", 16)),
+                why=task.get("why", ""),
+            )
+        )
     return PlanFile(
-        path=str(path), name=data.get("name", path.stem), seed=data.get("seed", 0),
-        space=data.get("space", "paper"), include_baselines=data.get("include_baselines", False),
-        balanced=data.get("balanced", False), tasks=tuple(entries), rule=dict(data.get("rule", {})),
+        path=str(path),
+        name=data.get("name", path.stem),
+        seed=data.get("seed", 0),
+        space=data.get("space", "paper"),
+        include_baselines=data.get("include_baselines", False),
+        balanced=data.get("balanced", False),
+        tasks=tuple(entries),
+        rule=dict(data.get("rule", {})),
     )
