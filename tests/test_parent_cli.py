@@ -54,7 +54,8 @@ def test_fit_json_and_table(fitted_dir, tmp_path):
     assert report["parent"] == str(root / "parent") and (root / "parent" / "manifest.json").is_file()
     assert report["counts"]["runs"] == 150 and report["counts"]["tasks"] == 3
     assert set(report["cv"]) == {"xgb", "hidden_proportion", "constant"}
-    assert set(report["leave_one_task_out"]) == {"xgb", "hidden_proportion"}
+    assert set(report["leave_one_task_out"]) == {"xgb", "ranker", "hidden_proportion"}
+    assert report["ranked_by"] in ("pairwise ranker", "xgb predicted minimum")
     assert report["models"]["xgb"]["n_estimators"] == 20 and len(report["records_sha256"]) == 64
     assert any("only 3 tasks" in w for w in report["warnings"])
     table = invoke(

@@ -68,3 +68,24 @@ def test_a_parent_fits_reproducibly(synthetic_records):
     second, _ = fit_and_evaluate(records, ["xgb"], folds=2, trees=20, members=2)
     X = np.zeros((3, len(first.feature_names)))
     np.testing.assert_array_equal(first.predict(X).log_curve, second.predict(X).log_curve)
+
+
+def test_a_parent_with_a_pairwise_ranker_round_trips(synthetic_records, tmp_path):
+    from sbrnn.parent.features import training_data
+    from sbrnn.parent.models import fit_parent, group_keys
+
+    data = training_data(synthetic_records(60, seed=6, tasks=("syn-a", "syn-c")))
+    parent = fit_parent(
+        data.X,
+        data.Y,
+        data.converged,
+        ["xgb"],
+        n_estimators=10,
+        n_members=1,
+        groups=group_keys(data.task, data.budget),
+    )
+    store.save_parent(parent, tmp_path)
+    loaded, manifest = store.load_parent(tmp_path)
+    assert manifest["ranker"] == "ranker.ubj" and loaded.ranker is not None
+    np.testing.assert_allclose(loaded.scores(data.X), parent.scores(data.X))
+    assert not np.allclose(parent.scores(data.X), parent.scores(data.X[::-1]))

@@ -126,7 +126,7 @@ def _render_fit(report: dict, folds: int) -> None:
     lines += [f"warning: {w}" for w in report["warnings"]]
     lines.append(
         f"default model {report['default_model']} (lowest leave-one-task-out regret@1; k-fold R^2 "
-        "without other tasks)"
+        f"without other tasks); recommendations ordered by the {report['ranked_by']}"
     )
     print_lines(*lines)
 

@@ -45,7 +45,15 @@ from sbrnn.parent.features import (
     training_data,
     typical_traits,
 )
-from sbrnn.parent.models import ConvergenceClassifier, CurveRegressor, Parent, check_kind, fit_parent
+from sbrnn.parent.models import (
+    ConfigRanker,
+    ConvergenceClassifier,
+    CurveRegressor,
+    Parent,
+    check_kind,
+    fit_parent,
+    group_keys,
+)
 from sbrnn.records import RunRecord
 
 BASELINES = ("hidden_proportion", "constant")
@@ -177,14 +185,6 @@ def fit_warnings(data: TrainingData, folds: int) -> list[str]:
     return out
 
 
-def ranking_scores(parent: Parent, kind: str, test: TrainingData) -> np.ndarray:
-    """The recommendation score of each of ``test``'s runs (lower = better), as
-    :mod:`sbrnn.parent.recommend` ranks: ``p * min + (1 - p) * worst`` of the predicted relative minima."""
-    pred = parent.predict(test.X, kind)
-    minimum = np.exp(pred.log_min)
-    return pred.p_converge * minimum + (1.0 - pred.p_converge) * minimum.max()
-
-
 def fit_kind(data: TrainingData, kind: str, trees, members, seed, n_jobs) -> Parent:
     """A parent of one ``kind`` fitted on ``data`` (no evaluation, no provenance)."""
     return fit_parent(
@@ -262,6 +262,16 @@ def cross_validate(
             "by_group": [g.to_dict() for g in groups],
         }
         out["band"][kind] = band_calibration(residuals)
+    groups = loto.leave_one_task_out(
+        data,
+        pairwise_ranker(seed, n_jobs),
+        is_random,
+        on_task=None if on_step is None else (lambda t: on_step(f"ranker: without {t}")),
+    )
+    out["leave_one_task_out"]["ranker"] = {
+        **loto.summarise(groups),
+        "by_group": [g.to_dict() for g in groups],
+    }
     hp = hidden_proportion_ranker(trees, seed, n_jobs)
     groups = loto.leave_one_task_out(data, hp, is_random)
     out["leave_one_task_out"]["hidden_proportion"] = {
@@ -311,7 +321,18 @@ def _ranker(kind: str, residuals: list, trees, members, seed, n_jobs) -> loto.Fi
         pred = parent.predict(test.X, kind)
         ok = test.converged
         residuals.append((np.abs(test.Y[ok, -1] - pred.log_min[ok]), pred.log_min_std[ok]))
-        return ranking_scores(parent, kind, test)
+        return parent.scores(test.X, kind)
+
+    return fit_predict
+
+
+def pairwise_ranker(seed: int, n_jobs: int) -> loto.FitPredict:
+    """Leave-one-task-out ``fit_predict`` of the pairwise :class:`~sbrnn.parent.models.ConfigRanker`."""
+
+    def fit_predict(train: TrainingData, test: TrainingData) -> np.ndarray:
+        ranker = ConfigRanker(kind="xgb", seed=seed, n_jobs=n_jobs)
+        ranker.fit(train.X, train.Y[:, -1], train.converged, group_keys(train.task, train.budget))
+        return ranker.predict(test.X)
 
     return fit_predict
 
@@ -330,7 +351,12 @@ def hidden_proportion_ranker(trees, seed, n_jobs):
 
 def fit_steps(kinds: Sequence[str], folds: int, n_tasks: int) -> int:
     """How many steps :func:`fit_and_evaluate` reports through ``on_step``."""
-    return folds * (len(kinds) + len(BASELINES)) + (len(kinds) * n_tasks if n_tasks >= 2 else 0) + len(kinds)
+    return (
+        folds * (len(kinds) + len(BASELINES))
+        + ((len(kinds) + 1) * n_tasks if n_tasks >= 2 else 0)
+        + len(kinds)
+        + 1
+    )
 
 
 def _best(metrics: dict, kinds: Sequence[str]) -> str:
@@ -352,6 +378,21 @@ def _best(metrics: dict, kinds: Sequence[str]) -> str:
         return -math.inf if r2 is None else r2
 
     return max(kinds, key=score)
+
+
+def _ranker_wins(metrics: dict, default: str) -> bool:
+    """Whether the pairwise ranker ranked unseen tasks better than ``default``'s predicted minima
+    (lower median regret@1, then higher median Spearman)."""
+    loto_metrics = metrics.get("leave_one_task_out") or {}
+    if "ranker" not in loto_metrics:
+        return False
+
+    def key(name: str) -> tuple:
+        s = loto_metrics[name]
+        regret, rho = s["median_regret"]["1"], s["median_spearman"]
+        return (math.inf if regret is None else regret, -(rho if rho is not None else -1.0))
+
+    return key("ranker") < key(default)
 
 
 def is_random_draw(records: Sequence[RunRecord], data: TrainingData) -> np.ndarray:
@@ -401,6 +442,7 @@ def fit_and_evaluate(
         on_step=step,
     )
     default = _best(metrics, kinds)
+    use_ranker = _ranker_wins(metrics, default)
     band = (metrics.get("band") or {}).get(default) or {}
     contexts = task_contexts(records)
     budgets: dict[str, set] = {}
@@ -418,6 +460,7 @@ def fit_and_evaluate(
         seed=seed,
         n_jobs=n_jobs,
         default_kind=default,
+        groups=group_keys(data.task, data.budget) if use_ranker else None,
         on_fit=lambda k: step(f"{k}: final fit on all runs"),
         tasks=contexts,
         budgets={t: tuple(sorted(b)) for t, b in budgets.items()},
@@ -435,6 +478,7 @@ def fit_and_evaluate(
         "seed": seed,
         "models": {k: parent.regressors[k].params() for k in kinds},
         "default_model": default,
+        "ranked_by": "pairwise ranker" if use_ranker else f"{default} predicted minimum",
         "band_floor": parent.band_floor,
         "tasks": {t: asdict(c) for t, c in parent.tasks.items()},
         "records_sha256": digest,

@@ -256,6 +256,58 @@ class ConvergenceClassifier(ClassifierMixin, _ParentEstimator):
         return self.predict_proba(X)[:, 1] >= 0.5
 
 
+RANKER_ROUNDS = 300
+
+
+def ranking_targets(y: np.ndarray, converged: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Relevance labels for a pairwise ranker: within each group (a task at a budget), the rank of
+    each run's relative log minimum ``y`` from the worst (0) to the best; a run that did not converge
+    ranks with the worst."""
+    rel = np.zeros(len(y))
+    for key in np.unique(groups):
+        rows = np.flatnonzero(groups == key)
+        ok = converged[rows]
+        value = np.where(ok, y[rows], np.nanmax(y[rows][ok]) + 1.0 if ok.any() else 0.0)
+        rel[rows] = np.argsort(np.argsort(-value, kind="stable"), kind="stable")
+    return rel
+
+
+class ConfigRanker(_ParentEstimator):
+    """XGBoost's pairwise ranking objective (``rank:pairwise``) over the runs of each group (one task
+    at one budget): it learns which of two configurations of one task does better, the order a
+    recommendation needs, rather than the loss level of a task (zero-shot AutoML's objective).
+    ``predict`` gives a score where lower is better.
+    """
+
+    def fit(self, X: np.ndarray, y: np.ndarray, converged: np.ndarray, groups: np.ndarray) -> ConfigRanker:
+        """``X [N, F]``, ``y [N]`` relative log minima (NaN where not converged), ``converged [N]``,
+        ``groups [N]`` group keys."""
+        import xgboost
+
+        groups = np.asarray(groups).astype(str)
+        order = np.argsort(groups, kind="stable")
+        _, qid = np.unique(groups[order], return_inverse=True)
+        rel = ranking_targets(np.asarray(y, dtype=np.float64), np.asarray(converged, bool), groups)
+        params = self.params()
+        self.estimator_ = xgboost.XGBRanker(
+            objective="rank:pairwise",
+            n_estimators=RANKER_ROUNDS,
+            max_depth=params["max_depth"] or 5,
+            learning_rate=0.05,
+            subsample=0.8,
+            colsample_bytree=0.8,
+            tree_method="hist",
+            random_state=self.seed,
+            n_jobs=self.n_jobs,
+        )
+        self.estimator_.fit(np.asarray(X, dtype=np.float64)[order], rel[order], qid=qid)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """``X [N, F]`` -> ``[N]`` scores, lower = better."""
+        return -np.asarray(self.estimator_.predict(np.asarray(X, dtype=np.float64)), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class Prediction:
     """A parent's prediction for ``N`` configurations, in relative log units (see
@@ -316,6 +368,8 @@ class Parent:
             one-sigma band holds about 68% of held-out runs of unseen tasks (calibrated leave one
             task out; 0 when not calibrated).
         training_runs: run ids of the training records; name, fitted_at, records_sha256: provenance.
+        ranker: when set, recommendations are ordered by this pairwise ranker (chosen where it ranked
+            unseen tasks better than the regressors' predicted minima, leave one task out).
     """
 
     regressors: dict[str, CurveRegressor]
@@ -330,6 +384,7 @@ class Parent:
     fitted_at: str = ""
     records_sha256: str = ""
     feature_names: tuple[str, ...] = FEATURE_NAMES
+    ranker: ConfigRanker | None = None
 
     def kind(self, kind: str | None = None) -> str:
         """``kind``, or the default; an :class:`SbrnnError` if this parent has no such model."""
@@ -346,6 +401,16 @@ class Parent:
         p = self.classifiers[kind].predict_proba(X)[:, 1]
         return Prediction(mean, np.sqrt(std**2 + self.band_floor**2), p)
 
+    def scores(self, X: np.ndarray, kind: str | None = None) -> np.ndarray:
+        """``[N]`` ranking scores of configurations of one task (lower = better): the pairwise
+        :attr:`ranker`'s where the parent has one, else the expected relative minimum when a run that
+        does not converge counts as the worst of them, ``p * min + (1 - p) * worst``."""
+        if self.ranker is not None:
+            return self.ranker.predict(X)
+        pred = self.predict(X, kind)
+        minimum = np.exp(pred.log_min)
+        return pred.p_converge * minimum + (1.0 - pred.p_converge) * minimum.max()
+
     def context(self, task: TaskContext) -> TaskContext:
         """``task`` with the traits it lacks filled from :attr:`typical` (see
         :meth:`TaskContext.with_traits`)."""
@@ -355,9 +420,15 @@ class Parent:
         self, configs: Sequence[Configuration], task: TaskContext, kind: str | None = None
     ) -> list[ConfigPrediction]:
         """Predictions in loss units for ``configs`` on ``task`` (its traits filled where missing)."""
+        return self.rank_configs(configs, task, kind)[0]
+
+    def rank_configs(
+        self, configs: Sequence[Configuration], task: TaskContext, kind: str | None = None
+    ) -> tuple[list[ConfigPrediction], np.ndarray]:
+        """:meth:`predict_configs` and the :meth:`scores` of ``configs`` (``[N]``, lower = better)."""
         task = self.context(task)
         if not configs:
-            return []
+            return [], np.zeros(0)
         X = np.stack([config_features(c, task) for c in configs])
         pred = self.predict(X, kind)
         base = task.baseline_loss
@@ -377,7 +448,12 @@ class Parent:
                     baseline=float(base),
                 )
             )
-        return out
+        return out, self.scores(X, kind)
+
+
+def group_keys(task: np.ndarray, budget: np.ndarray) -> np.ndarray:
+    """The ranking groups: one per task and budget."""
+    return np.array([f"{t}|{b:g}" for t, b in zip(task, budget)])
 
 
 def fit_parent(
@@ -391,14 +467,16 @@ def fit_parent(
     seed: int = 0,
     n_jobs: int = 1,
     default_kind: str | None = None,
+    groups: np.ndarray | None = None,
     on_fit: Callable[[str], None] | None = None,
     **provenance,
 ) -> Parent:
-    """Fit one regressor (on converged rows) and one classifier (on all rows) per kind.
+    """Fit one regressor (on converged rows) and one classifier (on all rows) per kind, and with
+    ``groups`` (``[N]`` keys of :func:`group_keys`) the pairwise :class:`ConfigRanker`.
 
     ``X [N, F]``, ``Y [N, CURVE_POINTS]`` (NaN rows where not converged), ``converged [N]`` bool;
     ``provenance`` fills the :class:`Parent`'s other fields (tasks, typical, band_floor, ...).
-    ``on_fit(kind)`` is called after each kind is fitted (for progress bars).
+    ``on_fit(kind)`` is called after each model is fitted (for progress bars).
     """
     regressors, classifiers = {}, {}
     for kind in kinds:
@@ -407,4 +485,9 @@ def fit_parent(
         classifiers[kind] = ConvergenceClassifier(**args).fit(X, converged)
         if on_fit is not None:
             on_fit(kind)
-    return Parent(regressors, classifiers, default_kind or kinds[0], **provenance)
+    ranker = None
+    if groups is not None:
+        ranker = ConfigRanker(kind="xgb", seed=seed, n_jobs=n_jobs).fit(X, Y[:, -1], converged, groups)
+        if on_fit is not None:
+            on_fit("ranker")
+    return Parent(regressors, classifiers, default_kind or kinds[0], ranker=ranker, **provenance)

@@ -168,8 +168,9 @@ def perturb(candidate: Candidate, rng: np.random.Generator) -> Candidate | None:
 class Scored:
     """One scored configuration: what to train and what the parent predicts for it.
 
-    ``score`` ranks (lower is better): the expected minimum validation loss when a run that does
-    not converge counts as the worst candidate's predicted minimum, ``p * min + (1 - p) * worst``.
+    ``score`` ranks the candidates (lower is better, :meth:`sbrnn.parent.models.Parent.scores`):
+    the parent's pairwise ranker where it has one, else the expected relative minimum when a run
+    that does not converge counts as the worst candidate's.
     """
 
     rank: int
@@ -228,13 +229,9 @@ def _scored(rank: int, candidate: Candidate, prediction: ConfigPrediction, score
 
 
 def _score(parent: Parent, kind: str, candidates: Sequence[Candidate], task: TaskContext) -> list[tuple]:
-    """``(candidate, prediction, score)`` for every candidate (see :class:`Scored`)."""
-    predictions = parent.predict_configs([c.config for c in candidates], task, kind)
-    worst = max(p.min_val_loss for p in predictions)
-    return [
-        (c, p, p.p_converge * p.min_val_loss + (1.0 - p.p_converge) * worst)
-        for c, p in zip(candidates, predictions)
-    ]
+    """``(candidate, prediction, score)`` for every candidate (:meth:`Parent.scores`)."""
+    predictions, scores = parent.rank_configs([c.config for c in candidates], task, kind)
+    return [(c, p, float(score)) for c, p, score in zip(candidates, predictions, scores)]
 
 
 def _distinct_best(rows: list[tuple], k: int) -> list[tuple]:

@@ -10,6 +10,7 @@ A parent directory holds::
     rf_converges.skops       RandomForestClassifier            (skops; absent when constant)
     xgb_curve_<i>.ubj        XGBRegressor member i             (XGBoost's own UBJSON)
     xgb_converges.ubj        XGBClassifier
+    ranker.ubj               XGBRanker (pairwise), when the parent orders by it
     mlp_curve_<i>.skops      scaled MLPRegressor member i      (skops)
     mlp_converges.skops      scaled MLPClassifier              (skops)
 
@@ -39,7 +40,7 @@ from sbrnn import __version__
 from sbrnn.errors import SbrnnError
 from sbrnn.io import atomic_write, atomic_write_text
 from sbrnn.parent.features import CURVE_POINTS, FEATURE_NAMES, TaskContext
-from sbrnn.parent.models import KINDS, ConvergenceClassifier, CurveRegressor, Parent
+from sbrnn.parent.models import KINDS, ConfigRanker, ConvergenceClassifier, CurveRegressor, Parent
 
 FORMAT = "sbrnn-parent"
 STORE_VERSION = 2
@@ -76,6 +77,7 @@ def _expected_types():
         ("rf", "converges"): RandomForestClassifier,
         ("xgb", "curve"): xgboost.XGBRegressor,
         ("xgb", "converges"): xgboost.XGBClassifier,
+        ("xgb", "ranker"): xgboost.XGBRanker,
         ("mlp", "curve"): TransformedTargetRegressor,
         ("mlp", "converges"): Pipeline,
     }
@@ -157,6 +159,11 @@ def save_parent(parent: Parent, directory: str | os.PathLike, metrics: dict | No
             "curve_files": curve_files,
             "converges": converges,
         }
+    ranker = None
+    if parent.ranker is not None:
+        ranker = "ranker.ubj"
+        _write_estimator(parent.ranker.estimator_, "xgb", directory / ranker)
+        files[ranker] = sha256_file(directory / ranker)
     manifest = {
         "format": FORMAT,
         "schema_version": STORE_VERSION,
@@ -173,6 +180,7 @@ def save_parent(parent: Parent, directory: str | os.PathLike, metrics: dict | No
         "records_sha256": parent.records_sha256,
         "training_runs": list(parent.training_runs),
         "models": models,
+        "ranker": ranker,
         "files": files,
         "metrics": metrics or {},
     }
@@ -212,6 +220,8 @@ def read_manifest(directory: str | os.PathLike) -> dict:
         for name in filter(None, named):
             if name not in files:
                 raise SbrnnError(f"{path} uses file {name!r} without its sha256")
+    if manifest.get("ranker") is not None and manifest["ranker"] not in files:
+        raise SbrnnError(f"{path} uses file {manifest['ranker']!r} without its sha256")
     for name, digest in files.items():
         file = directory / name
         if not file.is_file():
@@ -254,6 +264,10 @@ def load_parent(directory: str | os.PathLike) -> tuple[Parent, dict]:
             RuntimeWarning,
             stacklevel=2,
         )
+    ranker = None
+    if manifest.get("ranker"):
+        ranker = ConfigRanker(kind="xgb")
+        ranker.estimator_ = _read_estimator("xgb", "ranker", directory / manifest["ranker"])
     parent = Parent(
         regressors,
         classifiers,
@@ -266,6 +280,7 @@ def load_parent(directory: str | os.PathLike) -> tuple[Parent, dict]:
         name=manifest.get("name", "custom"),
         fitted_at=manifest.get("fitted_at", ""),
         records_sha256=manifest.get("records_sha256") or "",
+        ranker=ranker,
     )
     parent.kind(manifest["default_model"])
     return parent, manifest
