@@ -116,9 +116,9 @@ def convergence_metrics(converged: np.ndarray, p: np.ndarray, rate: np.ndarray) 
     return {
         "n": int(len(y)),
         "converged": int(y.sum()),
-        "brier": _float(np.mean((p - y) ** 2)),
-        "accuracy": _float(np.mean((p >= 0.5) == converged)),
-        "brier_constant": _float(np.mean((rate - y) ** 2)),
+        "brier": _float(float(np.mean((p - y) ** 2))),
+        "accuracy": _float(float(np.mean((p >= 0.5) == converged))),
+        "brier_constant": _float(float(np.mean((rate - y) ** 2))),
     }
 
 
@@ -250,12 +250,12 @@ def cross_validate(
         return out
     out["leave_one_task_out"], out["band"] = {}, {}
     for kind in kinds:
-        residuals: list[np.ndarray] = []
+        residuals: list[tuple[np.ndarray, np.ndarray]] = []
         groups = loto.leave_one_task_out(
             data,
             _ranker(kind, residuals, trees, members, seed, n_jobs),
             is_random,
-            on_task=None if on_step is None else (lambda t, kind=kind: on_step(f"{kind}: without {t}")),
+            on_task=_announce(on_step, kind),
         )
         out["leave_one_task_out"][kind] = {
             **loto.summarise(groups),
@@ -266,7 +266,7 @@ def cross_validate(
         data,
         pairwise_ranker(seed, n_jobs),
         is_random,
-        on_task=None if on_step is None else (lambda t: on_step(f"ranker: without {t}")),
+        on_task=_announce(on_step, "ranker"),
     )
     out["leave_one_task_out"]["ranker"] = {
         **loto.summarise(groups),
@@ -283,6 +283,13 @@ def cross_validate(
 
 BAND_COVERAGE = 0.6827
 """The share of held-out runs a one-sigma band should hold."""
+
+
+def _announce(on_step: Callable[[str], None] | None, what: str) -> Callable[[str], None] | None:
+    """``on_task`` for :func:`sbrnn.parent.loto.leave_one_task_out`: reports ``what: without TASK``."""
+    if on_step is None:
+        return None
+    return lambda task: on_step(f"{what}: without {task}")
 
 
 def band_calibration(residuals: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict:
@@ -312,7 +319,9 @@ def band_calibration(residuals: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict
     return {"coverage": coverage(0.0), "floor": floor, "coverage_with_floor": coverage(floor)}
 
 
-def _ranker(kind: str, residuals: list, trees, members, seed, n_jobs) -> loto.FitPredict:
+def _ranker(
+    kind: str, residuals: list[tuple[np.ndarray, np.ndarray]], trees, members, seed, n_jobs
+) -> loto.FitPredict:
     """Leave-one-task-out ``fit_predict`` of ``kind``; appends the held-out runs' ``(|residual|,
     spread)`` of the log minimum to ``residuals`` (for :func:`band_calibration`)."""
 

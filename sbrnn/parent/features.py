@@ -171,7 +171,10 @@ class Configuration:
 
     @property
     def h(self) -> int:
-        return self.spec.h if self.spec is not None else int(self.hidden)
+        if self.spec is not None:
+            return self.spec.h
+        assert self.hidden is not None  # __post_init__: the LSTM has its hidden size
+        return int(self.hidden)
 
 
 def _trait(traits: Mapping[str, float | None], name: str) -> float:
@@ -303,11 +306,11 @@ def record_features(record: RunRecord) -> np.ndarray:
         blocks["mu"],
         blocks["sigma"],
         record.lr,
-        record.hidden_proportion,
+        float(record.hidden_proportion or 0.0),  # present: _exclusion checked it
         task,
         budget,
         record.h,
-        record.model_density,
+        float(record.model_density or 0.0),
         float(record.trainable_total),
     )
 
@@ -439,10 +442,10 @@ def typical_traits(tasks: Mapping[str, TaskContext]) -> dict[str, dict[str, floa
     """Per loss kind, the median of each trait over ``tasks`` (what a dims-only query is given)."""
     out: dict[str, dict[str, float]] = {}
     for kind in LOSS_KINDS:
-        contexts = [t for t in tasks.values() if t.loss_kind == kind and t.traits]
+        known = [dict(t.traits) for t in tasks.values() if t.loss_kind == kind and t.traits]
         out[kind] = {}
         for name in TRAITS:
-            values = [t.traits[name] for t in contexts if t.traits.get(name) is not None]
+            values = [float(v) for traits in known if (v := traits.get(name)) is not None]
             if values:
                 out[kind][name] = float(np.median(values))
     return out

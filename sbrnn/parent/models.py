@@ -36,7 +36,7 @@ from sbrnn.parent.features import FEATURE_NAMES, Configuration, TaskContext, con
 
 KINDS = ("rf", "xgb", "mlp")
 
-DEFAULTS = {
+DEFAULTS: dict[str, dict[str, int | None]] = {
     "rf": {"n_estimators": 1000, "max_depth": 10, "n_members": 1},
     "xgb": {"n_estimators": 300, "max_depth": 4, "n_members": 5},
     "mlp": {"n_estimators": None, "max_depth": None, "n_members": 5},
@@ -54,7 +54,7 @@ def check_kind(kind: str) -> str:
 
 
 def _resolved(kind: str, n_estimators: int | None, max_depth: int | None, n_members: int | None) -> dict:
-    params = dict(DEFAULTS[check_kind(kind)])
+    params: dict[str, int | None] = dict(DEFAULTS[check_kind(kind)])
     if n_estimators is not None and kind != "mlp":
         if n_estimators < 1:
             raise SbrnnError(f"trees = {n_estimators} is out of range; allowed: integers >= 1")
@@ -480,9 +480,12 @@ def fit_parent(
     """
     regressors, classifiers = {}, {}
     for kind in kinds:
-        args = dict(kind=kind, n_estimators=n_estimators, n_members=n_members, seed=seed, n_jobs=n_jobs)
-        regressors[kind] = CurveRegressor(**args).fit(X[converged], Y[converged])
-        classifiers[kind] = ConvergenceClassifier(**args).fit(X, converged)
+        regressors[kind] = CurveRegressor(
+            kind, n_estimators=n_estimators, n_members=n_members, seed=seed, n_jobs=n_jobs
+        ).fit(X[converged], Y[converged])
+        classifiers[kind] = ConvergenceClassifier(
+            kind, n_estimators=n_estimators, n_members=n_members, seed=seed, n_jobs=n_jobs
+        ).fit(X, converged)
         if on_fit is not None:
             on_fit(kind)
     ranker = None

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from sbrnn.parent.features import CURVE_POINTS
+from sbrnn.parent.models import ConfigPrediction
 
 
 def _pyplot():
@@ -97,7 +98,7 @@ def plot_curve_overlays(arrays: dict, path: str | Path, title: str, panels: int 
     return _save(fig, path)
 
 
-def plot_predictions(curves: Sequence[tuple[str, object]], path: str | Path, title: str) -> Path:
+def plot_predictions(curves: Sequence[tuple[str, ConfigPrediction]], path: str | Path, title: str) -> Path:
     """Predicted best-so-far curves with their bands: ``curves`` are ``(label, ConfigPrediction)``
     pairs (a recommendation's top configurations, the a-priori one, the baselines)."""
     plt = _pyplot()

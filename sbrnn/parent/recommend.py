@@ -22,7 +22,9 @@ import numpy as np
 from sbrnn.child.sampling import DENSITY_RANGE, MIN_LR, MIN_STD, Hyperparameters, draw
 from sbrnn.child.weight_space import (
     H_ROW,
+    Grid,
     SparseBlockSpec,
+    as_grid,
     balance,
     baselines,
     format_grid,
@@ -159,8 +161,10 @@ def perturb(candidate: Candidate, rng: np.random.Generator) -> Candidate | None:
     m = (np.ravel(spec.means) + rng.normal(0, 0.001, 6)).round(3)
     s = np.maximum((np.ravel(spec.stds) * np.exp(rng.normal(0, 0.2, 6))).round(3), MIN_STD)
     lr = max(round(config.lr * float(np.exp(rng.normal(0, 0.2))), 6), MIN_LR)
-    grids = [tuple(tuple(float(x) for x in row) for row in v.reshape(2, 3)) for v in (d, m, s)]
-    new = _spec(spec.n_x, spec.n_y, budget, Hyperparameters(*grids, lr))
+    densities, means, stds = (
+        as_grid(v.reshape(2, 3).tolist(), name) for v, name in ((d, "densities"), (m, "means"), (s, "stds"))
+    )
+    new = _spec(spec.n_x, spec.n_y, budget, Hyperparameters(densities, means, stds, lr))
     return None if new is None else _block("sbrnn", new, budget, lr, "perturbed")
 
 
@@ -179,9 +183,9 @@ class Scored:
     budget: float
     h: int
     lr: float
-    densities: tuple | None
-    means: tuple | None
-    stds: tuple | None
+    densities: Grid | None
+    means: Grid | None
+    stds: Grid | None
     hidden_proportion: float | None
     model_density: float | None
     total_trainable: int
@@ -196,7 +200,7 @@ class Scored:
     def train_args(self) -> list[str]:
         """The ``sbrnn child train`` options that train this configuration (task options apart)."""
         args = ["--arch", self.arch, "--budget", f"{self.budget:g}", "--lr", f"{self.lr:g}"]
-        if self.arch == "sbrnn":
+        if self.densities is not None and self.means is not None and self.stds is not None:
             args += [
                 "--densities",
                 format_grid(self.densities),
@@ -283,12 +287,12 @@ def _descriptor(n_x: int, n_y: int, steps: int, loss_kind: str, budget: float) -
 
 def extrapolation(parent: Parent, task: TaskContext, budget: float) -> Extrapolation:
     """See :class:`Extrapolation`. The training points are each task at its recorded budgets."""
-    points, names = [], []
+    rows, names = [], []
     for name, context in parent.tasks.items():
         for b in parent.budgets.get(name, ()) or (budget,):
-            points.append(_descriptor(context.n_x, context.n_y, context.steps, context.loss_kind, b))
+            rows.append(_descriptor(context.n_x, context.n_y, context.steps, context.loss_kind, b))
             names.append(name)
-    points = np.array(points)
+    points = np.array(rows)
     scale = points.std(axis=0)
     scale[scale == 0] = 1.0
     query = _descriptor(task.n_x, task.n_y, task.steps, task.loss_kind, budget)

@@ -146,13 +146,13 @@ def save_parent(parent: Parent, directory: str | os.PathLike, metrics: dict | No
             _write_estimator(member, kind, directory / name)
             curve_files.append(name)
         classifier = parent.classifiers[kind]
-        converges = {"file": None, "constant": classifier.constant_}
+        converges_file = None
         if classifier.estimator_ is not None:
-            converges["file"] = f"{kind}_converges.{ext[kind]}"
-            _write_estimator(classifier.estimator_, kind, directory / converges["file"])
-        for name in [*curve_files, converges["file"]]:
-            if name is not None:
-                files[name] = sha256_file(directory / name)
+            converges_file = f"{kind}_converges.{ext[kind]}"
+            _write_estimator(classifier.estimator_, kind, directory / converges_file)
+        converges = {"file": converges_file, "constant": classifier.constant_}
+        for name in [*curve_files, *([converges_file] if converges_file else [])]:
+            files[name] = sha256_file(directory / name)
         models[kind] = {
             "params": {**regressor.params(), "seed": regressor.seed},
             "n_outputs": regressor.n_outputs_,
