@@ -200,7 +200,12 @@ class Scored:
     def train_args(self) -> list[str]:
         """The ``sbrnn child train`` options that train this configuration (task options apart)."""
         args = ["--arch", self.arch, "--budget", f"{self.budget:g}", "--lr", f"{self.lr:g}"]
-        if self.densities is not None and self.means is not None and self.stds is not None:
+        if (
+            self.arch == "sbrnn"
+            and self.densities is not None
+            and self.means is not None
+            and self.stds is not None
+        ):
             args += [
                 "--densities",
                 format_grid(self.densities),
