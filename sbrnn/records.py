@@ -23,12 +23,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sbrnn.io import atomic_write
 from sbrnn.vocabulary import ARCHS, BLOCKS, STATUSES
+
+if TYPE_CHECKING:  # polars is imported where it is used
+    import polars as pl
 
 SCHEMA_VERSION = 2
 """2 added the task's family, traits and options, the kernel path, the thread count, and where a
@@ -175,7 +179,7 @@ _TYPES = {  # annotations are strings under `from __future__ import annotations`
     "str": pa.string(),
 }
 
-SCHEMA = pa.schema([pa.field(f.name, _TYPES[f.type]) for f in fields(RunRecord)])
+SCHEMA = pa.schema([pa.field(f.name, _TYPES[cast(str, f.type)]) for f in fields(RunRecord)])
 """The Parquet schema of a record shard; every shard uses exactly this."""
 
 BLOCK_COLUMNS = {prefix: [f"{prefix}_{b}" for b in BLOCKS] for prefix in ("d", "mu", "sigma", "trainable")}
@@ -204,10 +208,17 @@ def record_files(directory: str | os.PathLike) -> list[Path]:
     return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
 
 
-def _polars_schema(names: Sequence[str]):
+def _frame(table: pa.Table) -> pl.DataFrame:
+    """``table`` as a polars frame (a table converts to a frame, never to a series)."""
     import polars as pl
 
-    return pl.from_arrow(pa.schema([SCHEMA.field(n) for n in names]).empty_table()).schema
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _polars_schema(names: Sequence[str]):
+    return _frame(pa.schema([SCHEMA.field(n) for n in names]).empty_table()).schema
 
 
 def _scan(paths: Sequence[Path], names: Sequence[str]) -> pa.Table:
@@ -253,8 +264,8 @@ def _read(paths: Sequence[Path], names: Sequence[str]) -> pa.Table:
             return pa.schema([]).empty_table()
         table = _scan(good, names)
     bad = _check_versions(table)
-    for path in sorted(bad):
-        _warn_skipped(path, "not an sbrnn records file of a readable schema version")
+    for file in sorted(bad):
+        _warn_skipped(file, "not an sbrnn records file of a readable schema version")
     if bad:
         import pyarrow.compute as pc
 
@@ -288,9 +299,7 @@ def _warn_skipped(path, why) -> None:
 
 def _newest_per_run(table: pa.Table) -> pa.Table:
     """One row per ``run_id``: the newest by ``created_at`` (ties: the later file)."""
-    import polars as pl
-
-    frame = pl.from_arrow(table).with_row_index("__row")
+    frame = _frame(table).with_row_index("__row")
     if frame["run_id"].n_unique() == frame.height:
         return table
     keep = (
@@ -335,7 +344,6 @@ def compact(directory: str | os.PathLike) -> Compaction:
     two files, and readers keep one. Unreadable files are left where they are (with a warning).
     Shards that appear while this runs are not touched.
     """
-    import polars as pl
 
     directory = Path(directory)
     paths = record_files(directory)
@@ -343,7 +351,7 @@ def compact(directory: str | os.PathLike) -> Compaction:
     if table is None or table.num_rows == 0:
         return Compaction(len(paths), 0, (), 0)
     merged = set(table["__file"].to_pylist())
-    frame = pl.from_arrow(_newest_per_run(table).select(SCHEMA.names))
+    frame = _frame(_newest_per_run(table).select(SCHEMA.names))
     written = []
     for (task,), part in frame.group_by("task", maintain_order=True):
         target = directory / compacted_name(task)

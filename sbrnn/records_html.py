@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -111,10 +112,11 @@ def _given(value) -> bool:
 
 def _grid(run: Mapping, prefix: str) -> str | None:
     """A run's block values of ``prefix`` (``d``, ``mu``, ``sigma``) as ``"hx,hh,hy/yx,yh,yy"``."""
-    values = [run.get(c) for c in BLOCK_COLUMNS[prefix]]
+    values: list[Any] = [run.get(c) for c in BLOCK_COLUMNS[prefix]]  # numbers once all are given
     if not all(_given(v) for v in values):
         return None
-    return format_grid((tuple(values[:3]), tuple(values[3:])))
+    hx, hh, hy, yx, yh, yy = values
+    return format_grid(((hx, hh, hy), (yx, yh, yy)))
 
 
 def _task_options(text) -> dict:

@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,9 @@ import pandas as pd
 from sbrnn.errors import SbrnnError
 from sbrnn.records import read_table, write_atomic
 from sbrnn.vocabulary import BASELINE_ARCHS, STATUSES
+
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn
+    from matplotlib.figure import Figure
 
 BIN_EDGES = (0.2, 0.4, 0.6, 0.8)
 BIN_LABELS = ("<.2", ".2-.4", ".4-.6", ".6-.8", ">=.8")
@@ -232,7 +236,7 @@ def _legend(ax, **kwargs) -> None:
         ax.legend(fontsize="small", **kwargs)
 
 
-def fig6(task: str, rows: pd.DataFrame):
+def fig6(task: str, rows: pd.DataFrame) -> Figure:
     """The paper's Fig. 6 for one task's runs: sampled runs' validation curves (and accuracy for a
     classification task) coloured by hidden proportion, the baselines and the balanced run drawn
     over them in their :data:`MARKS` style; whole-epoch ticks."""
@@ -274,7 +278,7 @@ def _curve(ax, values, **style) -> None:
         ax.plot(np.arange(1, len(curve) + 1), curve, **style)
 
 
-def fig8(task: str, rows: pd.DataFrame):
+def fig8(task: str, rows: pd.DataFrame) -> Figure:
     """The paper's Fig. 8 for one task's runs: minimum validation loss vs hidden proportion and vs
     model density (sampled ok and diverged runs), the baselines and the balanced run marked
     (:data:`MARKS`; the LSTM, without a block grid, as a horizontal line)."""
@@ -312,7 +316,7 @@ def fig8(task: str, rows: pd.DataFrame):
     return fig
 
 
-def fig7b9b(task: str, rows: pd.DataFrame):
+def fig7b9b(task: str, rows: pd.DataFrame) -> Figure:
     """The paper's Fig. 7b / 9b for one task's runs: minimum validation loss vs the density of the
     largest block of the h row (ok and diverged runs with a block grid)."""
     from matplotlib.figure import Figure
@@ -340,7 +344,7 @@ FIGURES = {"fig6": fig6, "fig8": fig8, "fig7b9b": fig7b9b}
 """Each figure of a task: name -> ``draw(task, rows)`` returning a matplotlib figure (Agg canvas)."""
 
 
-def task_figures(frame: pd.DataFrame) -> Iterator[tuple[str, str, object]]:
+def task_figures(frame: pd.DataFrame) -> Iterator[tuple[str, str, Figure]]:
     """``(figure name, task, figure)`` for every task of ``frame`` and every figure of :data:`FIGURES`."""
     for task, rows in frame.groupby("task", sort=True):
         for name, draw in FIGURES.items():
@@ -359,7 +363,7 @@ def plot(frame: pd.DataFrame, out: str | os.PathLike) -> list[Path]:
     return written
 
 
-def png(fig) -> bytes:
+def png(fig: Figure) -> bytes:
     """``fig`` rendered as PNG bytes, at the resolution :func:`plot` writes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)

@@ -38,4 +38,4 @@ def check_choice(what: str, value: object, allowed: tuple[str, ...]) -> str:
 
     if value not in allowed:
         raise SbrnnError(f"{what} {value!r} is unknown; allowed: {', '.join(allowed)}")
-    return value  # type: ignore[return-value]
+    return value

@@ -21,7 +21,7 @@ from torch import nn
 
 from sbrnn import __version__
 from sbrnn.child.config import RunConfig
-from sbrnn.child.model import LSTMBaseline, SparseBlockRNN
+from sbrnn.child.model import ChildModel, LSTMBaseline, SparseBlockRNN
 from sbrnn.child.weight_space import SparseBlockSpec
 from sbrnn.datasets.task import Task
 from sbrnn.errors import SbrnnError
@@ -80,7 +80,7 @@ def save_model(
     return directory
 
 
-def load_model(directory: str | os.PathLike) -> tuple[nn.Module, dict]:
+def load_model(directory: str | os.PathLike) -> tuple[ChildModel, dict]:
     """The module saved in ``directory`` (CPU, eval mode) and its ``config.json`` as a dict."""
     directory = Path(directory)
     if not (directory / WEIGHTS).is_file() or not (directory / CONFIG).is_file():
@@ -100,7 +100,7 @@ def load_model(directory: str | os.PathLike) -> tuple[nn.Module, dict]:
         if old in task:
             task[new] = task.pop(old)
     if info["spec"] is None:
-        model: nn.Module = LSTMBaseline(task["n_x"], task["n_y"], info["hidden"])
+        model: ChildModel = LSTMBaseline(task["n_x"], task["n_y"], info["hidden"])
     else:
         model = SparseBlockRNN(SparseBlockSpec(**info["spec"]), activation=info["activation"])
     model.load_state_dict(tensors, strict=True)

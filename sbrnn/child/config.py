@@ -158,8 +158,10 @@ def read_saved_configuration(path: str | os.PathLike, rank: int = 1) -> SavedCon
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise SbrnnError(f"configuration file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SbrnnError(f"configuration file {str(path)!r} cannot be read: {exc}") from None
     except ValueError as exc:
         raise SbrnnError(f"configuration file {str(path)!r} is not JSON: {exc}") from None
     top = data.get("top") if isinstance(data, dict) else None

@@ -307,7 +307,7 @@ def _within(op: str, name: str, index: Tensor, low: int, high: int, last: int | 
     if last is not None and int(index[-1]) != last:
         raise ValueError(f"{op}: {name} must end at nnz = {last} (the entries given), got {int(index[-1])}")
     if memo is not None:
-        index._sbrnn_checked = memo
+        setattr(index, "_sbrnn_checked", memo)  # noqa: B010 - an ad-hoc attribute Tensor does not declare
 
 
 def _tile_count(rows, tile: int):

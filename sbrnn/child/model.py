@@ -32,6 +32,8 @@ results are the same either way, within fp32 rounding.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +87,12 @@ class SparseBlockRNN(nn.Module):
         path: ``auto``, ``dense`` or ``sparse``: how the x column and the state map are multiplied.
     """
 
+    # Set in __init__: the mask buffers (nn.Module's __getattr__ types them as Tensor | Module) and
+    # the activation function.
+    mask_x: torch.Tensor
+    mask_s: torch.Tensor
+    _act: Callable[[torch.Tensor], torch.Tensor]
+
     def __init__(
         self,
         spec: SparseBlockSpec,
@@ -96,7 +104,7 @@ class SparseBlockRNN(nn.Module):
         check_choice("activation", activation, ACTIVATIONS)
         check_choice("path", path, PATHS)
         self.path = path
-        self._patterns: dict[str, tuple[tuple, sparse_ops.SparsePattern]] = {}
+        self._patterns: dict[str, tuple[tuple[int, int], sparse_ops.SparsePattern]] = {}
         self.spec = spec
         self.activation = activation
         self._act = ACTIVATION_FUNCTIONS[activation]
@@ -316,6 +324,13 @@ class LSTMBaseline(nn.Module):
     biases are inside it (:attr:`bias_count` shows them apart).
     """
 
+    # Parameters registered by name in __init__ (nn.Module's __getattr__ types them as Tensor | Module).
+    weight_ih_l0: nn.Parameter
+    weight_hh_l0: nn.Parameter
+    bias_ih_l0: nn.Parameter
+    bias_hh_l0: nn.Parameter
+    weight_hr_l0: nn.Parameter
+
     def __init__(self, n_x: int, n_y: int, hidden: int, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.n_x, self.n_y, self.hidden = n_x, n_y, hidden
@@ -383,6 +398,16 @@ class LSTMBaseline(nn.Module):
         return r, (r, c)
 
 
+ChildModel: TypeAlias = "SparseBlockRNN | LSTMBaseline"
+"""A child model as :func:`build_model` makes it."""
+
+
+def _budget(config: RunConfig) -> float:
+    """The budget of a config that gives no hidden size (RunConfig holds exactly one of the two)."""
+    assert config.budget is not None, "RunConfig gives exactly one of budget and hidden"
+    return config.budget
+
+
 def resolve(config: RunConfig, n_x: int, n_y: int) -> tuple[SparseBlockSpec | None, int]:
     """The block spec (None for ``lstm``) and hidden size a config asks for; no torch work.
 
@@ -390,7 +415,7 @@ def resolve(config: RunConfig, n_x: int, n_y: int) -> tuple[SparseBlockSpec | No
     config's budget. Raises :class:`SbrnnError` for a budget too small for the task's dims.
     """
     if config.arch == "lstm":
-        hidden = config.hidden if config.hidden is not None else lstm_hidden(n_x, n_y, config.budget)
+        hidden = config.hidden if config.hidden is not None else lstm_hidden(n_x, n_y, _budget(config))
         return None, hidden
     if config.arch == "dense":
         densities = uniform_grid(1.0)
@@ -403,7 +428,9 @@ def resolve(config: RunConfig, n_x: int, n_y: int) -> tuple[SparseBlockSpec | No
     else:
         densities = balance(n_x, n_y, config.budget).spec.densities
     hidden = (
-        config.hidden if config.hidden is not None else hidden_from_budget(n_x, n_y, config.budget, densities)
+        config.hidden
+        if config.hidden is not None
+        else hidden_from_budget(n_x, n_y, _budget(config), densities)
     )
     options = {k: getattr(config, k) for k in ("means", "stds") if getattr(config, k) is not None}
     return SparseBlockSpec(n_x, n_y, hidden, densities, **options), hidden
@@ -411,7 +438,7 @@ def resolve(config: RunConfig, n_x: int, n_y: int) -> tuple[SparseBlockSpec | No
 
 def build_model(
     config: RunConfig, n_x: int, n_y: int, path: str = "auto"
-) -> tuple[nn.Module, SparseBlockSpec | None]:
+) -> tuple[ChildModel, SparseBlockSpec | None]:
     """The module a config asks for, its masks and weights drawn from ``config.seed``.
 
     Returns ``(module, spec)``; ``spec`` is None for the LSTM baseline. ``path`` goes to

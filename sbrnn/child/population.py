@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +67,15 @@ class SparseBlockPopulation(nn.Module):
             (parameters), with 0/1 buffers ``mask_x``, ``mask_s`` and ``mask_b`` of the same shapes.
     """
 
+    # Registered in __init__ and keep (nn.Module's __getattr__ types them as Tensor | Module).
+    weight_x: nn.Parameter
+    weight_s: nn.Parameter
+    bias: nn.Parameter
+    mask_x: torch.Tensor
+    mask_s: torch.Tensor
+    mask_b: torch.Tensor
+    _act: Callable[[torch.Tensor], torch.Tensor]
+
     def __init__(self, models: Sequence[SparseBlockRNN]) -> None:
         super().__init__()
         if not models:
@@ -102,7 +112,7 @@ class SparseBlockPopulation(nn.Module):
             self.register_parameter(name, nn.Parameter(stacks[name]))
         for name in ("mask_x", "mask_s", "mask_b"):
             self.register_buffer(name, stacks[name])
-        self._pattern: tuple[tuple, sparse_ops.SparsePattern] | None = None
+        self._pattern: tuple[tuple[int, int], sparse_ops.SparsePattern | None] | None = None
 
     @property
     def rows(self) -> int:
@@ -227,14 +237,14 @@ class PopulationAdam:
 
     @torch.no_grad()
     def step(self) -> None:
-        named = [(n, p) for n, p in self.population.named_parameters() if p.grad is not None]
+        named = [(n, p, p.grad) for n, p in self.population.named_parameters() if p.grad is not None]
         device = self.population.weight_x.device
         for k, lr in enumerate(self.lr):
             adam(
-                [p[k] for _, p in named],
-                [p.grad[k] for _, p in named],
-                [self.exp_avg[n][k] for n, _ in named],
-                [self.exp_avg_sq[n][k] for n, _ in named],
+                [p[k] for _, p, _ in named],
+                [grad[k] for _, _, grad in named],
+                [self.exp_avg[n][k] for n, _, _ in named],
+                [self.exp_avg_sq[n][k] for n, _, _ in named],
                 [],
                 [torch.tensor(float(self.steps), device=device) for _ in named],
                 fused=device.type in ("cpu", "cuda"),
@@ -312,7 +322,7 @@ def train_population(
     record ``train_run`` would give it.
     """
     configs = list(configs)
-    records: list[RunRecord | None] = [None] * len(configs)
+    records: dict[int, RunRecord] = {}
     groups: dict[str | None, list[int]] = {}
     for i, config in enumerate(configs):
         key = population_key(config)
@@ -336,7 +346,7 @@ def train_population(
             results = [trainer.train_run(group[0], group_task, device=device)]
         for i, record in zip(members, results):
             records[i] = record
-    return records  # type: ignore[return-value]
+    return [records[i] for i in range(len(configs))]  # every config is in one group
 
 
 def _train_group(configs: list[RunConfig], task: Task, device: str | None) -> list[RunRecord]:
@@ -345,11 +355,13 @@ def _train_group(configs: list[RunConfig], task: Task, device: str | None) -> li
     torch_device = trainer.resolve_device(device)
     members: list[trainer.Member] = []
     alone: dict[int, RunRecord] = {}
-    models = []
+    models: list[SparseBlockRNN] = []
     for i, config in enumerate(configs):
         member = trainer.Member(config, trainer._blank_record(config))
         try:
-            models.append(trainer.start_run(member, task, torch_device))
+            # population_key keeps the LSTM out, so every model is a SparseBlockRNN (and the
+            # population checks it).
+            models.append(cast(SparseBlockRNN, trainer.start_run(member, task, torch_device)))
         except Exception:  # noqa: BLE001 - e.g. a budget too small: train_run records it as it would alone
             alone[i] = trainer.train_run(config, task, device=device)
             continue

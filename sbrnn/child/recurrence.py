@@ -28,7 +28,7 @@ from torch import Tensor
 
 from sbrnn.child import kernels, sparse_ops
 
-Product = Callable[[int, torch.Tensor, torch.Tensor], None]
+Product = Callable[[int, torch.Tensor, torch.Tensor], object]
 """``product(t, s, out)``: writes ``p_t + s W_s^T`` (forward) or ``s W_s`` (backward, ``p``
 unused) into ``out``."""
 
@@ -149,7 +149,8 @@ def _check_sparse(op: str, name: str, states: Tensor, h: int, activation: str) -
     checking it (3-D fp32 contiguous) with ``h`` and ``activation``."""
     kernels.check_tensor(op, name, states, torch.float32, 3)
     kernels.check_activation(op, h, states.shape[2], activation)
-    return tuple(states.shape)
+    steps, batch, size = states.shape
+    return steps, batch, size
 
 
 def _check_rows(op: str, name: str, indptr: Tensor, size: int) -> None:

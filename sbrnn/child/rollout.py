@@ -19,12 +19,13 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from sbrnn.child.checkpoint import load_model
+from sbrnn.child.model import ChildModel
 from sbrnn.datasets import envs
 from sbrnn.errors import SbrnnError
 
@@ -41,7 +42,7 @@ class ChildPolicy:
         name: how collections and reports name the policy.
     """
 
-    def __init__(self, module: nn.Module, meta: dict, action_space, name: str = "sbrnn child") -> None:
+    def __init__(self, module: ChildModel, meta: dict, action_space, name: str = "sbrnn child") -> None:
         self.module, self.name = module.eval(), name
         self.input_mean, self.input_std, self.target_mean, self.target_std = (
             np.asarray(meta[k], np.float64) for k in NORMALISATION
@@ -49,7 +50,7 @@ class ChildPolicy:
         self.low = np.asarray(action_space.low, np.float64)
         self.high = np.asarray(action_space.high, np.float64)
         self.dtype = action_space.dtype
-        self.state = None
+        self.state: Any = None  # the module's own state: a tensor, or (r, c) for the LSTM
 
     def reset(self) -> None:
         self.state = self.module.init_state(1)
@@ -174,7 +175,7 @@ def evaluate_in_env(
     finally:
         env.close()
     returns_arr = np.array(returns)
-    scores = {}
+    scores: dict[str, Any] = {}
     refs = reference_scores(env_id, info["task"].get("meta") or {})
     if refs is not None:
         normalised = normalised_score(returns_arr, refs[0], refs[1])

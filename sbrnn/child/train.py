@@ -45,8 +45,8 @@ from torch import nn
 from sbrnn import __version__
 from sbrnn.child.checkpoint import save_model
 from sbrnn.child.config import RunConfig
-from sbrnn.child.model import build_model, resolve
-from sbrnn.child.weight_space import grid_blocks, hidden_proportion
+from sbrnn.child.model import ChildModel, build_model, resolve
+from sbrnn.child.weight_space import SparseBlockSpec, grid_blocks, hidden_proportion
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.datasets.task import Split, Task
 from sbrnn.errors import SbrnnError
@@ -128,7 +128,8 @@ def evaluate(
     A loss is the mean per sequence (``cross_entropy``) or per scalar (``mse``), as in training.
     """
     device = torch.device(device)
-    total = correct = None
+    total: torch.Tensor | None = None
+    correct: torch.Tensor | None = None
     n = len(split)
     for start in range(0, n, batch_size):
         x = split.x[start : start + batch_size].to(device).float()
@@ -140,7 +141,9 @@ def evaluate(
         if loss_kind == "cross_entropy":
             right = (output[:, :, -1].argmax(dim=2) == y).sum(dim=1)
             correct = right if correct is None else correct + right
+    assert total is not None, "evaluate needs a split of at least one sequence"
     if loss_kind == "cross_entropy":
+        assert correct is not None  # counted with every batch of a classification split
         return (total / n).tolist(), (correct.double() / n).tolist()
     return (total / split.y.numel()).tolist(), None
 
@@ -199,7 +202,9 @@ def describe_task(record: RunRecord, task: Task) -> None:
         setattr(record, f"trait_{name}", task.traits.get(name))
 
 
-def _describe_model(record: RunRecord, model: nn.Module, spec, device: torch.device) -> None:
+def _describe_model(
+    record: RunRecord, model: ChildModel, spec: SparseBlockSpec | None, device: torch.device
+) -> None:
     """Fill the record's architecture fields from the built model (realised mask counts) and the
     products it runs on ``device``."""
     record.kernel_path = model.kernel_path(device, record.precision)
@@ -368,7 +373,7 @@ def test_member(member: Member, task: Task, device: torch.device) -> nn.Module |
     return model
 
 
-def start_run(member: Member, task: Task, device: torch.device) -> nn.Module:
+def start_run(member: Member, task: Task, device: torch.device) -> ChildModel:
     """Fill ``member``'s record with the task and model fields and return its model (built from
     ``config.seed``, moved to ``device``)."""
     config, record = member.config, member.record
@@ -453,4 +458,7 @@ def record_epoch(
 
 def patience_spent(config: RunConfig, record: RunRecord, epoch: int) -> bool:
     """Early stopping: ``config.patience`` epochs have passed since the best one."""
-    return config.patience is not None and epoch - record.best_epoch >= config.patience
+    if config.patience is None:
+        return False
+    assert record.best_epoch is not None, "patience is checked after an epoch was recorded"
+    return epoch - record.best_epoch >= config.patience

@@ -61,13 +61,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sbrnn.child.config import RunConfig
-from sbrnn.child.weight_space import format_grid, grid_blocks
+from sbrnn.child.weight_space import Grid, format_grid, grid_blocks
 from sbrnn.errors import SbrnnError
 from sbrnn.vocabulary import BLOCKS, check_choice
+
+if TYPE_CHECKING:  # imported where used: the parent is optional at run time
+    from sbrnn.parent.recommend import Recommendation
 
 DIVERGED_VALUE = 1e6
 """The value of a diverged run's trial: above any loss a converging child reaches."""
@@ -203,10 +207,7 @@ class TuneSettings:
 
     def config(self, params: dict) -> RunConfig:
         """The run of a trial with hyperparameters ``params`` (named as the record columns)."""
-        grids = {
-            name: _grid(params, prefix)
-            for name, prefix in (("densities", "d"), ("means", "mu"), ("stds", "sigma"))
-        }
+        densities, means, stds = (_grid(params, prefix) for prefix in ("d", "mu", "sigma"))
         return RunConfig(
             task=self.task,
             task_options=self.task_options,
@@ -215,13 +216,16 @@ class TuneSettings:
             epochs=self.epochs,
             batch_size=self.batch_size,
             seed=self.seed,
-            **grids,
+            densities=densities,
+            means=means,
+            stds=stds,
         )
 
 
-def _grid(params: dict, prefix: str) -> tuple:
+def _grid(params: dict, prefix: str) -> Grid:
     """The 2x3 grid of parameters ``<prefix>_<block>`` (rows h, y; columns x, h, y)."""
-    return tuple(tuple(params[f"{prefix}_{b}"] for b in row) for row in (BLOCKS[:3], BLOCKS[3:]))
+    hx, hh, hy, yx, yh, yy = (params[f"{prefix}_{b}"] for b in BLOCKS)
+    return (hx, hh, hy), (yx, yh, yy)
 
 
 def tuned_run_id(config: RunConfig, study: str, trial: int) -> str:
@@ -400,7 +404,7 @@ class _WarmStarter:
     def __init__(self, settings: TuneSettings, task, parent, note: str | None) -> None:
         self.settings, self.task, self.parent = settings, task, parent
         self.notes = [note] if note and settings.warm_start else []
-        self.recommendation = None
+        self.recommendation: Recommendation | None = None
         self.enqueued = 0
         self.already: int | None = None
 
@@ -519,7 +523,10 @@ class _Objective:
             raise optuna.TrialPruned(f"pruned after epoch {len(record.val_loss)}")
         if record.status == "failed":
             raise RunFailed(record.error)
-        return DIVERGED_VALUE if record.status == "diverged" else record.min_val_loss
+        if record.status == "diverged":
+            return DIVERGED_VALUE
+        assert record.min_val_loss is not None  # an ok run has recorded at least one epoch
+        return record.min_val_loss
 
 
 @dataclass(frozen=True)

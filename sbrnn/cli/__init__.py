@@ -9,7 +9,8 @@ import the library they call when they run.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any, Protocol, cast
 
 import typer
 from typer.core import TyperGroup
@@ -28,17 +29,41 @@ _ClickException = _click_class("ClickException")
 _UsageError = _click_class("UsageError")
 
 
+class _ClickError(Protocol):
+    """What is used here of a ``ClickException`` (whichever click's class it is)."""
+
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+
 class _OneLineErrors(TyperGroup):
     """Bad input of any kind ends in one line on stderr and exit status 2, never a traceback."""
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            rv = super().main(
+                args,
+                prog_name,
+                complete_var,
+                standalone_mode=False,
+                windows_expand_args=windows_expand_args,
+                **extra,
+            )
         except _ClickException as exc:
-            message = " ".join(exc.format_message().split())
+            error = cast(_ClickError, exc)  # looked up at run time above, so typed as Exception
+            message = " ".join(error.format_message().split())
             if message:  # empty after a group printed its own help
                 typer.echo(f"error: {message}", err=True)
-            sys.exit(2 if isinstance(exc, _UsageError) else exc.exit_code)
+            sys.exit(2 if isinstance(exc, _UsageError) else error.exit_code)
         except SbrnnError as exc:
             typer.echo(f"error: {exc}", err=True)
             sys.exit(2)

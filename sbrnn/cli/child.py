@@ -58,6 +58,7 @@ def plan(
     if hidden is not None:
         spec = weight_space.SparseBlockSpec(n_x, n_y, hidden, grid)
     else:
+        assert budget is not None  # exactly one of the two, checked above
         spec = weight_space.SparseBlockSpec.from_budget(n_x, n_y, budget, grid)
     result = spec.plan(budget)
     if json_out:

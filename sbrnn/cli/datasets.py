@@ -165,6 +165,7 @@ def info(
         columns = [Column("split"), *(number(str(c), fmt=",") for c in range(summary.n_y))]
         render(rows, columns, title="Class balance (sequences per class)")
     else:
+        assert summary.targets is not None  # a regression task's summary holds targets
         print_lines(
             *(
                 f"{split} targets: mean {stats['mean']:.4f}, std {stats['std']:.4f}"

@@ -14,6 +14,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -23,7 +24,7 @@ from rich.text import Text
 from sbrnn.cli.console import stderr
 
 
-def _bar(description: str, total: int) -> tuple[Progress, int]:
+def _bar(description: str, total: int) -> tuple[Progress, TaskID]:
     """A started progress bar for ``total`` units of ``description``, and its task id."""
     bar = Progress(
         TextColumn("{task.description}"),
@@ -51,7 +52,7 @@ def builder_bars(status: str | None = None) -> Iterator[Callable[[str, int, int]
     """A :data:`sbrnn.datasets.progress.Progress` callback for task builders: each piece of work it
     is told of is drawn as a bar from its first report until ``done == total``; ``status``, when
     given, is shown as a status line meanwhile (a task loaded from the cache reports nothing)."""
-    live: dict[str, tuple[Progress, int]] = {}  # description -> (bar, task id), until done
+    live: dict[str, tuple[Progress, TaskID]] = {}  # description -> (bar, task id), until done
 
     def progress(description: str, done: int, total: int) -> None:
         if description not in live:
@@ -136,11 +137,13 @@ class SweepBar:
             console=stderr,
         )
         self._description = description
-        self._task = None
+        self._task: TaskID | None = None
         self._counts = {"failed": 0, "diverged": 0}
 
     def begin(self, total: int) -> None:
-        self._task = self._progress.add_task(self._description, total=total, **self._counts)
+        self._task = self._progress.add_task(
+            self._description, total=total, failed=self._counts["failed"], diverged=self._counts["diverged"]
+        )
 
     def __enter__(self) -> SweepBar:
         self._progress.start()
@@ -152,7 +155,10 @@ class SweepBar:
     def __call__(self, record) -> None:
         if record.status in self._counts:
             self._counts[record.status] += 1
-        self._progress.update(self._task, advance=1, **self._counts)
+        assert self._task is not None, "begin() starts the count before the first record"
+        self._progress.update(
+            self._task, advance=1, failed=self._counts["failed"], diverged=self._counts["diverged"]
+        )
 
 
 class TuneBar:
@@ -173,12 +179,20 @@ class TuneBar:
             TimeElapsedColumn(),
             console=stderr,
         )
-        self._task = None
+        self._task: TaskID | None = None
         self._counts = {"pruned": 0, "failed": 0, "diverged": 0}
-        self._waiting = None
+        self._waiting: int | None = None
 
     def begin(self, done: int, total: int) -> None:
-        self._task = self._progress.add_task("tune", total=total, completed=done, best="-", **self._counts)
+        self._task = self._progress.add_task(
+            "tune",
+            total=total,
+            completed=done,
+            best="-",
+            pruned=self._counts["pruned"],
+            failed=self._counts["failed"],
+            diverged=self._counts["diverged"],
+        )
 
     def __enter__(self) -> TuneBar:
         self._progress.start()
@@ -191,7 +205,15 @@ class TuneBar:
         if outcome.trial.status in self._counts:
             self._counts[outcome.trial.status] += 1
         best = "-" if outcome.best is None else f"{outcome.best.value:.4g} (trial {outcome.best.number})"
-        self._progress.update(self._task, completed=outcome.finished, best=best, **self._counts)
+        assert self._task is not None, "begin() starts the count before the first trial"
+        self._progress.update(
+            self._task,
+            completed=outcome.finished,
+            best=best,
+            pruned=self._counts["pruned"],
+            failed=self._counts["failed"],
+            diverged=self._counts["diverged"],
+        )
 
     def wait(self, running: int) -> None:
         """A note each time the number of trials waited for changes."""

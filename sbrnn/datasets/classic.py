@@ -45,9 +45,10 @@ def _check_int(name: str, value, low: int, high: int) -> int:
 
 
 def _check_sizes(n_train, n_val, n_test) -> tuple[int, int, int]:
-    return tuple(
-        _check_int(k, v, 1, MAX_SEQUENCES)
-        for k, v in zip(("n_train", "n_val", "n_test"), (n_train, n_val, n_test))
+    return (
+        _check_int("n_train", n_train, 1, MAX_SEQUENCES),
+        _check_int("n_val", n_val, 1, MAX_SEQUENCES),
+        _check_int("n_test", n_test, 1, MAX_SEQUENCES),
     )
 
 
@@ -69,7 +70,9 @@ def _adding_split(n: int, steps: int, g: torch.Generator) -> tuple[torch.Tensor,
     return torch.stack([values, marker], -1), (values * marker).cumsum(1).unsqueeze(-1)
 
 
-def _parity_splits(seed: int, steps: int, sizes: tuple[int, int, int]) -> list[tuple[torch.Tensor, ...]]:
+def _parity_splits(
+    seed: int, steps: int, sizes: tuple[int, int, int]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``x [n, steps, 1]`` bits as -1 / +1, ``y [n]`` their parity; val and test patterns are
     distinct and absent from train."""
     n_train, n_val, n_test = sizes
@@ -116,7 +119,7 @@ def _build(name: str, kind: str, seed: int, options: dict, make, loss: str, n_y:
         "cache": {"key": entry.key, "path": str(entry.path), "hit": entry.hit},
     }
     x = splits[0].x
-    return Task(name, x.shape[2], n_y, x.shape[1], loss, *splits, meta=meta)
+    return Task(name, x.shape[2], n_y, x.shape[1], loss, splits[0], splits[1], splits[2], meta=meta)
 
 
 def adding(

@@ -84,7 +84,7 @@ def episode_task(name: str, dataset_id: str, kind: str, seed: int = 0, window: i
         meta["collection"] = metadata[COLLECTION_KEY]
     splits = [Split(tensors[f"{s}_x"], tensors[f"{s}_y"]) for s in ("train", "val", "test")]
     n_x, n_y = splits[0].x.shape[2], splits[0].y.shape[2]
-    return Task(name, n_x, n_y, window, "mse", *splits, meta=meta)
+    return Task(name, n_x, n_y, window, "mse", splits[0], splits[1], splits[2], meta=meta)
 
 
 def behaviour_cloning(dataset_id: str = DEFAULT_DATASET, seed: int = 0, window: int | None = None) -> Task:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -49,7 +50,7 @@ reached 0.81, no better, at 1.3x the time); the pools of its 1,797 images hold a
 images per class, each drawn into many sequences under fresh transforms."""
 PRESET_SIZES = (3_000, 500, 500)
 """Train/val/test sequences of the zoo's RAD presets: half of ``rad``'s, so one epoch is cheap."""
-PRESETS = {
+PRESETS: dict[str, dict[str, Any]] = {
     "rad16-n5": {"side": 16, "n": 5},
     "rad16-n5-noquery": {"side": 16, "n": 5, "query_step": False},
     "rad20": {"side": 20},
@@ -299,13 +300,15 @@ def build(
         + (f"; no-anomaly class {spec.n} with p = {spec.no_anomaly_prob:g}" if spec.no_anomaly_prob else ""),
         "cache": {"key": entry.key, "path": str(entry.path), "hit": entry.hit},
     }
-    return Task(name, spec.n_x, spec.n_y, spec.steps, "cross_entropy", *parts, meta=meta)
+    return Task(
+        name, spec.n_x, spec.n_y, spec.steps, "cross_entropy", parts[0], parts[1], parts[2], meta=meta
+    )
 
 
 def _spec(source: str, seed, side, n, no_anomaly_prob, query_step, n_train, n_val, n_test) -> RadSpec:
     defaults = DEFAULT_SIZES[source]
-    sizes = [d if v is None else v for v, d in zip((n_train, n_val, n_test), defaults)]
-    return RadSpec(source, side, n, no_anomaly_prob, query_step, *sizes, seed=seed)
+    n_train, n_val, n_test = (d if v is None else v for v, d in zip((n_train, n_val, n_test), defaults))
+    return RadSpec(source, side, n, no_anomaly_prob, query_step, n_train, n_val, n_test, seed=seed)
 
 
 def build_rad(

@@ -160,7 +160,8 @@ def size_on_disk(info: TaskInfo) -> int | None:
     if record is None:
         return None
     sizes = [cache.disk_size(path) for path in [*record["files"], cache.json_path("traits", params)]]
-    return None if None in sizes else sum(sizes)
+    known = [size for size in sizes if size is not None]
+    return None if len(known) < len(sizes) else sum(known)
 
 
 def build_task(name: str, seed: int = 0, progress: Progress | None = None, **options) -> Task:
@@ -177,7 +178,7 @@ def build_task(name: str, seed: int = 0, progress: Progress | None = None, **opt
     info = get_info(name)
     allowed = task_options(info)
     unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
-    if unknown:
+    if allowed is not None and unknown:
         listed = ", ".join(f"{k} (default {v!r})" for k, v in allowed.items()) or "none"
         raise SbrnnError(f"unknown option {unknown[0]!r} for task {name}; allowed: {listed}")
     reporting = {"progress": progress} if progress is not None and _reports_progress(info) else {}

@@ -121,5 +121,6 @@ def build(
 def builder(name: str) -> Callable[..., Task]:
     """``builder(seed=0, **options) -> Task`` for ``name``, its options defaulting to its collection."""
     spec = COLLECTIONS[name]
-    defaults = {"episodes": spec.episodes, "max_steps": spec.max_steps, "window": spec.window}
-    return functools.partial(build, name, **defaults)
+    return functools.partial(
+        build, name, episodes=spec.episodes, max_steps=spec.max_steps, window=spec.window
+    )

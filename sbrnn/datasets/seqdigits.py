@@ -90,7 +90,7 @@ def build(name: str, reading: str, seed: int = 0, permutation_seed: int = 0) -> 
     if reading == "permuted":
         meta["permutation_seed"] = permutation_seed
     x = splits[0].x
-    return Task(name, x.shape[2], 10, x.shape[1], "cross_entropy", *splits, meta=meta)
+    return Task(name, x.shape[2], 10, x.shape[1], "cross_entropy", splits[0], splits[1], splits[2], meta=meta)
 
 
 def build_seq_digits(seed: int = 0) -> Task:

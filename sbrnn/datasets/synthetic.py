@@ -30,7 +30,17 @@ def toy_anomaly(
         label = torch.randint(0, steps, (n,), generator=g)
         x[torch.arange(n), label] += 2.0 * shift[:, 0]
         splits.append(Split(x, label))
-    return Task("toy-anomaly", n_x, steps, steps, "cross_entropy", *splits, meta={"seed": seed})
+    return Task(
+        "toy-anomaly",
+        n_x,
+        steps,
+        steps,
+        "cross_entropy",
+        splits[0],
+        splits[1],
+        splits[2],
+        meta={"seed": seed},
+    )
 
 
 def toy_regression(
@@ -45,4 +55,4 @@ def toy_regression(
         counts = torch.arange(1, steps + 1, dtype=x.dtype)
         y = torch.stack([x[:, :, 0] * prev, x[:, :, 2].cumsum(1) / counts], dim=-1)
         splits.append(Split(x, y))
-    return Task("toy-regression", 3, 2, steps, "mse", *splits, meta={"seed": seed})
+    return Task("toy-regression", 3, 2, steps, "mse", splits[0], splits[1], splits[2], meta={"seed": seed})

@@ -24,6 +24,7 @@ costs well under a second even for ``rad`` (6,000 x 11 x 2,500 float16). Sums ru
 from __future__ import annotations
 
 import math
+from typing import TypedDict
 
 import torch
 
@@ -53,7 +54,16 @@ def subsample(t: torch.Tensor, limit: int = MAX_SEQUENCES) -> torch.Tensor:
     return t[torch.linspace(0, t.shape[0] - 1, limit, dtype=torch.float64).round().long()]
 
 
-def feature_moments(x: torch.Tensor) -> dict[str, torch.Tensor | float]:
+class Moments(TypedDict):
+    """What :func:`feature_moments` returns."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    autocorr: torch.Tensor
+    zero_frac: float
+
+
+def feature_moments(x: torch.Tensor) -> Moments:
     """Per-feature statistics of ``x`` ``[N, T, D]`` over every step of every sequence.
 
     Returns ``mean`` and ``std`` ``[D]`` (float64, ``ddof=0``), ``autocorr`` ``[D]`` (lag-1 across

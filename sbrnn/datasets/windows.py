@@ -46,7 +46,8 @@ def split_episodes(episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np
     n_train, n_val, _ = split_counts(episodes)
     order = np.random.default_rng([int(seed), 2]).permutation(episodes)
     parts = order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
-    return tuple(np.sort(p) for p in parts)
+    train, val, test = (np.sort(p) for p in parts)
+    return train, val, test
 
 
 def resolve_window(lengths: np.ndarray, window: int | None) -> int:

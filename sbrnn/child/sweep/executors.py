@@ -16,7 +16,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sbrnn import __version__
 from sbrnn.child import malloc
@@ -26,6 +26,9 @@ from sbrnn.child.weight_space import grid_blocks
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.errors import SbrnnError
 from sbrnn.records import RunRecord
+
+if TYPE_CHECKING:  # Dask is optional (the cluster extra): imported where used
+    from distributed import Client, LocalCluster
 
 Job = tuple[RunConfig, ...]
 """A unit of work for one worker: configs trained there in order, one record each."""
@@ -38,7 +41,7 @@ def lost_record(config: RunConfig, error: str) -> RunRecord:
         spec, h = resolve(config, info.n_x, info.n_y)
     except SbrnnError:
         spec, h = None, 0
-    blocks = {}
+    blocks: dict[str, Any] = {}  # RunRecord's block fields
     if spec is not None:
         for prefix, grid in (("d", spec.densities), ("mu", spec.means), ("sigma", spec.stds)):
             blocks.update({f"{prefix}_{b}": v for b, v in grid_blocks(grid).items()})
@@ -248,8 +251,8 @@ class DaskCluster:
         self.threads = threads
         self.runner = runner
         self.name = f"Dask at {address}" if address else f"a local Dask cluster of {local_workers}"
-        self._client = None
-        self._cluster = None
+        self._client: Client | None = None
+        self._cluster: LocalCluster | None = None
         self._futures: list = []
 
     def _connect(self):

@@ -11,6 +11,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from sbrnn.child import sampling
 from sbrnn.child.config import RunConfig
@@ -82,13 +83,13 @@ def plan_sweep(
         info = get_info(task)
         allowed = registry.task_options(info)
         unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
-        if unknown:
+        if allowed is not None and unknown:
             listed = ", ".join(allowed) or "none"
             raise SbrnnError(f"unknown option {unknown[0]!r} for task {task}; allowed: {listed}")
         for budget in dict.fromkeys(float(b) for b in budgets):
             if not (math.isfinite(budget) and budget > 0):
                 raise SbrnnError(f"budget = {budget:g} is out of range; allowed: a number > 0")
-            common = {
+            common: dict[str, Any] = {  # RunConfig fields
                 "task": task,
                 "task_options": options,
                 "budget": budget,
