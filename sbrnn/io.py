@@ -23,6 +23,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     os.close(fd)
     tmp = Path(name)
     try:
+        tmp.chmod(0o644)  # as a plain open() would leave it (mkstemp makes it private)
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())

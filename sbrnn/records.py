@@ -311,6 +311,16 @@ def _newest_per_run(table: pa.Table) -> pa.Table:
     return table.take(pa.array(keep.to_list()))
 
 
+def read_frame(directory: str | os.PathLike):
+    """All readable runs of ``directory`` as a ``polars.DataFrame`` (:func:`read_table`; one row per
+    run, the columns of :class:`RunRecord`); ``.to_pandas()`` gives pandas."""
+    import polars as pl
+
+    frame = pl.from_arrow(read_table(directory))
+    assert isinstance(frame, pl.DataFrame)  # a table, not a column
+    return frame
+
+
 def read_records(directory: str | os.PathLike) -> list[RunRecord]:
     """All readable records of ``directory`` (see :func:`read_table`)."""
     return [RunRecord.from_dict(row) for row in read_table(directory).to_pylist()]

@@ -319,10 +319,10 @@ def test_torch_compile_traces_both_recurrences_in_one_graph():
     patterns = SparsePattern.from_mask(mask), SparsePattern.from_mask(mask.t())
 
     def compiled_loops(p, w):
-        return block_recurrence(p, w, 40, "tanh")
+        return block_recurrence(p, w, 40, "tanh")[0]
 
     def sparse(p, w):
-        return sparse_block_recurrence(p, w, *patterns, 40, "relu")
+        return sparse_block_recurrence(p, w, *patterns, 40, "relu")[0]
 
     for fn in (compiled_loops, sparse):
         eager, compiled = _eager_and_compiled(fn, projected, weight)

@@ -28,7 +28,7 @@ def test_gradcheck_and_equality_with_autograd(activation, steps):
     assert torch.autograd.gradcheck(lambda p, w: block_recurrence(p, w, 5, activation), (projected, weight_s))
     weights = torch.randn(3, steps, 2, generator=g, dtype=torch.float64)
     grads = torch.autograd.grad(
-        (block_recurrence(projected, weight_s, 5, activation) * weights).sum(), (projected, weight_s)
+        (block_recurrence(projected, weight_s, 5, activation)[0] * weights).sum(), (projected, weight_s)
     )
     expected = torch.autograd.grad(
         (loop(projected, weight_s, 5, activation) * weights).sum(), (projected, weight_s)
@@ -42,9 +42,11 @@ def test_a_stack_of_maps_runs_each_map_alone():
     projected = torch.randn(3, 4, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
     weight_s = (0.5 * torch.randn(3, 6, 6, generator=g, dtype=torch.float64)).requires_grad_()
     assert torch.autograd.gradcheck(lambda p, w: block_recurrence(p, w, 4, "relu"), (projected, weight_s))
-    out = block_recurrence(projected, weight_s, 4, "tanh")
+    out, final = block_recurrence(projected, weight_s, 4, "tanh")
     for k in range(3):
-        torch.testing.assert_close(out[k], block_recurrence(projected[k], weight_s[k], 4, "tanh"))
+        alone, alone_final = block_recurrence(projected[k], weight_s[k], 4, "tanh")
+        torch.testing.assert_close(out[k], alone)
+        torch.testing.assert_close(final[k], alone_final)
 
 
 @pytest.mark.skipif(kernels.library() is None, reason=str(kernels.library_error()))
@@ -66,8 +68,8 @@ def test_the_sparse_recurrence_equals_the_masked_dense_one(activation, steps, th
         return out.detach().double(), p.grad.double(), w.grad.double()
 
     patterns = SparsePattern.from_mask(mask), SparsePattern.from_mask(mask.t())
-    sparse = grads(lambda p, w: sparse_block_recurrence(p, w, *patterns, h, activation), torch.float32)
-    exact = grads(lambda p, w: block_recurrence(p, w * mask.double(), h, activation), torch.float64)
+    sparse = grads(lambda p, w: sparse_block_recurrence(p, w, *patterns, h, activation)[0], torch.float32)
+    exact = grads(lambda p, w: block_recurrence(p, w * mask.double(), h, activation)[0], torch.float64)
     for a, b in zip(sparse, exact):
         assert float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) < 1e-5
     assert torch.all(sparse[2][mask == 0] == 0)  # no gradient off the pattern
@@ -99,7 +101,10 @@ def test_the_compiled_recurrence_equals_autograd_in_float64(activation, batch, s
         (out * weights.to(dtype)).sum().backward()
         return out.detach().double(), p.grad.double(), w.grad.double()
 
-    for a, b in zip(run(block_recurrence, torch.float32), run(loop, torch.float64)):
+    def outputs(p, w, h, activation):
+        return block_recurrence(p, w, h, activation)[0]
+
+    for a, b in zip(run(outputs, torch.float32), run(loop, torch.float64)):
         assert float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) < 1e-5
 
 
@@ -113,9 +118,61 @@ def test_the_compiled_recurrence_runs_a_stack_of_maps_like_float64():
     def run(dtype):
         p = projected.to(dtype).detach().requires_grad_()
         w = weight_s.to(dtype).detach().requires_grad_()
-        out = block_recurrence(p, w, 25, "relu")
+        out = block_recurrence(p, w, 25, "relu")[0]
         (out * weights.to(dtype)).sum().backward()
         return out.detach().double(), p.grad.double(), w.grad.double()
 
     for a, b in zip(run(torch.float32), run(torch.float64)):  # compiled loops against torch's, in float64
         assert float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) < 1e-5
+
+
+@pytest.mark.parametrize("path", ["compiled", "sparse", "torch"])
+def test_the_final_state_and_an_initial_state_carry_exact_gradients(path, monkeypatch):
+    """``forward_with_state``: outputs and final state from a given state, gradients through both
+    into the state and the weights, equal to the step-by-step reference in float64."""
+    from sbrnn.child.model import SparseBlockRNN
+    from sbrnn.child.weight_space import SparseBlockSpec
+
+    if path != "torch" and kernels.library() is None:
+        pytest.skip(str(kernels.library_error()))
+    spec = SparseBlockSpec(n_x=9, n_y=3, h=20, densities=((0.5, 0.15, 0.5), (1, 0.15, 0.5)))
+    model = SparseBlockRNN(
+        spec, path="sparse" if path == "sparse" else "dense", generator=torch.Generator().manual_seed(5)
+    )
+    if path == "torch":
+        monkeypatch.setattr(kernels, "available", lambda: False)
+    assert model.sparse_s() == (path == "sparse")
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(4, 6, 9, generator=g)
+    start = torch.randn(4, 23, generator=g, requires_grad=True)
+    wy, ws = torch.randn(4, 6, 3, generator=g), torch.randn(4, 23, generator=g)
+
+    def loss(y, final):
+        return (y * wy).sum() + (final * ws).sum()
+
+    y, final = model.forward_with_state(x, start)
+    loss(y, final).backward()
+    got = (
+        y.detach(),
+        final.detach(),
+        start.grad.clone(),
+        model.weight_s.grad.clone(),
+        model.weight_x.grad.clone(),
+    )
+    exact = model.double()
+    s64 = start.detach().double().requires_grad_()
+    exact.zero_grad()
+    outputs, state = [], s64
+    for t in range(6):
+        out, state = exact.step(x[:, t].double(), state)
+        outputs.append(out)
+    loss(torch.stack(outputs, 1), state).backward()
+    want = (
+        torch.stack(outputs, 1).detach(),
+        state.detach(),
+        s64.grad,
+        exact.weight_s.grad,
+        exact.weight_x.grad,
+    )
+    for a, b in zip(got, want):
+        assert float((a.double() - b).abs().max() / b.abs().max().clamp_min(1e-30)) < 1e-5

@@ -263,10 +263,24 @@ class SparseBlockRNN(nn.Module):
         return sparse_ops.sparse_x_product(x, self.weight_x, self._pattern("mask_x"), self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B, T, n_x] -> y [B, T, n_y]``."""
+        """``x [B, T, n_x] -> y [B, T, n_y]`` (from the zero state)."""
+        return self.forward_with_state(x)[0]
+
+    def forward_with_state(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x [B, T, n_x]`` from ``state`` ``[B, h + n_y]`` (``[h; y]`` before the first step; None =
+        0) -> ``(y [B, T, n_y], final state [B, h + n_y])``. Gradients flow through both outputs and
+        into ``state`` (a gradient on the final state costs one more backward pass in torch ops)."""
         batch, steps, _ = x.shape
         h = self.spec.h
         projected = self.project(x)  # [B, T, h + n_y]
+        if state is not None:  # a_0 = p_0 + s_{-1} W_s^T: the rest of the recurrence starts at 0
+            expected = (batch, h + self.spec.n_y)
+            if tuple(state.shape) != expected:
+                raise SbrnnError(f"state of shape {tuple(state.shape)} does not fit; allowed: {expected}")
+            first = projected[:, :1] + F.linear(state, self.weight_s * self.mask_s).unsqueeze(1)
+            projected = torch.cat((first, projected[:, 1:]), dim=1)
         if not torch.is_autocast_enabled(x.device.type):  # one autograd node for the whole loop
             if self.sparse_s():
                 return sparse_block_recurrence(
@@ -279,13 +293,13 @@ class SparseBlockRNN(nn.Module):
                 )
             return block_recurrence(projected, self.weight_s * self.mask_s, h, self.activation)
         weight_s_t = (self.weight_s * self.mask_s).t()
-        state = self.init_state(batch)
+        current = self.init_state(batch)
         outputs = []
         for t in range(steps):
-            pre = torch.addmm(projected[:, t], state, weight_s_t)
-            state = torch.cat((self._act(pre[:, :h]), pre[:, h:]), dim=1)
+            pre = torch.addmm(projected[:, t], current, weight_s_t)
+            current = torch.cat((self._act(pre[:, :h]), pre[:, h:]), dim=1)
             outputs.append(pre[:, h:])
-        return torch.stack(outputs, dim=1)
+        return torch.stack(outputs, dim=1), current
 
     def init_state(self, batch_size: int) -> torch.Tensor:
         """The state before the first step, ``[h_0; y_0] = 0``: ``[B, h + n_y]``."""

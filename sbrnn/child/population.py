@@ -163,7 +163,7 @@ class SparseBlockPopulation(nn.Module):
             projected = F.linear(x, (self.weight_x * self.mask_x).reshape(k * size, self.n_x), bias)
         projected = projected.view(batch, steps, k, size).permute(2, 0, 1, 3)  # [K, B, T, H + n_y]
         if not torch.is_autocast_enabled(x.device.type):  # the K recurrences as one autograd node
-            return block_recurrence(projected, self.weight_s * self.mask_s, rows, self.activation)
+            return block_recurrence(projected, self.weight_s * self.mask_s, rows, self.activation)[0]
         weight_s_t = (self.weight_s * self.mask_s).transpose(1, 2)
         state = x.new_zeros(k, batch, size)
         outputs = []

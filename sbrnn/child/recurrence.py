@@ -53,10 +53,16 @@ def _forward_loop(projected: torch.Tensor, h: int, activation: str, product: Pro
 
 
 def _backward_loop(
-    states: torch.Tensor, grad_y: torch.Tensor, h: int, activation: str, state_grad: Product
+    states: torch.Tensor,
+    grad_y: torch.Tensor | None,
+    h: int,
+    activation: str,
+    state_grad: Product,
+    grad_final: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``da_t`` for all steps, ``[T, (K,) B, R]``: ``ds_t * act'(a_t)`` on the first ``h``
-    columns, ``ds_t + dy_t`` on the others, with ``ds_{t-1} = da_t W_s`` from ``state_grad``."""
+    columns, ``ds_t + dy_t`` on the others, with ``ds_{t-1} = da_t W_s`` from ``state_grad`` and
+    ``ds_{T-1}`` the gradient ``grad_final`` of the final state (0 when None); ``grad_y`` None = 0."""
     steps, h_part = states.shape[0] - 1, (..., slice(None, h))
     slope = torch.ones_like(states[1:])  # act'(a_t) for all steps at once; 1 on the y part
     if activation == "relu":  # s >= 0 after relu: its sign is 1 where a_t > 0, else 0
@@ -64,11 +70,14 @@ def _backward_loop(
     else:
         slope[h_part].addcmul_(states[1:][h_part], states[1:][h_part], value=-1.0)
     grad_a = torch.zeros_like(states[1:])  # starts as dy_t on the y part, then += ds_t * act'
-    grad_a[..., h:] = torch.movedim(grad_y, -2, 0)
+    if grad_y is not None:
+        grad_a[..., h:] = torch.movedim(grad_y, -2, 0)
     grad_s = torch.empty_like(states[0])  # gradient reaching s_t from step t + 1
     for t in range(steps - 1, -1, -1):
         if t < steps - 1:
             grad_a[t].addcmul_(grad_s, slope[t])
+        elif grad_final is not None:
+            grad_a[t].addcmul_(grad_final, slope[t])
         if t:
             state_grad(t, grad_a[t], grad_s)
     return grad_a
@@ -83,13 +92,25 @@ def _compiled(projected: torch.Tensor, weight_s: torch.Tensor) -> bool:
     return kernels.available()
 
 
+def _final_state_gradient(
+    states: torch.Tensor, grad_final: torch.Tensor, h: int, activation: str, weight_s: torch.Tensor
+) -> torch.Tensor:
+    """``da_t`` ``[T, (K,) B, R]`` due to a gradient on the final state alone (``dy = 0``), by the
+    torch loop over the masked dense map: added to the outputs' part, as the backward is linear."""
+    return _backward_loop(
+        states, None, h, activation, lambda t, g, out: torch.matmul(g, weight_s, out=out), grad_final
+    )
+
+
 class BlockRecurrence(torch.autograd.Function):
-    """``projected [(K,) B, T, R], weight_s [(K,) R, R] -> y [(K,) B, T, n_y]`` (``R = h + n_y``).
+    """``projected [(K,) B, T, R], weight_s [(K,) R, R] -> (y [(K,) B, T, n_y], s_{T-1} [(K,) B, R])``
+    (``R = h + n_y``): the outputs of every step and the final state.
 
     With the leading ``K``, K independent maps (a population) run side by side. In fp32 on the CPU
     the loops run in the compiled kernels (:mod:`sbrnn.child.kernels`: all steps in one call, the
     activation and its derivative fused into the products); elsewhere in torch ops, two calls a
-    step each way.
+    step each way. A gradient on the final state (used by :meth:`SparseBlockRNN.forward_with_state`
+    callers) adds one backward pass in torch ops.
     """
 
     @staticmethod
@@ -111,12 +132,15 @@ class BlockRecurrence(torch.autograd.Function):
             states = _forward_loop(projected, h, activation, product)
         ctx.save_for_backward(states, weight_s)
         ctx.h, ctx.activation, ctx.compiled = h, activation, compiled
-        return torch.movedim(states[1:, ..., h:], 0, -2)
+        ctx.set_materialize_grads(False)
+        return torch.movedim(states[1:, ..., h:], 0, -2), states[-1]
 
     @staticmethod
-    def backward(ctx, grad_y: torch.Tensor):
+    def backward(ctx, grad_y: torch.Tensor | None, grad_final: torch.Tensor | None):
         states, weight_s = ctx.saved_tensors
         size = states.shape[-1]
+        if grad_y is None:
+            grad_y = states.new_zeros(*states.shape[1:-1], size - ctx.h).movedim(0, -2)
         if ctx.compiled:
             steps, batch = states.shape[0] - 1, states.shape[-2]
             grad_y = grad_y.float().contiguous().reshape(-1, batch, steps, size - ctx.h)  # [K, B, T, n_y]
@@ -128,6 +152,8 @@ class BlockRecurrence(torch.autograd.Function):
             grad_a = _backward_loop(
                 states, grad_y, ctx.h, ctx.activation, lambda t, g, out: torch.matmul(g, weight_s, out=out)
             )
+        if grad_final is not None:
+            grad_a = grad_a + _final_state_gradient(states, grad_final, ctx.h, ctx.activation, weight_s)
         if weight_s.dim() == 2:
             grad_w = grad_a[1:].reshape(-1, size).t() @ states[1:-1].reshape(-1, size)
         else:  # per map k: sum over steps and batch of da^T s
@@ -140,7 +166,8 @@ class BlockRecurrence(torch.autograd.Function):
 
 
 def block_recurrence(projected: torch.Tensor, weight_s: torch.Tensor, h: int, activation: str):
-    """``y [(K,) B, T, n_y]`` of the recurrence (see the module docstring); ``activation`` relu or tanh."""
+    """``(y [(K,) B, T, n_y], final state [(K,) B, R])`` of the recurrence (see the module docstring);
+    ``activation`` relu or tanh."""
     return BlockRecurrence.apply(projected, weight_s, h, activation)
 
 
@@ -261,11 +288,11 @@ def _(
 class SparseBlockRecurrence(torch.autograd.Function):
     """The recurrence over the kept entries of ``W_s`` only (CPU, fp32, one map).
 
-    ``projected [B, T, R], weight_s [R, R] -> y [B, T, n_y]``, with ``W_s`` read at the entries of
-    ``pattern`` (its mask) and ``pattern_t`` (the same entries, transposed). Per step the forward
-    is a sparse product ``s_{t-1} W_s^T`` plus ``p_t``; the backward forms ``ds_{t-1} = da_t W_s``
-    over the transposed pattern, and the gradient of ``W_s`` at kept entries only, as one sampled
-    product over all steps (0 off the pattern).
+    ``projected [B, T, R], weight_s [R, R] -> (y [B, T, n_y], s_{T-1} [B, R])``, with ``W_s`` read
+    at the entries of ``pattern`` (its mask) and ``pattern_t`` (the same entries, transposed). Per
+    step the forward is a sparse product ``s_{t-1} W_s^T`` plus ``p_t``; the backward forms
+    ``ds_{t-1} = da_t W_s`` over the transposed pattern, and the gradient of ``W_s`` at kept entries
+    only, as one sampled product over all steps (0 off the pattern).
     """
 
     @staticmethod
@@ -276,18 +303,27 @@ class SparseBlockRecurrence(torch.autograd.Function):
         )
         ctx.save_for_backward(states, weight_s)
         ctx.pattern, ctx.pattern_t, ctx.h, ctx.activation = pattern, pattern_t, h, activation
-        return torch.movedim(states[1:, :, h:], 0, 1)
+        ctx.set_materialize_grads(False)
+        return torch.movedim(states[1:, :, h:], 0, 1), states[-1]
 
     @staticmethod
-    def backward(ctx, grad_y: torch.Tensor):
+    def backward(ctx, grad_y: torch.Tensor | None, grad_final: torch.Tensor | None):
         states, weight_s = ctx.saved_tensors
         pattern, pattern_t = ctx.pattern, ctx.pattern_t
         batch, size = states.shape[1:]
         values_t = weight_s.detach().t().reshape(-1).index_select(0, pattern_t.flat)  # W_s^T's kept entries
+        if grad_y is None:
+            grad_y = states.new_zeros(batch, states.shape[0] - 1, size - ctx.h)
         grad_y = grad_y.float().contiguous()
         grad_a = sparse_recurrence_backward(
             states, grad_y, pattern_t.indptr, pattern_t.cols, values_t, ctx.h, ctx.activation
         )
+        if grad_final is not None:  # the map as masked dense: entries off the pattern read as 0
+            masked = torch.zeros_like(weight_s).reshape(-1)
+            masked[pattern.flat] = weight_s.detach().reshape(-1)[pattern.flat]
+            grad_a = grad_a + _final_state_gradient(
+                states, grad_final, ctx.h, ctx.activation, masked.reshape(size, size)
+            )
         # dW_s[r, c] = sum over t >= 1 and the batch of da_t[n, r] s_{t-1}[n, c], at kept entries
         n = (states.shape[0] - 2) * batch  # T - 1 steps
         if n:
@@ -300,6 +336,7 @@ class SparseBlockRecurrence(torch.autograd.Function):
 
 
 def sparse_block_recurrence(projected, weight_s, pattern, pattern_t, h: int, activation: str):
-    """``y [B, T, n_y]`` of the recurrence over ``W_s``'s kept entries (see :class:`SparseBlockRecurrence`):
+    """``(y [B, T, n_y], final state [B, R])`` of the recurrence over ``W_s``'s kept entries (see
+    :class:`SparseBlockRecurrence`):
     ``pattern`` = ``SparsePattern.from_mask(mask_s)``, ``pattern_t`` = the same of ``mask_s.t()``."""
     return SparseBlockRecurrence.apply(projected, weight_s, pattern, pattern_t, h, activation)

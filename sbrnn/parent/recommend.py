@@ -465,3 +465,24 @@ def recommend(
         baselines={name: _scored(0, *scored[id(c)]) for name, c in base.items()},
         candidates=dict(sorted(sources.items())),
     )
+
+
+def recommend_for(
+    n_x: int,
+    n_y: int,
+    budget: float,
+    *,
+    steps: int | None = None,
+    loss: str | None = None,
+    parent: Parent | None = None,
+    top: int = 5,
+    seed: int = 0,
+) -> Recommendation:
+    """:func:`recommend` for a task known by its sizes (sequence length and loss kind as given, or
+    from the parent's nearest task), by ``parent`` (None = the shipped parent)."""
+    if parent is None:
+        from sbrnn.parent.store import open_parent
+
+        parent = open_parent()
+    task, _ = infer_context(parent, n_x, n_y, steps, loss)
+    return recommend(parent, task, budget, top=top, seed=seed)

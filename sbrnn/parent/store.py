@@ -303,3 +303,8 @@ def load_shipped() -> tuple[Parent, dict]:
             "`sbrnn parent fit RECORDS --out DIR` and pass it as the model"
         )
     return load_parent(directory)
+
+
+def open_parent(directory: str | os.PathLike | None = None) -> Parent:
+    """The parent in ``directory`` (:func:`load_parent`), or the shipped one when None."""
+    return (load_shipped() if directory is None else load_parent(directory))[0]
