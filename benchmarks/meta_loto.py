@@ -36,14 +36,21 @@ from pathlib import Path
 import numpy as np
 
 from sbrnn.parent import loto
-from sbrnn.parent.evaluate import fit_kind, is_random_draw, ranking_scores
-from sbrnn.parent.features import TaskContext, records_in, task_contexts, training_data, typical_traits
+from sbrnn.parent.evaluate import (
+    fit_held_out,
+    fit_kind,
+    hidden_proportion_ranker,
+    is_random_draw,
+    pairwise_ranker,
+)
+from sbrnn.parent.features import TaskContext, records_in, training_data
 
 PLAN = Path(__file__).resolve().parent.parent / "sweeps" / "zoo-v1.toml"
 
 
 def offline(records, kinds, trees, members, tasks=None) -> dict:
-    """Leave-one-task-out ranking of the recorded runs, per kind and for the hidden proportion alone."""
+    """Leave-one-task-out ranking of the recorded runs: per kind (its predicted minima), the pairwise
+    ranker, and the hidden proportion alone."""
     data = training_data(records)
     random = is_random_draw(records, data)
     out = {}
@@ -51,7 +58,7 @@ def offline(records, kinds, trees, members, tasks=None) -> dict:
         started = time.perf_counter()
 
         def fit_predict(train, test, kind=kind):
-            return ranking_scores(fit_kind(train, kind, trees, members, 0, 1), kind, test)
+            return fit_kind(train, kind, trees, members, 0, 1).scores(test.X, kind)
 
         groups = loto.leave_one_task_out(data, fit_predict, random, tasks=tasks)
         out[kind] = {
@@ -59,10 +66,12 @@ def offline(records, kinds, trees, members, tasks=None) -> dict:
             "seconds": round(time.perf_counter() - started, 1),
             "by_group": [g.to_dict() for g in groups],
         }
-    from sbrnn.parent.evaluate import hidden_proportion_ranker
-
-    groups = loto.leave_one_task_out(data, hidden_proportion_ranker(trees, 0, 1), random, tasks=tasks)
-    out["hidden_proportion"] = {**loto.summarise(groups), "by_group": [g.to_dict() for g in groups]}
+    for name, fit_predict in (
+        ("ranker", pairwise_ranker(0, 1)),
+        ("hidden_proportion", hidden_proportion_ranker(trees, 0, 1)),
+    ):
+        groups = loto.leave_one_task_out(data, fit_predict, random, tasks=tasks)
+        out[name] = {**loto.summarise(groups), "by_group": [g.to_dict() for g in groups]}
     return out
 
 
@@ -89,7 +98,6 @@ def closed_loop(records, task: str, seeds: int, runs_dir: Path, trees, members, 
 
     entry = _plan_entry(task)
     budget = sorted(entry.budgets)[len(entry.budgets) // 2]
-    held = [r for r in records if r.task != task]
     mine = [r for r in records if r.task == task and r.budget == budget]
     drawn = [
         r.min_val_loss if r.status == "ok" else float("inf")
@@ -97,14 +105,7 @@ def closed_loop(records, task: str, seeds: int, runs_dir: Path, trees, members, 
         if (r.label or "").startswith("random")
     ]
     by_label = {r.label: r.min_val_loss for r in mine if r.status == "ok"}
-    data = training_data(held)
-    contexts = task_contexts(held)
-    budgets: dict[str, set] = {}
-    for r in held:
-        budgets.setdefault(r.task, set()).add(float(r.budget or 0))
-    parent = fit_kind(data, "xgb", trees, members, 0, 1)
-    parent.tasks, parent.typical = contexts, typical_traits(contexts)
-    parent.budgets = {t: tuple(sorted(b)) for t, b in budgets.items()}
+    parent = fit_held_out(records, task, "xgb", trees=trees, members=members)
     built = build_checked(task, 0, entry.options)
     context = TaskContext.of_task(built)
     done = {r.run_id: r for r in read_records(runs_dir)} if runs_dir.is_dir() else {}
@@ -159,29 +160,37 @@ def closed_loop(records, task: str, seeds: int, runs_dir: Path, trees, members, 
 
 
 def _tpe(task, entry, budget, seeds, trials, runs_dir) -> list[float] | None:
-    """TPE's best minimum validation loss after ``trials`` trials, per sampler seed (None without optuna)."""
+    """TPE's best minimum validation loss after ``trials`` trials, per sampler seed (None without
+    optuna); the children train as the sweep's draws did (seed 0, the task's epochs and patience)."""
     try:
         from sbrnn.child import tune
-    except ImportError:  # the tune module needs the optional extra
+        from sbrnn.datasets.summary import build_checked
+
+        tune.require_optuna()
+    except Exception:  # noqa: BLE001 - the optional extra is missing: no TPE rows
         return None
+    task_data = build_checked(task, 0, entry.options)
     best = []
     for seed in range(seeds):
-        summary = tune.run_study(
+        settings = tune.TuneSettings(
             task=task,
-            task_options=entry.options,
             budget=budget,
             trials=trials,
+            records=runs_dir,
+            task_options=entry.options,
             epochs=entry.epochs,
             patience=entry.patience,
-            records=runs_dir,
-            study=f"loto-{task}-tpe-{seed}",
-            storage=f"sqlite:///{runs_dir / 'tpe.db'}",
+            batch_size=entry.batch_size,
+            seed=0,
+            sampler_seed=seed,
+            storage=str(runs_dir / "tpe.journal"),
+            study=f"loto-{task}-{budget:g}-tpe-{seed}",
             warm_start=0,
             pruner="none",
             space="paper",
-            seed=seed,
         )
-        best.append(summary.best_value)
+        summary = tune.tune(settings, task_data)
+        best.append(summary.best.value if summary.best is not None else float("inf"))
     return best
 
 
@@ -245,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"closed loop {row['task']} at {row['budget']:,.0f}: top-1 percentile {pct:.2f}, best of top 3 "
             f"{pct3:.2f} among {row['random_draws']} random draws; a-priori and baselines "
-            f"{ {k: round(v, 2) for k, v in row['reference'].items()} }; top-1 beats TPE@10: "
+            f"{ {k: round(v, 2) for k, v in row['reference'].items()} }; top-1 beats TPE@{args.tpe_trials}: "
             f"{row['top1_beats_tpe']}"
         )
     return 0

@@ -152,6 +152,9 @@ class TuneSettings:
         trials: trials that train, in the study in total (see the module doc).
         records: directory of the run records.
         epochs, batch_size, seed: every child's epochs, batch size (sequences) and seed.
+        patience: every child's early stopping (epochs without a new best), None = none.
+        sampler_seed: seeds the sampler (None = ``seed``): studies of one task's data (``seed``)
+            that differ only in their sampler's draws.
         storage: a database URL or a journal file path; None = ``<records>/optuna.journal``.
         study: the study name; None = ``tune-<task>-<budget>``.
         warm_start: parent recommendations to enqueue (0: none).
@@ -177,6 +180,8 @@ class TuneSettings:
     space: str = "paper"
     device: str | None = None
     threads: int | None = 1
+    patience: int | None = None
+    sampler_seed: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("pruner", self.pruner, PRUNERS)
@@ -197,12 +202,16 @@ class TuneSettings:
         return self.storage or str(Path(self.records) / DEFAULT_JOURNAL)
 
     @property
+    def sampler_seed_value(self) -> int:
+        return self.seed if self.sampler_seed is None else self.sampler_seed
+
+    @property
     def study_name(self) -> str:
         return self.study or f"tune-{self.task}-{self.budget:g}"
 
     def identity(self) -> dict:
         """What every trial of the study shares: a study made with other values is refused."""
-        keys = ("task", "task_options", "budget", "epochs", "batch_size", "seed", "space")
+        keys = ("task", "task_options", "budget", "epochs", "batch_size", "seed", "space", "patience")
         return json.loads(json.dumps({k: getattr(self, k) for k in keys}))
 
     def config(self, params: dict) -> RunConfig:
@@ -216,6 +225,7 @@ class TuneSettings:
             epochs=self.epochs,
             batch_size=self.batch_size,
             seed=self.seed,
+            patience=self.patience,
             densities=densities,
             means=means,
             stds=stds,
@@ -492,7 +502,9 @@ class _Objective:
         optuna = require_optuna()
         settings = self.settings
         self.number = trial.number
-        trial.study.sampler = _sampler(settings.seed, trial.number)  # read when the trial suggests
+        trial.study.sampler = _sampler(
+            settings.sampler_seed_value, trial.number
+        )  # read when the trial suggests
         self.liveness.claim(trial)
         label = trial.user_attrs.get(LABEL) or "tpe"
         trial.set_user_attr(LABEL, label)
@@ -638,7 +650,7 @@ def _open_study(settings: TuneSettings, storage, pruner):
     study = optuna.create_study(
         study_name=name,
         storage=storage,
-        sampler=_sampler(settings.seed, -1),
+        sampler=_sampler(settings.sampler_seed_value, -1),
         pruner=pruner,
         direction="minimize",
         load_if_exists=True,

@@ -404,6 +404,39 @@ def _ranker_wins(metrics: dict, default: str) -> bool:
     return key("ranker") < key(default)
 
 
+def fit_held_out(
+    records: Sequence[RunRecord],
+    task: str,
+    kind: str = "xgb",
+    *,
+    trees: int | None = None,
+    members: int | None = 3,
+    seed: int = 0,
+    ranker: bool = True,
+) -> Parent:
+    """A parent fitted on every record but ``task``'s (and its pairwise ranker with ``ranker``), with
+    the training tasks, budgets and typical traits it needs to recommend: what a recommendation for
+    an unseen task gets, for closed-loop benchmarks."""
+    held = [r for r in records if r.task != task]
+    if len(held) == len(records):
+        raise SbrnnError(f"no record of task {task!r}; nothing is held out")
+    data = training_data(held)
+    parent = fit_kind(data, kind, trees, members, seed, 1)
+    if ranker:
+        parent.ranker = ConfigRanker(kind="xgb", seed=seed, n_jobs=1).fit(
+            data.X, data.Y[:, -1], data.converged, group_keys(data.task, data.budget)
+        )
+    contexts = task_contexts(held)
+    budgets: dict[str, set] = {}
+    for r in held:
+        if r.budget:
+            budgets.setdefault(r.task, set()).add(float(r.budget))
+    parent.tasks, parent.typical = contexts, typical_traits(contexts)
+    parent.budgets = {t: tuple(sorted(b)) for t, b in budgets.items()}
+    parent.name = f"without {task}"
+    return parent
+
+
 def is_random_draw(records: Sequence[RunRecord], data: TrainingData) -> np.ndarray:
     """``[N]``: whether each run of ``data`` is a random draw of a sweep (label ``random i``)."""
     labels = {r.run_id: r.label or "" for r in records}
