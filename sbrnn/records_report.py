@@ -49,12 +49,22 @@ CONFIDENCE = 0.95
 def load_frame(directory: str | os.PathLike) -> pd.DataFrame:
     """Every readable record of ``directory`` as a DataFrame (one row per run; curves as lists).
 
-    Raises :class:`SbrnnError` when ``directory`` is not a directory. Unreadable shards are
-    skipped with a warning naming each (:func:`sbrnn.records.read_table`).
+    Raises :class:`SbrnnError` when ``directory`` is not a directory or holds no readable record.
+    Unreadable shards are skipped with a warning naming each (:func:`sbrnn.records.read_table`).
     """
     if not Path(directory).is_dir():
         raise SbrnnError(f"records directory {str(directory)!r} does not exist")
-    return read_table(directory).to_pandas()
+    table = read_table(directory)
+    if table.num_rows == 0:
+        raise _no_records(directory)
+    return table.to_pandas()
+
+
+def _no_records(directory: str | os.PathLike) -> SbrnnError:
+    return SbrnnError(
+        f"records directory {str(directory)!r} holds no readable records; allowed: a directory of "
+        "run records (*.parquet shards or compacted files)"
+    )
 
 
 def _bins(values: pd.Series) -> np.ndarray:
@@ -113,18 +123,65 @@ class RecordsSummary:
         }
 
 
+_T975 = (
+    12.706205,
+    4.302653,
+    3.182446,
+    2.776445,
+    2.570582,
+    2.446912,
+    2.364624,
+    2.306004,
+    2.262157,
+    2.228139,
+    2.200985,
+    2.178813,
+    2.160369,
+    2.144787,
+    2.13145,
+    2.119905,
+    2.109816,
+    2.100922,
+    2.093024,
+    2.085963,
+    2.079614,
+    2.073873,
+    2.068658,
+    2.063899,
+    2.059539,
+    2.055529,
+    2.051831,
+    2.048407,
+    2.04523,
+    2.042272,
+)
+"""Student's t quantile 0.975 for 1..30 degrees of freedom (a 95% two-sided interval)."""
+_T975_TAIL = ((30, 2.042272), (40, 2.021075), (60, 2.000298), (120, 1.97993), (float("inf"), 1.959964))
+
+
+def t975(df: int) -> float:
+    """Student's t quantile 0.975 for ``df`` degrees of freedom: the table to 30, then linear in
+    ``1 / df`` between 30, 40, 60, 120 and infinity (within 0.0005 of the exact value; scipy's
+    import would cost a second of every ``records`` command)."""
+    if df <= 30:
+        return _T975[df - 1]
+    for (lo, t_lo), (hi, t_hi) in zip(_T975_TAIL, _T975_TAIL[1:]):
+        if df <= hi:
+            w = (1 / lo - 1 / df) / (1 / lo - (0 if hi == float("inf") else 1 / hi))
+            return t_lo + w * (t_hi - t_lo)
+    return 1.96
+
+
 def mean_interval(values: np.ndarray) -> tuple[float | None, float | None, float | None]:
     """The mean of ``values`` and its :data:`CONFIDENCE` Student-t interval, ``mean +- t * std /
     sqrt(n)``; the interval is ``(None, None)`` below two values, the mean None without any."""
-    from scipy.stats import t
-
     n = len(values)
     if n == 0:
         return None, None, None
     mean = float(np.mean(values))
     if n < 2:
         return mean, None, None
-    half = float(t.ppf(0.5 + CONFIDENCE / 2, n - 1) * np.std(values, ddof=1) / np.sqrt(n))
+    half = float(t975(n - 1) * np.std(values, ddof=1) / np.sqrt(n))
     return mean, mean - half, mean + half
 
 
@@ -179,6 +236,8 @@ def export(directory: str | os.PathLike, out: str | os.PathLike) -> int:
     if not Path(directory).is_dir():
         raise SbrnnError(f"records directory {str(directory)!r} does not exist")
     table = read_table(directory)
+    if table.num_rows == 0:
+        raise _no_records(directory)
     if suffix == ".parquet":
         write_atomic(table, out)
         return table.num_rows

@@ -193,3 +193,11 @@ def test_page_renders_in_headless_chromium_with_every_image_decoded(report, tmp_
     assert f'data-images="{images}/{images}"' in body and 'data-loaded="all"' in body, body
     console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
     assert not console, console  # no script error, no load the page's policy blocked
+
+
+def test_t_quantile_matches_scipy():
+    from scipy.stats import t
+
+    from sbrnn.records_report import t975
+
+    assert max(abs(t975(df) - t.ppf(0.975, df)) for df in range(1, 3000)) < 1e-3
