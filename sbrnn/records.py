@@ -195,9 +195,42 @@ def write_atomic(table: pa.Table, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
+def shard_status(path: str | os.PathLike) -> str | None:
+    """The status of the run in the shard ``path``; None when there is none or it cannot be read."""
+    try:
+        column = pq.read_table(path, columns=["status"]).column("status").to_pylist()
+    except Exception:  # noqa: BLE001 - missing, truncated or foreign: no status
+        return None
+    return column[0] if len(column) == 1 else None
+
+
+class _KeptOk(Exception):
+    """Raised inside the atomic write to drop a failure whose run has an ``ok`` shard already."""
+
+
 def write_record(record: RunRecord, directory: str | os.PathLike) -> Path:
-    """Write one record as the shard ``<directory>/<run_id>.parquet`` (atomic; replaces a rerun)."""
-    return write_atomic(records_table([record]), Path(directory) / f"{record.run_id}.parquet")
+    """Write one record as the shard ``<directory>/<run_id>.parquet`` (atomic; replaces a rerun).
+
+    A ``failed`` record never replaces an ``ok`` one of the same run (two sweeps on one
+    directory, or a lost worker's failure arriving after another sweep finished the run): the
+    existing shard is checked once the new one sits in its temporary file, right before that is
+    flushed and renamed, and is then kept. What remains is an ``ok`` shard renamed into place in
+    the milliseconds between that check and the rename: the run is then recorded ``failed``, never
+    missing, and a sweep that retries failed runs reruns it; sweeps' claims
+    (:mod:`sbrnn.child.sweep.claims`) make two writers of one run rare in the first place.
+    """
+    path = Path(directory) / f"{record.run_id}.parquet"
+    table = records_table([record])
+
+    def write(tmp: Path) -> None:
+        pq.write_table(table, tmp)
+        if record.status == "failed" and shard_status(path) == "ok":
+            raise _KeptOk
+
+    try:
+        return atomic_write(path, write)
+    except _KeptOk:
+        return path
 
 
 def record_files(directory: str | os.PathLike) -> list[Path]:

@@ -24,17 +24,25 @@ A run never raises for its own failure: a non-finite training or validation loss
 status ``diverged`` and the curves of the epochs completed before; a ``progress`` hook that asks
 to stop (a tuner's pruner) ends it as ``pruned``; any other exception gives status ``failed``
 with the error text (a sweep keeps every run).
+
+A single run can checkpoint (:class:`sbrnn.child.checkpoint.Checkpointing`): after every few
+epochs its model, Adam state, data-order generator state, epoch, record so far and best weights
+so far go atomically into one file, and the same run started again resumes from there to the
+curve an uninterrupted run gives (same seed, thread count and device). Populations do not
+checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -43,7 +51,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from sbrnn import __version__
-from sbrnn.child.checkpoint import save_model
+from sbrnn.child.checkpoint import (
+    Checkpointing,
+    TrainingCheckpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_model,
+)
 from sbrnn.child.config import RunConfig
 from sbrnn.child.model import ChildModel, build_model, resolve
 from sbrnn.child.weight_space import SparseBlockSpec, grid_blocks, hidden_proportion
@@ -57,6 +71,8 @@ Progress = Callable[[int, dict], "bool | None"]
 """``progress(epoch, metrics)`` after each completed epoch (1-based) of a single run; ``metrics``
 holds ``train_loss``, ``val_loss`` and ``val_acc`` (None for regression). A true return value
 stops the run there with status ``pruned`` (what a tuner's pruner asks)."""
+
+_LOG = logging.getLogger(__name__)
 
 EVAL_BATCH = 512
 """Sequences per forward pass when evaluating a split (no gradients, so larger than training)."""
@@ -286,17 +302,27 @@ def fit(
     task: Task,
     device: torch.device,
     progress: Progress | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    first_epoch: int = 1,
+    after_epoch: Callable[[int], None] | None = None,
 ) -> None:
     """The epoch loop (see the module doc): every member's record gets its curves, best epoch and
     status in place. The members share the task, seed (data order), batch size and precision of
-    the first; ``progress`` is called for a trainee of one."""
+    the first; ``progress`` is called for a trainee of one.
+
+    A resumed run passes the data-order ``generator`` (default: :func:`_data_generator` of the
+    seed) in the state it had after epoch ``first_epoch - 1``, the trainee and members restored to
+    that epoch; ``after_epoch(epoch)`` is called after each epoch that some member trains on from
+    (where a checkpoint is written)."""
     first = members[0].config
-    generator = _data_generator(first.seed)
+    if generator is None:
+        generator = _data_generator(first.seed)
     train_x = task.train.x.to(device)
     train_y = targets(task.train.y.to(device), task.loss)
     n = len(task.train)
     active = list(members)
-    for epoch in range(1, max(m.config.epochs for m in members) + 1):
+    for epoch in range(first_epoch, max(m.config.epochs for m in members) + 1):
         trainee.train()
         order = torch.randperm(n, generator=generator).to(device)
         totals = torch.zeros(len(active), device=device, dtype=torch.float64)
@@ -332,6 +358,8 @@ def fit(
         if len(staying) < len(active):
             trainee.keep(staying)
             active = [active[s] for s in staying]
+        if after_epoch is not None:
+            after_epoch(epoch)
 
 
 def _end_epoch(
@@ -399,6 +427,7 @@ def train_run(
     threads: int | None = None,
     progress: Progress | None = None,
     save: str | os.PathLike | None = None,
+    checkpoint: Checkpointing | None = None,
 ) -> RunRecord:
     """Train one child as ``config`` says and return its record (never raises for the run's failure).
 
@@ -410,10 +439,16 @@ def train_run(
         threads: torch intra-op threads (``torch.set_num_threads``, process-wide); None = leave.
         progress: called as ``progress(epoch, metrics)`` after each epoch; a true return prunes.
         save: a directory to write the best-epoch model into (:mod:`sbrnn.child.checkpoint`)
-            when the run ends ``ok``.
+            when the run ends ``ok``. An ``OSError`` writing it (a full disk) is raised, not
+            recorded: the run went well, its result could not be kept (a checkpoint stays).
+        checkpoint: write resumable checkpoints as it says, and resume from the run's checkpoint
+            when one is there (see the module doc); ``progress`` then hears of the epochs run
+            after it only.
     """
     started = time.perf_counter()
     member = Member(config, _blank_record(config))
+    earlier = 0.0  # wall seconds of the sessions before a resume
+    unsaved: OSError | None = None  # the model could not be written to ``save``
     try:
         torch_device = resolve_device(device)
         if threads is not None:
@@ -424,17 +459,127 @@ def train_run(
         if task is None:
             task = build_task(config.task, seed=config.seed, **config.task_options)
         model = start_run(member, task, torch_device)
-        fit(SingleTrainee(model, config.lr), [member], task, torch_device, progress)
+        trainee = SingleTrainee(model, config.lr)
+        if checkpoint is None:
+            fit(trainee, [member], task, torch_device, progress)
+        else:
+            generator, first_epoch = _data_generator(config.seed), 1
+            path = checkpoint.path(member.record.run_id)
+            if path.exists():
+                state = load_checkpoint(path, member.record.run_id)
+                earlier = _resume(state, member, trainee, generator, path)
+                first_epoch = state.epoch + 1
+            fit(
+                trainee,
+                [member],
+                task,
+                torch_device,
+                progress,
+                generator=generator,
+                first_epoch=first_epoch,
+                after_epoch=_checkpointer(checkpoint, path, member, trainee, generator, started, earlier),
+            )
         best = test_member(member, task, torch_device)
         if best is not None and save is not None and member.record.status == "ok":
             keys = ("min_val_loss", "best_epoch", "test_loss", "test_acc")
             metrics = {k: getattr(member.record, k) for k in keys}
-            save_model(save, best, resolve(config, task.n_x, task.n_y)[0], config, task, metrics)
+            try:
+                save_model(save, best, resolve(config, task.n_x, task.n_y)[0], config, task, metrics)
+            except OSError as exc:  # the run is fine; where its model goes is not
+                unsaved = exc
+        if checkpoint is not None and not checkpoint.keep and unsaved is None:
+            checkpoint.remove(member.record.run_id)
     except Exception as exc:  # noqa: BLE001 - a run's own failure becomes its record, by design
         member.record.status = "failed"
         member.record.error = failure_text(exc)
-    member.record.wall_seconds = time.perf_counter() - started
+    member.record.wall_seconds = earlier + time.perf_counter() - started
+    if unsaved is not None:
+        raise unsaved
     return member.record
+
+
+RESUMED_FIELDS = ("train_loss", "val_loss", "val_acc", "min_val_loss", "best_epoch")
+"""What a checkpoint gives back of the record so far (the rest describes the run, as built again)."""
+
+
+def _resume(
+    state: TrainingCheckpoint,
+    member: Member,
+    trainee: SingleTrainee,
+    generator: torch.Generator,
+    path: Path,
+) -> float:
+    """Put the run back where ``state`` left it; returns the wall seconds spent before."""
+    record = member.record
+    written = (("threads", state.threads, record.threads), ("device", state.device, record.device))
+    for name, value, now in written:
+        if value is not None and value != now:
+            _LOG.warning(
+                "run %s resumes with %s %s but its checkpoint %s was written with %s; the curve may "
+                "differ from an uninterrupted run's",
+                record.run_id,
+                name,
+                now,
+                path,
+                value,
+            )
+    trainee.model.load_state_dict(state.model, strict=True)
+    optimizer = trainee.optimizer
+    groups = optimizer.state_dict()["param_groups"]  # the config's own hyperparameters
+    optimizer.load_state_dict({"state": state.optimizer, "param_groups": groups})
+    generator.set_state(state.generator)
+    for name in RESUMED_FIELDS:
+        setattr(record, name, state.record.get(name))
+    record.val_acc = list(record.val_acc or [])
+    member.best_state = state.best
+    member.epochs_run = state.epoch
+    _LOG.info("run %s resumes after epoch %d from %s", record.run_id, state.epoch, path)
+    return state.wall_seconds
+
+
+def _checkpointer(
+    checkpoint: Checkpointing,
+    path: Path,
+    member: Member,
+    trainee: SingleTrainee,
+    generator: torch.Generator,
+    started: float,
+    earlier: float,
+) -> Callable[[int], None]:
+    """``after_epoch(epoch)`` for :func:`fit`: write the run's checkpoint every ``checkpoint.every``
+    epochs. A checkpoint that cannot be written (a full disk) is a logged warning, once: the run
+    goes on without checkpoints."""
+    failed = False
+
+    def after_epoch(epoch: int) -> None:
+        nonlocal failed
+        if failed or epoch % checkpoint.every:
+            return
+        record = member.record
+        state = TrainingCheckpoint(
+            run_id=record.run_id,
+            epoch=epoch,
+            record={name: getattr(record, name) for name in RESUMED_FIELDS},
+            model=trainee.model.state_dict(),
+            optimizer=trainee.optimizer.state_dict()["state"],
+            generator=generator.get_state(),
+            best=member.best_state,
+            wall_seconds=earlier + time.perf_counter() - started,
+            threads=record.threads,
+            device=record.device,
+        )
+        try:
+            save_checkpoint(path, state)
+        except OSError as exc:
+            failed = True
+            _LOG.warning(
+                "cannot write the checkpoint %s (%s); run %s goes on without checkpoints",
+                path,
+                exc.strerror or exc,
+                record.run_id,
+            )
+
+    return after_epoch
 
 
 def record_epoch(

@@ -93,6 +93,15 @@ def as_grid(value: Iterable, name: str) -> Grid:
     return (rows[0], rows[1])  # type: ignore[return-value]
 
 
+def check_densities(grid: Grid, name: str = "density") -> Grid:
+    """``grid`` if every block's density is in (0, 1], else an :class:`SbrnnError` naming the block
+    (``name`` says what the grid is, e.g. ``pinned density``)."""
+    for block, d in grid_blocks(grid).items():
+        if not 0.0 < d <= 1.0:  # NaN fails too
+            raise SbrnnError(f"{name} of block {block} = {d:g} is out of range; allowed: (0, 1]")
+    return grid
+
+
 def _check_size(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
         raise SbrnnError(f"{name} = {value!r} is not a whole number; allowed: integers >= 1")
@@ -126,9 +135,7 @@ class SparseBlockSpec:
             object.__setattr__(self, name, _check_size(getattr(self, name), name))
         for name in ("densities", "means", "stds"):
             object.__setattr__(self, name, as_grid(getattr(self, name), name))
-        for block, d in grid_blocks(self.densities).items():
-            if not (0.0 < d <= 1.0) or math.isnan(d):
-                raise SbrnnError(f"density of block {block} = {d:g} is out of range; allowed: (0, 1]")
+        check_densities(self.densities)
         for block, m in grid_blocks(self.means).items():
             if not math.isfinite(m):
                 raise SbrnnError(f"init mean of block {block} = {m} is not finite")
@@ -235,7 +242,7 @@ def hidden_from_budget(n_x: int, n_y: int, budget: float, densities: Grid) -> in
     n_y = _check_size(n_y, "n_y")
     if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
         raise SbrnnError(f"budget = {budget!r} is out of range; allowed: a number > 0")
-    d = grid_blocks(as_grid(densities, "densities"))
+    d = grid_blocks(check_densities(as_grid(densities, "densities")))  # a 0 would divide by zero
     a = d["hh"]
     b = d["hx"] * n_x + d["hy"] * n_y + d["yh"] * n_y
     fixed = d["yx"] * n_x * n_y + d["yy"] * n_y * n_y

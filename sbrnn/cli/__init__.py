@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from sbrnn import __version__
 from sbrnn.cli import child, datasets, parent, records
+from sbrnn.cli.options import os_error_text, warnings_as_lines
 from sbrnn.errors import SbrnnError
 
 
@@ -65,7 +66,12 @@ class _OneLineErrors(TyperGroup):
                 typer.echo(f"error: {message}", err=True)
             sys.exit(2 if isinstance(exc, _UsageError) else error.exit_code)
         except SbrnnError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+            sys.exit(2)
+        except OSError as exc:  # a full disk, no permission, a read-only file system: not a traceback
+            if isinstance(exc, BrokenPipeError):
+                raise
+            typer.echo(f"error: {os_error_text(exc)}", err=True)
             sys.exit(2)
         except typer.Abort:
             typer.echo("aborted", err=True)
@@ -76,9 +82,12 @@ class _OneLineErrors(TyperGroup):
         return code
 
     def invoke(self, ctx):
-        """Ctrl-C in a command that does not report it itself: one line, exit status 130."""
+        """Every command shows library warnings as one ``warning: ...`` line each
+        (:func:`~sbrnn.cli.options.warnings_as_lines`); Ctrl-C in a command that does not report it
+        itself: one line, exit status 130."""
         try:
-            return super().invoke(ctx)
+            with warnings_as_lines():
+                return super().invoke(ctx)
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,9 +23,12 @@ from sbrnn.cli.options import (
     TaskOptionOpt,
     check_counts,
     check_dims,
+    check_output_dir,
+    check_seeds,
     grid_option,
     task_options,
     warnings_as_lines,
+    writing,
 )
 from sbrnn.cli.render import (
     Column,
@@ -35,6 +41,9 @@ from sbrnn.cli.render import (
     render_plan,
 )
 from sbrnn.errors import SbrnnError
+
+if TYPE_CHECKING:  # the library is imported where a command runs
+    from sbrnn.child.checkpoint import Checkpointing
 
 app = typer.Typer(help="Plan, train and sweep sparse block RNNs.", no_args_is_help=True)
 
@@ -52,7 +61,8 @@ def plan(
 ) -> None:
     """Show the weight space of one configuration: block shapes, densities, trainable counts."""
     check_dims(n_x, n_y)
-    grid = weight_space.parse_grid(densities, "densities")
+    grid = grid_option(densities, "densities")
+    assert grid is not None  # the option has a default
     if (budget is None) == (hidden is None):
         raise SbrnnError("give exactly one of --budget and --hidden")
     if hidden is not None:
@@ -108,6 +118,22 @@ def _block_cells(record) -> list[list[str]]:
     ]
 
 
+def _checkpointing(
+    run_id: str, every: int | None, directory: Path | None, save: Path | None
+) -> tuple[Checkpointing | None, int]:
+    """``child train``'s checkpoint settings (None without --checkpoint-every or --checkpoint) and
+    the epoch a checkpoint already there ends (0: none), read now so that a bad one fails at once."""
+    from sbrnn.child.checkpoint import Checkpointing, default_checkpoint_dir, load_checkpoint
+
+    if every is None and directory is None:
+        return None, 0
+    folder = directory if directory is not None else default_checkpoint_dir(run_id, save)
+    check_output_dir(folder, "--checkpoint")
+    settings = Checkpointing(folder, every or 1, own_folder=directory is None)
+    path = settings.path(run_id)
+    return settings, load_checkpoint(path, run_id).epoch if path.exists() else 0
+
+
 @app.command("train")
 def train(
     task: Annotated[
@@ -150,6 +176,27 @@ def train(
         ),
     ] = None,
     rank: Annotated[int, typer.Option(help="With --config: which of its configurations (1 = the top).")] = 1,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(
+            help="Write a resumable checkpoint every N epochs; the same command after Ctrl-C or a kill "
+            "resumes from the last one (same seed and --threads: the same curve)."
+        ),
+    ] = None,
+    checkpoint_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="Directory for the checkpoints (implies --checkpoint-every 1 unless given); default "
+            "beside --save (SAVE.checkpoint), else $SBRNN_CACHE/checkpoints/RUN_ID.",
+        ),
+    ] = None,
+    keep_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--keep-checkpoint", help="Keep the last checkpoint when the run ends (default: removed)."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train one child and show its record. Exit status 1 when the run diverged or failed."""
@@ -159,7 +206,12 @@ def train(
     from sbrnn.datasets.summary import build_checked
     from sbrnn.records import write_record
 
-    check_counts(threads=threads)
+    check_counts(threads=threads, checkpoint_every=checkpoint_every)
+    check_seeds(seed=seed)
+    if keep_checkpoint and checkpoint_every is None and checkpoint_dir is None:
+        raise SbrnnError("--keep-checkpoint needs --checkpoint-every N or --checkpoint DIR")
+    check_output_dir(records, "--records")
+    check_output_dir(save, "--save")
     options = dict(
         task_options=task_options(task_option),
         activation=activation,
@@ -206,26 +258,50 @@ def train(
             **options,
         )
     resolve_device(device)
+    checkpointing, resumed = _checkpointing(config.run_id(), checkpoint_every, checkpoint_dir, save)
     with bars.builder_bars(f"building task {task}") as progress:
         built = build_checked(task, seed, config.task_options, progress)
     resolve(config, built.n_x, built.n_y)  # a budget too small, bad densities: fail before training
+    if checkpointing is not None and resumed:
+        where = checkpointing.directory
+        bars.note(f"resuming run {config.run_id()} after epoch {resumed} of {epochs} (checkpoint in {where})")
+    bar = bars.EpochBar(epochs)
+    saving = writing("--save", save) if save is not None else contextlib.nullcontext()
     try:
-        with bars.EpochBar(epochs) as bar:
-            record = train_run(config, built, device=device, threads=threads, progress=bar, save=save)
+        with bar, saving:
+            record = train_run(
+                config,
+                built,
+                device=device,
+                threads=threads,
+                progress=bar,
+                save=save,
+                # kept by the run, removed below once its record and model are written
+                checkpoint=None if checkpointing is None else replace(checkpointing, keep=True),
+            )
     except KeyboardInterrupt:
-        bars.note(
-            f"interrupted after {bar.done} of {epochs} epochs: nothing written (--records and --save "
-            "take finished runs only); the same command trains the run again"
-        )
+        done = max(bar.done, resumed)
+        what = "nothing written (--records and --save take finished runs only); the same command "
+        if checkpointing is not None and checkpointing.path(config.run_id()).exists():
+            what += f"resumes from the last checkpoint in {checkpointing.directory}"
+        else:
+            what += "trains the run again"
+        bars.note(f"interrupted after {done} of {epochs} epochs: {what}")
         raise typer.Exit(130) from None
     record.origin = "train" if config_file is None else "config"
     if config_file is not None:
         record.label = saved.label
     extra = {}
     if records is not None:
-        extra["record"] = str(write_record(record, records))
+        with writing("--records", records):
+            extra["record"] = str(write_record(record, records))
     if save is not None:
         extra["saved model"] = str(save) if record.status == "ok" else "not saved (the run did not end ok)"
+    if checkpointing is not None:
+        if keep_checkpoint or record.status == "failed":
+            extra["checkpoint"] = str(checkpointing.path(record.run_id))
+        else:
+            checkpointing.remove(record.run_id)
     if json_out:
         print_json(record)
     else:
@@ -268,6 +344,7 @@ def evaluate(
 ) -> None:
     """Test loss and accuracy of a saved child on a task's test split; with --env, its return as a
     policy in the real environment (behaviour-cloning children)."""
+    check_seeds(seed=seed)
     if env is not None:
         if task is not None or task_option or device is not None:
             raise SbrnnError("--task, --task-option and --device do not apply with --env")
@@ -291,13 +368,28 @@ def evaluate(
     render_fields(fields, title=f"Model {model} ({result.arch}, run {result.run_id})")
 
 
+@contextlib.contextmanager
+def _bar_from_first_episode(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A counter bar drawn from the first episode done on, so that the model and environment are
+    checked (a child that is not a policy, an unknown environment) before any bar appears."""
+    with contextlib.ExitStack() as stack:
+        bar: list[Callable[[int], None]] = []
+
+        def advance(n: int) -> None:
+            if not bar:
+                bar.append(stack.enter_context(bars.counter(description, total)))
+            bar[0](n)
+
+        yield advance
+
+
 def _evaluate_in_env(
     model: Path, env: str, episodes: int, seed: int, max_steps: int | None, json_out: bool
 ) -> None:
     """``child evaluate --env``: roll the saved child out and show its returns and score."""
     from sbrnn.child.rollout import evaluate_in_env
 
-    with bars.counter(f"{env} episodes", episodes) as advance:
+    with _bar_from_first_episode(f"{env} episodes", episodes) as advance:
         result = evaluate_in_env(model, env, episodes, seed, max_steps, advance)
     if json_out:
         print_json(result)
@@ -364,6 +456,16 @@ def sweep(
     balanced: Annotated[
         bool, typer.Option("--balanced", help="Add the a-priori balanced configuration per budget.")
     ] = False,
+    stratify_hp: Annotated[
+        str | None,
+        typer.Option(
+            "--stratify-hp",
+            metavar="K",
+            help="Add K draws per hidden-proportion bin (<.2, .2-.4, .4-.6, .6-.8, >=.8) at each task's "
+            "dims and budget, drawn from --space until they land in it; 'K:BIN,BIN' for some bins only. "
+            "Labelled 'stratified BIN I'.",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 16,
     task_option: TaskOptionOpt = None,
     workers: Annotated[int, typer.Option(help="Local worker processes (1 = in this process).")] = 1,
@@ -372,7 +474,26 @@ def sweep(
         int, typer.Option(help="Train up to this many compatible runs together in one batched step.")
     ] = 1,
     scheduler: Annotated[
-        str | None, typer.Option(help="Address of a running Dask scheduler, tcp://HOST:PORT.")
+        str | None,
+        typer.Option(
+            help="Address of a running Dask scheduler: tls://HOST:PORT (with --tls-ca-file, --tls-cert, "
+            "--tls-key, or Dask's distributed.comm.tls configuration), or tcp://HOST:PORT on loopback "
+            "or a trusted private network."
+        ),
+    ] = None,
+    tls_ca_file: Annotated[
+        Path | None,
+        typer.Option("--tls-ca-file", help="With --scheduler tls://: the CA certificate(s) (PEM)."),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", help="With --scheduler tls://: this client's certificate (PEM)."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-key", help="With --scheduler tls://: this client's private key (PEM) if not in --tls-cert."
+        ),
     ] = None,
     local_cluster: Annotated[
         int | None, typer.Option(help="Start a local Dask cluster of this many one-thread workers.")
@@ -388,11 +509,23 @@ def sweep(
     """Train many children into a records directory; rerun the same command to resume."""
     from sbrnn.child import sampling
     from sbrnn.child.sweep import coordinator
-    from sbrnn.child.sweep.executors import make_executor
+    from sbrnn.child.sweep.executors import TlsFiles, make_executor
     from sbrnn.child.sweep.plan import describe_plan, plan_sweep
 
     check_counts(threads=threads, workers=workers, population=population, local_cluster=local_cluster)
-    executor = make_executor(workers, threads, population, scheduler, local_cluster)
+    tls = None
+    if tls_ca_file or tls_cert or tls_key:
+        if scheduler is None:
+            raise SbrnnError("--tls-ca-file, --tls-cert and --tls-key apply to --scheduler tls://HOST:PORT")
+        if tls_ca_file is None or tls_cert is None:
+            raise SbrnnError(
+                "give --tls-ca-file and --tls-cert together (and --tls-key unless the certificate holds it)"
+            )
+        for flag, path in (("--tls-ca-file", tls_ca_file), ("--tls-cert", tls_cert), ("--tls-key", tls_key)):
+            if path is not None and not path.is_file():
+                raise SbrnnError(f"{flag} {str(path)!r} does not exist; allowed: a PEM file")
+        tls = TlsFiles(str(tls_ca_file), str(tls_cert), None if tls_key is None else str(tls_key))
+    executor = make_executor(workers, threads, population, scheduler, local_cluster, tls=tls)
     if plan is not None:
         given = [
             flag
@@ -430,6 +563,7 @@ def sweep(
             balanced=balanced,
             batch_size=batch_size,
             task_options=task_options(task_option),
+            stratify=stratify_hp,
         )
     if records.exists() and not records.is_dir():
         raise SbrnnError(f"--records {str(records)!r} is a file; allowed: a directory (new or existing)")
@@ -466,7 +600,8 @@ def sweep(
         counts = ", ".join(f"{n} {s}" for s, n in sorted(report.statuses.items())) or "nothing new"
         print_lines(
             f"{report.finished} runs recorded in {records} ({counts}); "
-            f"{report.already_done + report.finished} of {report.planned} planned are done"
+            f"{report.already_done + report.finished + report.by_others} of {report.planned} planned are done"
+            + (f" ({report.by_others} recorded by another sweep meanwhile)" if report.by_others else "")
         )
     if report.interrupted:
         resume = shlex.join(["sbrnn", *sys.argv[1:]])
@@ -550,10 +685,12 @@ def tune(
 
     optuna = tuning.require_optuna()
     check_counts(trials=trials, epochs=epochs, threads=threads)
+    check_seeds(seed=seed)
     if no_warm_start and warm_start is not None:
         raise SbrnnError("give either --warm-start K or --no-warm-start")
     if records.exists() and not records.is_dir():
         raise SbrnnError(f"--records {str(records)!r} is a file; allowed: a directory (new or existing)")
+    check_output_dir(records, "--records")
     settings = tuning.TuneSettings(
         task=task,
         budget=budget,
@@ -586,7 +723,7 @@ def tune(
             bars.note(line)
         bar.begin(found.finished, found.target)
 
-    with warnings_as_lines(), bars.TuneBar() as bar:
+    with bars.TuneBar() as bar:
         summary = tuning.tune(
             settings,
             built,

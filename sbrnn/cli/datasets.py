@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +10,16 @@ from typing import Annotated
 import typer
 
 from sbrnn.cli import progress as bars
-from sbrnn.cli.options import JsonOpt, TaskArg, TaskOptionOpt, TaskSeedOpt, task_options
+from sbrnn.cli.options import (
+    JsonOpt,
+    TaskArg,
+    TaskOptionOpt,
+    TaskSeedOpt,
+    check_output_file,
+    check_seeds,
+    task_options,
+    writing,
+)
 from sbrnn.cli.render import Column, number, print_json, print_lines, render, render_fields
 
 app = typer.Typer(help="List, build and inspect tasks.", no_args_is_help=True)
@@ -121,6 +131,8 @@ def build(
     """Generate a task into the cache (a progress bar while generating); a second build loads it."""
     from sbrnn.datasets.summary import build_summary
 
+    check_seeds(seed=seed)
+
     with bars.builder_bars(f"building task {task}") as progress:
         result = build_summary(task, seed, task_options(task_option), progress)
     if json_out:
@@ -149,7 +161,11 @@ def info(
     RAD, a PNG preview of a few sequences with the anomaly framed."""
     from sbrnn.datasets.summary import describe_task
 
-    with bars.builder_bars(f"building task {task}") as progress:
+    check_seeds(seed=seed)
+    check_output_file(preview, "--preview")
+
+    saving = writing("--preview", preview) if preview is not None else contextlib.nullcontext()
+    with bars.builder_bars(f"building task {task}") as progress, saving:
         details = describe_task(task, seed, task_options(task_option), progress, preview)
     if json_out:
         print_json(details)
@@ -174,8 +190,10 @@ def info(
         )
     render_fields(details.traits, title="Traits", caption=TRAITS_CAPTION, values=number("value", fmt=".6g"))
     if details.options:
-        listed = ", ".join(f"{k}={v}" for k, v in details.options.items())
-        print_lines(f"options (--task-option, defaults): {listed}")
+        listed = ", ".join(
+            f"{k}={v}" + (" (given)" if k in details.given else "") for k, v in details.options.items()
+        )
+        print_lines(f"options as built (--task-option sets them; the rest are defaults): {listed}")
     generation = {k: v for k, v in details.meta.items() if k != "cache"}
     print_lines(f"generation: {json.dumps(generation, default=str)}")
     if details.preview is not None:

@@ -10,7 +10,19 @@ import typer
 
 from sbrnn.child import weight_space
 from sbrnn.cli import progress as bars
-from sbrnn.cli.options import DENSITIES_HELP, JsonOpt, TaskOptionOpt, check_dims, task_options
+from sbrnn.cli.options import (
+    DENSITIES_HELP,
+    JsonOpt,
+    TaskOptionOpt,
+    check_dims,
+    check_output_dir,
+    check_output_file,
+    check_seeds,
+    grid_option,
+    held_warnings,
+    task_options,
+    writing,
+)
 from sbrnn.cli.render import Column, number, print_json, print_lines, render, render_plan
 from sbrnn.errors import SbrnnError
 
@@ -156,11 +168,24 @@ def fit(
         raise SbrnnError(f"--model {model!r} is unknown; allowed: {', '.join(KINDS)}, all")
     kinds = list(KINDS) if model == "all" else [model]
     check_folds(folds)
+    check_seeds(seed=seed)
     for kind in kinds:  # bad sizes fail before the records are read
         CurveRegressor(kind, n_estimators=trees, n_members=members).params()
-    runs = records_in(records)
+    check_output_dir(out, "--out")  # before the fit, not after it
+    with held_warnings():
+        runs = records_in(records)
     progress, on_step = bars.steps("fitting")
-    with progress:
+    started = False
+
+    def step(description: str, total: int) -> None:
+        """The bar starts with the first step: records too few to fit fail before any bar."""
+        nonlocal started
+        if not started:
+            progress.start()
+            started = True
+        on_step(description, total)
+
+    try:
         parent, report = fit_and_evaluate(
             runs,
             kinds,
@@ -170,9 +195,13 @@ def fit(
             seed=seed,
             n_jobs=jobs,
             name=name,
-            on_step=on_step,
+            on_step=step,
         )
-    manifest = save_parent(parent, out, report)
+    finally:
+        if started:
+            progress.stop()
+    with writing("--out", out):
+        manifest = save_parent(parent, out, report)
     if json_out:
         print_json({"parent": str(out), "manifest": str(manifest), **report})
         return
@@ -277,11 +306,13 @@ def recommend(
 ) -> None:
     """Recommend configurations for a task from its dims (or a registered task) and a budget: ranked
     by the shipped zoo parent (or --model), with the a-priori rule and the baselines beside them."""
+    check_seeds(seed=seed)
     if a_priori:
         _a_priori(n_x, n_y, budget, target, json_out)
         return
     from sbrnn.parent.recommend import recommend as rank
 
+    check_output_file(plot, "--plot")
     parent, _ = _load(model)
     context, note = _context(parent, n_x, n_y, steps, loss, task, task_option, seed)
     result = rank(parent, context, budget, top=top, seed=seed, kind=kind, task_name=task)
@@ -296,11 +327,13 @@ def recommend(
         curves = [(f"#{s.rank} {s.source}", s.prediction) for s in result.top]
         curves += [("a-priori", result.a_priori.prediction)]
         curves += [(name, s.prediction) for name, s in result.baselines.items()]
-        plot_predictions(
-            curves,
-            plot,
-            f"{parent.name}: {context.n_x} in, {context.n_y} out, T = {context.steps}, budget {budget:,.0f}",
-        )
+        with writing("--plot", plot):
+            plot_predictions(
+                curves,
+                plot,
+                f"{parent.name}: {context.n_x} in, {context.n_y} out, T = {context.steps}, "
+                f"budget {budget:,.0f}",
+            )
     if json_out:
         print_json({**result.to_dict(), "note": note, "plot": None if plot is None else str(plot)})
         return
@@ -415,21 +448,27 @@ def predict(
     """Predict one configuration's best-so-far validation-loss curve (with a band) and its minimum."""
     from sbrnn.parent.recommend import configuration, extrapolation
 
-    parent, _ = _load(model)
-    context, note = _context(parent, n_x, n_y, steps, loss, task, task_option, seed)
+    check_seeds(seed=seed)
+    check_output_file(plot, "--plot")
+    grid_option(densities, "densities")  # each in (0, 1], naming the flag
     grids = {
         name: weight_space.parse_grid(text, name)
         for name, text in (("densities", densities), ("means", means), ("stds", stds))
     }
+    parent, _ = _load(model)
+    context, note = _context(parent, n_x, n_y, steps, loss, task, task_option, seed)
     config = configuration(arch, context.n_x, context.n_y, budget, lr, **grids)
     pred = parent.predict_configs([config], context, kind)[0]
     where = extrapolation(parent, context, budget)
     if plot is not None:
         from sbrnn.parent.plots import plot_predictions
 
-        plot_predictions(
-            [(arch, pred)], plot, f"{parent.name}: {context.n_x} in, {context.n_y} out, budget {budget:,.0f}"
-        )
+        with writing("--plot", plot):
+            plot_predictions(
+                [(arch, pred)],
+                plot,
+                f"{parent.name}: {context.n_x} in, {context.n_y} out, budget {budget:,.0f}",
+            )
     result = {
         "parent": _parent_line(parent, parent.kind(kind)),
         "arch": arch,
@@ -484,17 +523,23 @@ def evaluate(
     from sbrnn.parent.features import records_in
     from sbrnn.parent.plots import plot_curve_overlays, plot_predicted_vs_actual
 
+    check_output_dir(out, "--out")
     parent, _ = _load(model)
-    report, arrays = evaluate_parent(parent, records_in(records), kind)
+    with held_warnings():
+        runs = records_in(records)
+    report, arrays = evaluate_parent(parent, runs, kind)
     pooled = report["unseen"][report["model"]]["pooled"]
     r2 = "-" if pooled["r2_min"] is None else f"{pooled['r2_min']:.3f}"
     rho = "-" if pooled["spearman_min"] is None else f"{pooled['spearman_min']:.3f}"
     title = (
         f"Fig. 10: {parent.name} ({report['model']}) on {pooled['n']} unseen runs; R^2 {r2}, Spearman {rho}"
     )
-    report["figure"] = str(plot_predicted_vs_actual(arrays, out / "fig10.png", title))
-    report["curves"] = str(plot_curve_overlays(arrays, out / "curves.png", f"{parent.name}: held-out curves"))
-    atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
+    with writing("--out", out):
+        report["figure"] = str(plot_predicted_vs_actual(arrays, out / "fig10.png", title))
+        report["curves"] = str(
+            plot_curve_overlays(arrays, out / "curves.png", f"{parent.name}: held-out curves")
+        )
+        atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
     if json_out:
         print_json(report)
         return

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from sbrnn.cli.options import JsonOpt, RecordsArg, warnings_as_lines
+from sbrnn.cli.options import (
+    JsonOpt,
+    RecordsArg,
+    check_output_dir,
+    check_output_file,
+    held_warnings,
+    writing,
+)
 from sbrnn.cli.render import Column, number, print_json, print_lines, render
 from sbrnn.errors import SbrnnError
 from sbrnn.vocabulary import STATUSES
@@ -23,7 +30,7 @@ def summary(directory: RecordsArg, json_out: JsonOpt = False) -> None:
     model-density bin per task (the paper's Tables III and IV), with run counts per bin."""
     from sbrnn import records_report
 
-    with warnings_as_lines():
+    with held_warnings():
         result = records_report.summary(records_report.load_frame(directory))
     if json_out:
         print_json(result)
@@ -54,7 +61,7 @@ def compact(directory: RecordsArg, json_out: JsonOpt = False) -> None:
 
     if not directory.is_dir():
         raise SbrnnError(f"records directory {str(directory)!r} is not a directory")
-    with warnings_as_lines():
+    with writing("records directory", directory):
         done = compact_records(directory)
     if json_out:
         print_json(done)
@@ -82,9 +89,13 @@ def export(
     for flag, path, suffix in (("--csv", csv, ".csv"), ("--parquet", parquet, ".parquet")):
         if path is not None and path.suffix.lower() != suffix:
             raise SbrnnError(f"{flag} {str(path)!r} must end in {suffix}")
-    with warnings_as_lines():
-        for path in (p for p in (csv, parquet) if p is not None):
-            print_lines(f"{records_report.export(directory, path)} records written to {path}")
+    check_output_file(csv, "--csv")
+    check_output_file(parquet, "--parquet")
+    for flag, path in (("--csv", csv), ("--parquet", parquet)):
+        if path is not None:
+            with held_warnings(), writing(flag, path):
+                count = records_report.export(directory, path)
+            print_lines(f"{count} records written to {path}")
 
 
 @app.command("plot")
@@ -96,11 +107,11 @@ def plot(
     loss vs hidden proportion and model density), Fig. 7b/9b (vs the largest block's density)."""
     from sbrnn import records_report
 
-    with warnings_as_lines():
+    check_output_dir(out, "--out")
+    with held_warnings():
         frame = records_report.load_frame(directory)
-    if frame.empty:
-        raise SbrnnError(f"records directory {str(directory)!r} holds no readable records")
-    print_lines(*(str(path) for path in records_report.plot(frame, out)))
+    with writing("--out", out):
+        print_lines(*(str(path) for path in records_report.plot(frame, out)))
 
 
 @app.command("report")
@@ -117,6 +128,6 @@ def report(
     hyperparameter importance, tuning studies and, with --parent, predicted vs actual."""
     from sbrnn import records_html
 
-    with warnings_as_lines():
+    with held_warnings(), writing("--out", out):
         path = records_html.write_report(directory, out, parent)
     print_lines(f"report written to {path}")

@@ -46,6 +46,33 @@ def check_int(name: str, value, minimum: int) -> int:
 
 # Environments ---------------------------------------------------------------------------------
 
+ROBOTICS_NOTICE = "reward functions were updated in v1.2.1"
+"""Part of the notice Gymnasium-Robotics 1.2.1-1.4.2 prints to stderr when imported (from the
+``farama_notifications`` package): the Adroit *Dense-v1* rewards changed without a new version.
+sbrnn scores returns against its dataset's reference scores (or D4RL's for hammer) and prints
+them, so that notice on every Adroit command is noise; :func:`_import_robotics` leaves it out,
+and every other notice of that package (and every warning) as they are."""
+
+
+def _import_robotics():
+    """``gymnasium_robotics``, imported without its Adroit reward-function notice (see
+    :data:`ROBOTICS_NOTICE`)."""
+    try:
+        from farama_notifications import notifications
+    except ImportError:  # nothing to leave out
+        notifications = {}
+    saved = notifications.get("gymnasium_robotics")
+    if isinstance(saved, dict):
+        notifications["gymnasium_robotics"] = {
+            version: text for version, text in saved.items() if ROBOTICS_NOTICE not in str(text)
+        }
+    try:
+        import gymnasium_robotics
+    finally:
+        if isinstance(saved, dict):
+            notifications["gymnasium_robotics"] = saved
+    return gymnasium_robotics
+
 
 def make_env(env_id: str, max_steps: int | None = None, env_kwargs: dict | None = None):
     """The Gymnasium environment ``env_id`` (Gymnasium-Robotics ids included), episodes capped at
@@ -57,9 +84,7 @@ def make_env(env_id: str, max_steps: int | None = None, env_kwargs: dict | None 
     if max_steps is not None:
         check_int("max steps", max_steps, 1)
     if env_id not in gym.registry and importlib.util.find_spec("gymnasium_robotics") is not None:
-        import gymnasium_robotics
-
-        gym.register_envs(gymnasium_robotics)
+        gym.register_envs(_import_robotics())
     kwargs = {**(env_kwargs or {}), **({} if max_steps is None else {"max_episode_steps": max_steps})}
     try:
         env = gym.make(env_id, **kwargs)

@@ -56,6 +56,7 @@ def episode_task(name: str, dataset_id: str, kind: str, seed: int = 0, window: i
         "seed": int(seed),
         "window": window,
         "metadata_sha256": hashlib.sha256(minari_io.metadata_file(dataset_id).read_bytes()).hexdigest(),
+        "normalisation": windows.NORMALISATION,
     }
     tensors, entry = load_or_build(
         "minari", params, lambda: windows.build_tensors(dataset, kind, seed, window)

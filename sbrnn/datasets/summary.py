@@ -134,8 +134,9 @@ def build_summary(
 @dataclass(frozen=True)
 class TaskDetails:
     """Everything ``datasets info`` tells of a task: its summary, the registry's description, family
-    and source, its options with their defaults, traits, generation details (``meta``) and, for
-    RAD, the path of a PNG preview of a few sequences."""
+    and source, its options as built (those given, the others at their defaults; ``given`` names
+    the given ones), traits, generation details (``meta``) and, for RAD, the path of a PNG
+    preview of a few sequences."""
 
     summary: TaskSummary
     family: str
@@ -145,6 +146,7 @@ class TaskDetails:
     traits: dict[str, float | None]
     meta: dict
     preview: str | None = None
+    given: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         """JSON-ready; ``preview`` only when there is one."""
@@ -154,6 +156,7 @@ class TaskDetails:
             "description": self.description,
             "source": self.source,
             "options": self.options,
+            "options_given": list(self.given),
             "traits": self.traits,
             "meta": self.meta,
         }
@@ -172,7 +175,9 @@ def describe_task(
     """Build task ``name`` (:func:`build_checked`) and describe it; a RAD task's preview is written
     to ``preview``, by default into the cache's ``previews`` folder."""
     info = get_info(name)
+    options = dict(options or {})
     task = build_checked(name, seed, options, progress)
+    defaults = task_options(info)
     written = None
     if task.meta.get("generator") == "rad":
         path = preview or cache_root() / "previews" / f"{name}-{task.meta['cache']['key']}.png"
@@ -182,8 +187,9 @@ def describe_task(
         info.family,
         info.description,
         info.source,
-        task_options(info),
+        None if defaults is None else {**defaults, **options},
         task.traits,
         task.meta,
         written,
+        tuple(options),
     )

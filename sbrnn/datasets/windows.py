@@ -15,11 +15,20 @@ Nothing is padded, so nothing needs a mask: every step of every sequence is a re
 starts from the zero state mid-episode; in the environment the state runs across the episode.
 
 Normalisation. Per-feature mean and std of inputs and of targets over every step of the train
-split's episodes (a std below :data:`STD_FLOOR` counts as 1), in the units of the observations
-and actions; sequences are ``(v - mean) / std``.
+split's episodes, in the units of the observations and actions; sequences are
+``(v - mean) / std``. A feature is *near-constant* in the train split when its std is below
+``STD_FLOOR * (1 + |mean|)`` (a tolerance relative to the feature's own scale, as ``numpy.isclose``
+takes one: 1e-3 of its mean, and never below 1e-3 in its units): its std then counts as 1, so it
+is centred but not blown up. Dividing by such a std turned a few thousandths of a unit in
+held-out episodes into thousands of standard deviations (5 random Adroit hammer episodes: a std of
+8e-5, test inputs up to 12,407, a test loss of 10^5). Near-constant features are a logged warning
+naming them, and so are validation or test values more than :data:`HELD_OUT_LIMIT` train stds
+from the train mean (episodes the train split does not cover; more episodes help).
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import torch
@@ -27,10 +36,18 @@ import torch
 from sbrnn.datasets.envs import check_int
 from sbrnn.errors import SbrnnError
 
+_LOG = logging.getLogger(__name__)
+
 TASK_KINDS = ("behaviour_cloning", "forward_dynamics")
 HOLDOUT_FRACTION = 0.05
 """Share of a dataset's episodes in val, and again in test (rounded, at least one each)."""
-STD_FLOOR = 1e-6
+STD_FLOOR = 1e-3
+"""A feature whose train std is below ``STD_FLOOR * (1 + |mean|)`` is near-constant (std taken as 1)."""
+NORMALISATION = "relative-floor-1e-3"
+"""Names the normalisation rule, for cache keys of normalised tensors (the rule changed from an
+absolute floor of 1e-6)."""
+HELD_OUT_LIMIT = 100.0
+"""Held-out values further than this many train stds from the train mean are warned of."""
 
 
 def split_counts(episodes: int) -> tuple[int, int, int]:
@@ -76,12 +93,57 @@ def _pairs(kind: str, observations: np.ndarray, actions: np.ndarray) -> tuple[np
     return np.concatenate([observations[:-1], actions], axis=1), np.diff(observations, axis=0)
 
 
-def _moments(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature float64 ``(mean [d], std [d])`` over every row of the ``[T_i, d]`` arrays; a std
-    below :data:`STD_FLOOR` is 1."""
+def near_constant(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Which features ``[d]`` are near-constant: std below ``STD_FLOOR * (1 + |mean|)``."""
+    return np.asarray(std) < STD_FLOOR * (1.0 + np.abs(np.asarray(mean)))
+
+
+def _moments(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-feature float64 ``(mean [d], std [d], near-constant [d] bool)`` over every row of the
+    ``[T_i, d]`` arrays; a near-constant feature's std is 1 (:func:`near_constant`)."""
     stacked = np.concatenate(arrays).astype(np.float64)
-    std = stacked.std(axis=0)
-    return stacked.mean(axis=0), np.where(std < STD_FLOOR, 1.0, std)
+    mean, std = stacked.mean(axis=0), stacked.std(axis=0)
+    constant = near_constant(mean, std)
+    return mean, np.where(constant, 1.0, std), constant
+
+
+def _features(indices: np.ndarray, limit: int = 8) -> str:
+    """``3, 7, 12`` (the first ``limit``, then ``...``)."""
+    shown = ", ".join(str(int(i)) for i in indices[:limit])
+    return shown + (", ..." if len(indices) > limit else "")
+
+
+def _warn_near_constant(dataset_id: str, what: str, constant: np.ndarray) -> None:
+    if constant.any():
+        _LOG.warning(
+            "dataset %r: %d of %d %s features are near-constant in the train split (std below %g x "
+            "(1 + |mean|): features %s); they are centred, not scaled",
+            dataset_id,
+            int(constant.sum()),
+            len(constant),
+            what,
+            STD_FLOOR,
+            _features(np.flatnonzero(constant)),
+        )
+
+
+def _warn_far(dataset_id: str, what: str, held_out: list[np.ndarray]) -> None:
+    """Warn when normalised validation/test values lie beyond :data:`HELD_OUT_LIMIT` train stds."""
+    if not held_out:
+        return
+    peak = np.abs(np.concatenate(held_out)).max(axis=0)
+    far = np.flatnonzero(peak > HELD_OUT_LIMIT)
+    if len(far):
+        order = far[np.argsort(-peak[far])]
+        _LOG.warning(
+            "dataset %r: validation and test %s lie up to %.0f train standard deviations from the "
+            "train mean (features %s); the train split does not cover those episodes (more "
+            "episodes would)",
+            dataset_id,
+            what,
+            float(peak[order[0]]),
+            _features(order),
+        )
 
 
 def build_tensors(dataset, kind: str, seed: int, window: int) -> dict[str, torch.Tensor]:
@@ -97,8 +159,12 @@ def build_tensors(dataset, kind: str, seed: int, window: int) -> dict[str, torch
         for e in episodes
     ]
     parts = split_episodes(len(pairs), seed)
-    in_mean, in_std = _moments([pairs[i][0] for i in parts[0]])
-    out_mean, out_std = _moments([pairs[i][1] for i in parts[0]])
+    in_mean, in_std, in_constant = _moments([pairs[i][0] for i in parts[0]])
+    out_mean, out_std, out_constant = _moments([pairs[i][1] for i in parts[0]])
+    name = getattr(dataset, "id", "?")
+    _warn_near_constant(name, "input", in_constant)
+    _warn_near_constant(name, "target", out_constant)
+    held_out: dict[str, list[np.ndarray]] = {"inputs": [], "targets": []}
     tensors = {
         "input_mean": torch.from_numpy(in_mean),
         "input_std": torch.from_numpy(in_std),
@@ -116,4 +182,9 @@ def build_tensors(dataset, kind: str, seed: int, window: int) -> dict[str, torch
             )
         tensors[f"{split}_x"] = torch.from_numpy(x).float()
         tensors[f"{split}_y"] = torch.from_numpy(y).float()
+        if split != "train":
+            held_out["inputs"].append(x.reshape(-1, x.shape[-1]))
+            held_out["targets"].append(y.reshape(-1, y.shape[-1]))
+    for what, arrays in held_out.items():
+        _warn_far(name, what, arrays)
     return tensors

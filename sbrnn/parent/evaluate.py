@@ -161,10 +161,12 @@ def check_fit_input(data: TrainingData, folds: int) -> None:
     n_conv = int(data.converged.sum())
     if n_conv < max(folds, 4):
         counts = data.counts()
+        left_out = ", ".join(f"{n} {why}" for why, n in counts["excluded"].items())
         raise SbrnnError(
-            f"the records hold {n_conv} converged runs with features; {folds}-fold evaluation needs at "
-            f"least {max(folds, 4)} ({counts['runs']} runs: {counts['converged']} converged, "
-            f"{counts['not_converged']} not converged, {sum(counts['excluded'].values())} left out)"
+            f"the records hold {n_conv} converged runs with features ({counts['runs']} runs: "
+            f"{counts['converged']} converged, {counts['not_converged']} not converged, "
+            f"{sum(counts['excluded'].values())} left out{f': {left_out}' if left_out else ''}); "
+            f"allowed: at least {max(folds, 4)} for {folds}-fold evaluation (or fewer folds)"
         )
 
 

@@ -1,8 +1,9 @@
 """Planning a sweep (pure): per task and budget the baselines, the balanced configuration, then draws.
 
 Draw ``i`` at (task, budget) takes its generator from ``(seed, task, budget, i)``
-(:func:`sbrnn.child.sampling.run_rng`),
-so the same command plans the same configurations, seeds and run ids on any machine.
+(:func:`sbrnn.child.sampling.run_rng`), and stratified draws theirs from ``(seed, task, budget,
+"stratified", bin, i)`` (:func:`sbrnn.child.sampling.draw_stratified`), so the same command plans
+the same configurations, seeds and run ids on any machine.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from sbrnn.vocabulary import BASELINE_ARCHS
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One run of a sweep: a label (``random 3``, ``dense``, ``balanced``, ...) and its config."""
+    """One run of a sweep: a label (``random 3``, ``stratified .6-.8 2``, ``dense``, ``balanced``,
+    ...) and its config."""
 
     label: str
     config: RunConfig
@@ -49,8 +51,10 @@ def plan_sweep(
     batch_size: int = 16,
     task_options: Mapping[str, object] | None = None,
     patience: int | None = None,
+    stratify: sampling.Stratify | int | str | None = None,
 ) -> list[PlannedRun]:
-    """The runs of a sweep, in a fixed order: per task, per budget, baselines, balanced, draws.
+    """The runs of a sweep, in a fixed order: per task, per budget, baselines, balanced, draws,
+    stratified draws.
 
     Draw ``i`` at (task, budget) takes densities, init means and stds and the learning rate
     from ``space`` (``pins`` fix any of them for every draw) with the generator
@@ -59,9 +63,11 @@ def plan_sweep(
     draws masks, init and data order; baselines and the balanced configuration use the pinned
     learning rate (or the default 1e-3). Identical configs (everything pinned) collapse to one
     run. ``task_options`` (builder options such as ``n_train``) apply to every task; ``patience``
-    (early stopping) to every run. Raises
-    :class:`SbrnnError` for an unknown task or option, a budget too small for a task's dims, or
-    an empty sweep.
+    (early stopping) to every run. ``stratify`` (a :class:`sbrnn.child.sampling.Stratify`, a
+    count per bin or its text, :func:`sbrnn.child.sampling.as_stratify`) adds that many draws per
+    hidden-proportion bin at the task's dims and each budget, labelled ``stratified <bin> <i>``.
+    Raises :class:`SbrnnError` for an unknown task or option, a budget too small for a task's dims,
+    a bin the space does not reach, or an empty sweep.
     """
     if not tasks:
         raise SbrnnError("give at least one task")
@@ -70,6 +76,7 @@ def plan_sweep(
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 0:
         raise SbrnnError(f"runs = {runs!r} is out of range; allowed: integers >= 0")
     sampling.check_space(space)
+    strata = None if stratify is None else sampling.as_stratify(stratify)
     pins = pins or sampling.Pins()
     lr = pins.lr if pins.lr is not None else RunConfig.lr
     planned: dict[str, PlannedRun] = {}
@@ -103,22 +110,24 @@ def plan_sweep(
             if balanced:
                 add("balanced", RunConfig(**common, lr=lr, seed=seed), info.n_x, info.n_y)
             for i in range(runs):
-                rng = sampling.run_rng(seed, task, budget, i)
-                hp = sampling.draw(rng, space, pins)
-                config = RunConfig(
-                    **common,
-                    densities=hp.densities,
-                    means=hp.means,
-                    stds=hp.stds,
-                    lr=hp.lr,
-                    seed=seed,
-                )
-                add(f"random {i}", config, info.n_x, info.n_y)
+                hp = sampling.draw(sampling.run_rng(seed, task, budget, i), space, pins)
+                add(f"random {i}", _drawn(common, hp, seed), info.n_x, info.n_y)
+            if strata is not None:
+                for drawn in sampling.draw_stratified(
+                    seed, task, budget, info.n_x, info.n_y, strata, space, pins
+                ):
+                    add(drawn.label, _drawn(common, drawn.hyperparameters, seed), info.n_x, info.n_y)
     if not planned:
         raise SbrnnError(
-            "the sweep plans no runs; give runs >= 1, or include the baselines or the balanced configuration"
+            "the sweep plans no runs; give runs >= 1, stratified draws, the baselines or the balanced "
+            "configuration"
         )
     return list(planned.values())
+
+
+def _drawn(common: Mapping[str, Any], hp: sampling.Hyperparameters, seed: int) -> RunConfig:
+    """The config of a drawn run: the sweep's common fields, the draw's hyperparameters, the seed."""
+    return RunConfig(**common, densities=hp.densities, means=hp.means, stds=hp.stds, lr=hp.lr, seed=seed)
 
 
 @dataclass(frozen=True)

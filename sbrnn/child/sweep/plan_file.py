@@ -14,17 +14,21 @@ is unchanged. The file::
     budget_factors = [1.2, 3.8, 12]  # budgets = factor x the task's reference budget
     min_budget = 1000          # the reference budget is at least this
     patience = 5               # early stopping (epochs without a new best validation loss)
+    stratify_hp = 30           # 30 more draws per hidden-proportion bin ("30:.2-.4,.4-.6": some bins)
 
     [[task]]
     name = "rad"
     epochs = 20
     options = { n_train = 2000 }   # builder options (--task-option)
-    # runs, budgets (explicit list), budget_factors, patience and batch_size may be set per task
+    # runs, budgets (explicit list), budget_factors, patience, batch_size and stratify_hp may be set
+    # per task
 
 Budgets: a task's *reference budget* is ``max(min_budget, n_y (n_x + n_y))``, the weights of a
 dense y row (``W_yx`` and ``W_yy``: what every child of the task must hold before its hidden layer
 gets any), and its budgets are that times each of ``budget_factors``, rounded to two significant
-digits (:func:`task_budgets`). Unknown keys, tasks and options are errors naming the value.
+digits (:func:`task_budgets`). Stratified draws (``stratify_hp``,
+:func:`sbrnn.child.sampling.draw_stratified`) are labelled ``stratified <bin> <i>``. Unknown keys,
+tasks and options are errors naming the value.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sbrnn.child.sampling import Stratify, as_stratify
 from sbrnn.child.sweep.plan import PlannedRun, plan_sweep
 from sbrnn.child.weight_space import reference_budget
 from sbrnn.datasets.registry import get_info
@@ -53,6 +58,7 @@ _TOP_KEYS = {
     "min_budget": (int, float),
     "patience": int,
     "epochs": int,
+    "stratify_hp": (int, str),
     "task": list,
     "rule": dict,
 }
@@ -65,6 +71,7 @@ _TASK_KEYS = {
     "budget_factors": list,
     "patience": int,
     "batch_size": int,
+    "stratify_hp": (int, str),
     "why": str,
 }
 
@@ -85,7 +92,8 @@ def task_budgets(n_x: int, n_y: int, factors, min_budget: float = 1000) -> list[
 
 @dataclass(frozen=True)
 class TaskEntry:
-    """One ``[[task]]`` of a plan: the task, its options, budgets, draws, epochs and patience."""
+    """One ``[[task]]`` of a plan: the task, its options, budgets, draws, epochs, patience and
+    stratified draws (None: none)."""
 
     name: str
     options: dict
@@ -95,6 +103,7 @@ class TaskEntry:
     patience: int | None
     batch_size: int
     why: str = ""
+    stratify: Stratify | None = None
 
 
 @dataclass(frozen=True)
@@ -111,8 +120,8 @@ class PlanFile:
     rule: dict = field(default_factory=dict)
 
     def planned_runs(self) -> list[PlannedRun]:
-        """Every run of the plan, in file order (per task: per budget, baselines, balanced, draws);
-        a config planned twice runs once."""
+        """Every run of the plan, in file order (per task: per budget, baselines, balanced, draws,
+        stratified draws); a config planned twice runs once."""
         planned: dict[str, PlannedRun] = {}
         for entry in self.tasks:
             for run in plan_sweep(
@@ -127,6 +136,7 @@ class PlanFile:
                 batch_size=entry.batch_size,
                 task_options=entry.options,
                 patience=entry.patience,
+                stratify=entry.stratify,
             ):
                 planned.setdefault(run.run_id, run)
         return list(planned.values())
@@ -163,6 +173,13 @@ def _numbers(where: str, key: str, values: list) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+def _stratify(where: str, value: int | str) -> Stratify:
+    try:
+        return as_stratify(value)
+    except SbrnnError as exc:
+        raise SbrnnError(f"{where}: stratify_hp: {exc}") from None
+
+
 def load_plan(path: str | Path) -> PlanFile:
     """Parse and check the plan file ``path``; :class:`SbrnnError` with one line for anything wrong."""
     path = Path(path)
@@ -193,6 +210,7 @@ def load_plan(path: str | Path) -> PlanFile:
             own = _numbers(where, "budget_factors", task.get("budget_factors", list(factors)))
             budgets = tuple(task_budgets(info.n_x, info.n_y, own, min_budget))
         epochs = task.get("epochs", data.get("epochs"))
+        stratify = task.get("stratify_hp", data.get("stratify_hp"))
         if epochs is None:
             raise SbrnnError(f"{where}: no epochs; allowed: epochs = N here or at the top of the file")
         entries.append(
@@ -205,6 +223,7 @@ def load_plan(path: str | Path) -> PlanFile:
                 patience=task.get("patience", data.get("patience")),
                 batch_size=task.get("batch_size", data.get("batch_size", 16)),
                 why=task.get("why", ""),
+                stratify=None if stratify is None else _stratify(where, stratify),
             )
         )
     return PlanFile(
