@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from sbrnn.errors import SbrnnError
+from sbrnn.io import atomic_write
 from sbrnn.records import read_table, write_atomic
 from sbrnn.vocabulary import BASELINE_ARCHS, STATUSES
 
@@ -242,10 +243,9 @@ def export(directory: str | os.PathLike, out: str | os.PathLike) -> int:
         write_atomic(table, out)
         return table.num_rows
     frame = table.to_pandas()
-    out.parent.mkdir(parents=True, exist_ok=True)
     for column in CURVES:
         frame[column] = [json.dumps([float(v) for v in values]) for values in frame[column]]
-    frame.to_csv(out, index=False)
+    atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
     return len(frame)
 
 

@@ -673,6 +673,12 @@ def tune(
     seed: Annotated[
         int, typer.Option(help="Task data, masks, init and data order of every trial; seeds the sampler.")
     ] = 0,
+    sampler_seed: Annotated[
+        int | None, typer.Option(help="Seed the sampler apart from the data (default: --seed).")
+    ] = None,
+    patience: Annotated[
+        int | None, typer.Option(help="Stop a trial after this many epochs without a new best.")
+    ] = None,
     device: DeviceOpt = None,
     threads: Annotated[int, typer.Option(help="Torch intra-op threads.")] = 1,
     json_out: JsonOpt = False,
@@ -684,7 +690,7 @@ def tune(
     from sbrnn.datasets.summary import build_checked
 
     optuna = tuning.require_optuna()
-    check_counts(trials=trials, epochs=epochs, threads=threads)
+    check_counts(trials=trials, epochs=epochs, threads=threads, patience=patience)
     check_seeds(seed=seed)
     if no_warm_start and warm_start is not None:
         raise SbrnnError("give either --warm-start K or --no-warm-start")
@@ -707,6 +713,8 @@ def tune(
         space=space,
         device=device,
         threads=threads,
+        patience=patience,
+        sampler_seed=sampler_seed,
     )
     resolve_device(device)
     parent, parent_note = tuning.load_warm_start_parent(model) if settings.warm_start else (None, None)

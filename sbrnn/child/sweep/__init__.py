@@ -8,7 +8,9 @@
   *jobs* (tuples of configs): in this process, on local processes (joblib's loky), on a Dask
   cluster; and what a worker does with a job (:func:`~.executors.run_job`).
 - :mod:`.coordinator` — :func:`~.coordinator.run_sweep`: the runs not yet recorded go to an
-  executor; only the coordinating process writes the records directory, one atomic Parquet
-  shard per run, so a crash or kill at any moment leaves whole shards only, and rerunning the
-  same command finishes exactly the planned set, once each.
+  executor; the coordinating process writes the records directory (workers never do), one
+  atomic Parquet shard per run, so a crash or kill at any moment leaves whole shards only, and
+  rerunning the same command finishes exactly the planned set, once each.
+- :mod:`.claims` — leased claim files under ``DIR/.claims`` so that several sweeps on one
+  directory (two terminals, two machines on a shared filesystem) train each run once.
 """
