@@ -5,6 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+import sbrnn
 from sbrnn.child import weight_space
 from sbrnn.cli import app
 
@@ -17,7 +18,7 @@ def invoke(*args):
 
 def test_version():
     result = invoke("--version")
-    assert result.exit_code == 0 and "sbrnn 0.1.0" in result.output
+    assert result.exit_code == 0 and f"sbrnn {sbrnn.__version__}" in result.output
 
 
 def test_plan_json_fig4():

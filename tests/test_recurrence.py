@@ -7,6 +7,8 @@ from sbrnn.child import kernels
 from sbrnn.child.recurrence import block_recurrence, sparse_block_recurrence
 from sbrnn.child.sparse_ops import SparsePattern
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # some tests set torch's (process-wide) thread count
+
 
 def loop(projected, weight_s, h, activation):
     """The recurrence as plain autograd ops."""
