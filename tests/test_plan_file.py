@@ -104,6 +104,10 @@ def test_plan_and_task_flags_do_not_mix(tmp_path):
     plan.write_text(PLAN)
     result = runner.invoke(app, ["child", "sweep", "--plan", str(plan), "--task", "rad", "--records", "r"])
     assert result.exit_code == 2 and "either --plan or --task" in result.stderr
+    stratified = runner.invoke(
+        app, ["child", "sweep", "--plan", str(plan), "--stratify-hp", "2", "--records", str(tmp_path / "s")]
+    )
+    assert stratified.exit_code == 2 and "either --plan or --stratify-hp" in stratified.stderr
     file_as_records = runner.invoke(app, ["child", "sweep", "--plan", str(plan), "--records", str(plan)])
     assert file_as_records.exit_code == 2 and "is a file" in file_as_records.stderr
 

@@ -534,6 +534,7 @@ def sweep(
                 ("--budget", budget),
                 ("--runs", runs),
                 ("--task-option", task_option),
+                ("--stratify-hp", stratify_hp),
             )
             if value
         ]

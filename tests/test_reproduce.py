@@ -1,0 +1,71 @@
+"""benchmarks/reproduce.py at tiny sizes: the Table IV part end to end through the CLI, and its
+paired statistics."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sbrnn.records_report import BIN_LABELS
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce"] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["reproduce"]
+
+
+def test_paired_comparison_uses_the_seeds_both_ended_ok(reproduce):
+    def run(status, loss, acc):
+        return pd.Series({"status": status, "min_val_loss": loss, "test_acc": acc})
+
+    runs = {
+        "balanced": {0: run("ok", 1.0, 0.9), 1: run("ok", 1.2, 0.8), 2: run("ok", 1.1, 0.85)},
+        "dense": {0: run("ok", 1.5, 0.7), 1: run("ok", 1.6, 0.6), 2: run("diverged", float("nan"), None)},
+    }
+    result = reproduce.compare(runs, "balanced", ("min_val_loss", "test_acc"))
+    assert result["configs"]["dense"]["ok"] == 2 and result["configs"]["balanced"]["min_val_loss"]["n"] == 3
+    paired = result["paired"]["dense"]
+    assert paired["seeds"] == [0, 1] and "balanced" not in result["paired"]
+    assert paired["min_val_loss"]["mean"] == pytest.approx(-0.45)
+    assert paired["min_val_loss"]["ci_low"] < -0.45 < paired["min_val_loss"]["ci_high"]
+    assert paired["test_acc"]["mean"] == pytest.approx(0.2)
+
+
+@pytest.mark.slow
+def test_table4_part_runs_and_resumes_at_tiny_sizes(reproduce, tmp_path, one_thread):
+    settings = reproduce.Table4Settings(
+        "toy-anomaly", 300, 4, "1", 1, {"n_train": 32, "n_val": 16, "n_test": 16}
+    )
+    log = reproduce.Log()
+    tables = reproduce.table4(settings, tmp_path, log)
+    result = reproduce.finish("table4", True, tmp_path, log, tables, 1.0)
+    assert [c["command"].split()[3:5] for c in result["commands"]] == [
+        ["child", "sweep"],
+        ["records", "summary"],
+        ["records", "plot"],
+    ]
+    assert "--stratify-hp 1" in result["commands"][0]["command"]
+    assert tables["sweep"]["planned"] == 3 + 4 + len(BIN_LABELS)
+    assert [r["bin"] for r in tables["hidden_proportion"]] == list(BIN_LABELS)
+    assert sum(r["stratified"] for r in tables["hidden_proportion"]) == len(BIN_LABELS)
+    assert all(r["runs"] >= 1 for r in tables["hidden_proportion"])  # every bin filled
+    assert [r["paper"] for r in tables["model_density_draws_only"]] == [1.381, 1.511, 1.810, 2.026, 2.091]
+    assert sum(r["runs"] for r in tables["model_density_draws_only"]) == 4  # the draws alone
+    assert Path(tables["figure"]).is_file()
+    assert json.loads((tmp_path / "tables.json").read_text())["tables"]["draws"] == 4
+    assert "| .6-.8 | 1.373 |" in (tmp_path / "tables.md").read_text()
+    again = reproduce.table4(settings, tmp_path, reproduce.Log())
+    assert again["sweep"]["already_done"] == again["sweep"]["planned"] and again["sweep"]["finished"] == 0
