@@ -178,6 +178,30 @@ def test_a_live_workers_running_trial_is_waited_for(tmp_path, task, monkeypatch)
 
 
 @needs_optuna
+def test_an_unclaimed_running_trial_is_stale_after_the_grace(tmp_path, task, monkeypatch):
+    """A process killed between Optuna starting a trial and its claim leaves a trial with no worker:
+    waited for within the grace, failed and rerun after it."""
+    s = settings(tmp_path, trials=1)
+    storage = tuning.open_storage(s.storage_spec)
+    study = optuna.create_study(study_name=s.study_name, storage=storage)
+    study.set_user_attr(tuning.STUDY_ATTR, s.identity())
+    study.ask()
+
+    def stop(running):
+        raise KeyboardInterrupt
+
+    waited = tuning.tune(s, task, on_wait=stop)
+    assert waited.stopped and waited.states == {"running": 1}
+    monkeypatch.setattr(tuning, "GRACE_S", 0)
+
+    def no_wait(running):
+        raise AssertionError(f"waited for {running} running trial(s) that no process runs")
+
+    summary = tuning.tune(s, task, on_wait=no_wait)
+    assert summary.ran == 1 and summary.states == {"complete": 1, "fail": 1}
+
+
+@needs_optuna
 def test_cli_json_then_table_on_sqlite(tmp_path, parent_dir):
     directory, _ = parent_dir
     args = [

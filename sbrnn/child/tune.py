@@ -42,7 +42,8 @@ RUNNING trial left by a killed process is failed by:
 - a journal file (any other path; the default ``<records>/optuna.journal``): worker leases, one
   file per process in ``<journal>.workers/`` held under an exclusive ``flock`` for the process's
   life; a trial whose worker's file is not locked has lost its process (the kernel drops the lock
-  of a killed one, at once).
+  of a killed one, at once). A trial is claimed in the moment after Optuna starts it; one started
+  more than :data:`GRACE_S` s ago and still unclaimed lost its process in that moment.
 
 While every remaining slot is taken by running trials, a process waits for them (polling every
 :data:`POLL_S` s) and reruns those that turn stale.
@@ -50,6 +51,7 @@ While every remaining slot is taken by running trials, a process waits for them 
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import hashlib
 import json
@@ -78,7 +80,8 @@ DIVERGED_VALUE = 1e6
 HEARTBEAT_S = 10
 """Seconds between heartbeats of a running trial in a database storage."""
 GRACE_S = 30
-"""Seconds without a heartbeat after which a database storage's running trial is stale."""
+"""Seconds without a heartbeat after which a database storage's running trial is stale; and after
+which a journal's running trial that no worker claimed is."""
 POLL_S = 5.0
 """Seconds between looks at the study while waiting for other processes' trials."""
 DEFAULT_WARM_START = 3
@@ -386,9 +389,15 @@ class _Leases:
 
     def fail_stale(self, study) -> None:
         optuna = require_optuna()
+        now = datetime.datetime.now()
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             token = trial.user_attrs.get(WORKER)
-            if token and token != self.token and not self._alive(token):
+            if token:
+                stale = token != self.token and not self._alive(token)
+            else:  # killed between Optuna starting the trial and the claim
+                started = trial.datetime_start
+                stale = started is not None and (now - started).total_seconds() > GRACE_S
+            if stale:
                 study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
     def close(self) -> None:
