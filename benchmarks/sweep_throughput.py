@@ -11,11 +11,17 @@ Variants (2 one-thread workers each):
 ``local-cluster``     ``--local-cluster 2``: a Dask LocalCluster of two one-thread worker processes
 
     python benchmarks/sweep_throughput.py                      # 16 runs of 2 epochs per variant
-    python benchmarks/sweep_throughput.py --runs 64 --epochs 25 --variants local   # a paper-scale slice
+    python benchmarks/sweep_throughput.py --paper-slice        # 64 runs of the paper-scale sweep, projected
 
 Columns: wall seconds of the sweep; runs per hour over that wall time and its ratio against
 ``local``; the same between the first and the last record ("steady": worker start excluded, as
 in a long sweep); mean seconds of training per run as the records state.
+
+``--paper-slice`` times the first 64 runs of ``child sweep --task rad --runs 3254 --budget 50000
+--epochs 25 --workers 2`` (the paper's 3,254 RAD runs at the task's registered size, 6,000
+training sequences; the first 64 draws of that plan are the plan of ``--runs 64``) with the
+``local`` variant, and projects the whole sweep's wall time as ``wall x 3254 / 64`` (start-up
+included once per 64 runs, so slightly pessimistic).
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.records import read_records
 
 WORKERS = 2
+PAPER_RUNS = 3254
+"""RAD runs of the paper's sweep (Section IV)."""
 VARIANTS = {  # name -> (executor factory, population)
     "local": (lambda: LocalProcesses(WORKERS, 1, runner=run_job), 1),
     "local population": (lambda: LocalProcesses(WORKERS, 1, runner=run_population_job), 8),
@@ -84,15 +92,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=1, help="alternating repeats; the median is shown")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--task-defaults",
+        action="store_true",
+        help="the task's registered sizes instead of --n-train/--n-val",
+    )
+    parser.add_argument("--project-runs", type=int, default=None, help="project the wall time of N such runs")
+    parser.add_argument(
+        "--paper-slice",
+        action="store_true",
+        help="= --runs 64 --epochs 25 --variants local --task-defaults --project-runs 3254 (see above)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.paper_slice:
+        args.runs, args.epochs, args.variants = 64, 25, "local"
+        args.task_defaults, args.project_runs = True, PAPER_RUNS
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"variant {unknown[0]!r} is unknown; allowed: {', '.join(VARIANTS)}")
 
     get_info(args.task)  # a clear error when the task is not registered
-    options = {"n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_val}
+    options = (
+        {} if args.task_defaults else {"n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_val}
+    )
     console = Console(stderr=True)
     console.print(f"building {args.task} {options} (cached for the workers) ...")
     build_task(args.task, seed=args.seed, **options)
@@ -123,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
             "steady_runs_per_hour": median(name, "steady_runs_per_hour"),
             "steady_ratio": median(name, "steady_runs_per_hour") / steady_base,
             "mean_run_s": median(name, "mean_run_s"),
+            **(
+                {
+                    "projected_runs": args.project_runs,
+                    "projected_h": median(name, "wall_s") * args.project_runs / args.runs / 3600,
+                }
+                if args.project_runs
+                else {}
+            ),
         }
         for name in variants
     ]
@@ -139,13 +171,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     table = Table(
         title=f"Sweep throughput: {args.runs} runs of {args.task} at budget {args.budget:,.0f}, "
-        f"{args.epochs} epoch(s), n_train {args.n_train}, {WORKERS} one-thread workers",
+        f"{args.epochs} epoch(s), n_train {'default' if args.task_defaults else args.n_train}, "
+        f"{WORKERS} one-thread workers",
         title_justify="left",
     )
-    for col in ("variant", "wall s", "runs/h", "ratio", "steady runs/h", "steady ratio", "mean s/run"):
+    columns = ["variant", "wall s", "runs/h", "ratio", "steady runs/h", "steady ratio", "mean s/run"]
+    if args.project_runs:
+        columns.append(f"h for {args.project_runs:,} runs")
+    for col in columns:
         table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
     for r in rows:
-        table.add_row(
+        cells = [
             r["name"],
             f"{r['wall_s']:.1f}",
             f"{r['runs_per_hour']:,.0f}",
@@ -153,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['steady_runs_per_hour']:,.0f}",
             f"{r['steady_ratio']:.2f}x",
             f"{r['mean_run_s']:.1f}",
-        )
+        ]
+        if args.project_runs:
+            cells.append(f"{r['projected_h']:.1f}")
+        table.add_row(*cells)
     Console(width=120).print(table)
     return 0
 

@@ -85,6 +85,7 @@ def test_tls_scheduler_without_certificates_is_refused_in_one_line(tmp_path):
         executors.make_executor(local_cluster=2, tls=executors.TlsFiles("a", "b"))
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_on_a_tls_scheduler_with_the_certificate_flags(tmp_path, one_thread):
     pytest.importorskip("distributed")
     from distributed import LocalCluster, Security

@@ -71,6 +71,7 @@ print(worst)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(kernels.library() is None, reason=str(kernels.library_error()))
 @pytest.mark.parametrize("env", [{"OMP_THREAD_LIMIT": "1"}, {"OMP_DYNAMIC": "true"}])
 def test_kernels_are_exact_whatever_number_of_threads_openmp_grants(env):

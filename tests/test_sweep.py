@@ -68,6 +68,7 @@ def _signal_after_shards(proc: subprocess.Popen, records: Path, more_than: int, 
     proc.send_signal(signum)
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_kill_9_mid_sweep_then_rerun_finishes_exactly_the_plan(tmp_path):
     records = tmp_path / "runs"
     args = [
@@ -112,6 +113,7 @@ def test_ctrl_c_then_kill_9_mid_sweep_then_rerun_finishes_exactly_the_plan(tmp_p
     assert len(record_files(records)) == 10
 
 
+@pytest.mark.slow
 def test_local_cluster_gives_the_same_records_as_local_runs(tmp_path, one_thread):
     args = ["toy-regression"], [300], 3
     plan = plan_sweep(*args, **TOY)
@@ -193,6 +195,7 @@ def test_failed_and_diverged_runs_are_recorded_and_retried(tmp_path, monkeypatch
     assert statuses == ["diverged", "ok", "ok"] and len(record_files(tmp_path)) == 3
 
 
+@pytest.mark.slow
 def test_a_run_that_kills_its_worker_is_retried_then_recorded_worker_lost(tmp_path):
     plan = plan_sweep(["toy-anomaly"], [300], 3, epochs=1)
     doomed_id = plan[2].run_id
@@ -209,6 +212,7 @@ def test_a_run_that_kills_its_worker_is_retried_then_recorded_worker_lost(tmp_pa
     assert sorted(set(starts)) == sorted(p.run_id for p in plan)
 
 
+@pytest.mark.slow
 def test_bystanders_of_a_dying_worker_are_rerun_not_failed(tmp_path):
     plan = plan_sweep(["toy-anomaly"], [300], 5, epochs=1)
     always, once = plan[0].run_id, plan[1].run_id
