@@ -155,6 +155,7 @@ def closed_loop(records, task: str, seeds: int, runs_dir: Path, trees, members, 
         "seeds": rows,
         "reference": reference,
         "tpe_best_of_10": tpe,
+        "tpe_percentile": [_percentile(t, drawn) for t in tpe] if tpe else None,
         "top1_beats_tpe": [r["top1"] < t for r, t in zip(rows, tpe)] if tpe else None,
     }
 
@@ -194,6 +195,48 @@ def _tpe(task, entry, budget, seeds, trials, runs_dir) -> list[float] | None:
     return best
 
 
+def plot_closed_loop(rows: list[dict], path: Path) -> Path:
+    """Per held-out task: the percentile among the task's random draws of the parent's top-1 (each
+    candidate seed), of the best of its top 3, of TPE's best of 10 (each sampler seed), and of the
+    a-priori balanced configuration and the baselines recorded in the sweep."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    marks = {
+        "parent top-1": ("o", "C0"),
+        "parent best of 3": ("^", "C1"),
+        "TPE best of 10": ("s", "C2"),
+        "balanced": ("D", "k"),
+        "dense": ("x", "C3"),
+        "uniform": ("+", "C4"),
+        "lstm": ("v", "C5"),
+    }
+    fig, ax = plt.subplots(figsize=(1.1 * len(rows) + 3, 3.8))
+    for i, row in enumerate(rows):
+        points = {
+            "parent top-1": [r["top1_percentile"] for r in row["seeds"]],
+            "parent best of 3": [r["top3_percentile"] for r in row["seeds"]],
+            "TPE best of 10": row.get("tpe_percentile") or [],
+            **{name: [value] for name, value in row["reference"].items()},
+        }
+        for j, (name, values) in enumerate(points.items()):
+            marker, color = marks[name]
+            x = [i + (j - 3) * 0.1] * len(values)
+            ax.scatter(x, values, marker=marker, color=color, label=name if i == 0 else None)
+    ax.set_xticks(range(len(rows)), [r["task"] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("percentile among random draws")
+    ax.set_ylim(-0.05, 1.05)
+    ax.axhline(0.95, color="grey", lw=0.5, ls=":")
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=Path, default=Path("data/zoo-v1"))
@@ -207,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs/closed-loop"))
     parser.add_argument("--quick", action="store_true", help="xgb with 100 rounds, offline only")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--plot", type=Path, default=None, help="closed-loop percentiles to this PNG")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     records = records_in(args.records)
@@ -225,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             for task in args.closed_loop.split(",")
         ]
     result["seconds"] = round(time.perf_counter() - started, 1)
+    if args.plot is not None and result.get("closed_loop"):
+        plot_closed_loop(result["closed_loop"], args.plot)
     if args.json:
         print(json.dumps(result, indent=1, default=float))
         return 0
