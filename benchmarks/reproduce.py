@@ -31,11 +31,13 @@ budget 40k (RAD's dense y row alone holds 25,100 weights, so 20k fits neither th
 balanced child); table4 20 draws and 3 stratified per bin, 1,000 / 200 / 200 sequences, 2 epochs;
 adroit 1 seed, 2 epochs, 2 episodes, budget 5k. Tables go to stdout (``--json``: one JSON object)
 and to ``DIR/tables.md`` and ``DIR/tables.json``; figures into ``DIR``. Single runs train with one
-torch thread each; ``--workers N`` runs the table4 sweep on N processes.
+torch thread each; ``--workers N`` runs the table4 sweep on N processes and fig1's single runs N at
+a time; ``--studies rad-default-size`` runs only the named fig1 studies.
 
     python benchmarks/reproduce.py --part table4 --quick
     python benchmarks/reproduce.py --part table4 --workers 2
     python benchmarks/reproduce.py --part fig1 --runs runs/fig1 --json
+    python benchmarks/reproduce.py --part fig1 --studies rad-default-size --workers 2
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -317,25 +320,34 @@ def mnist_offline(log: Log) -> bool:
     return any(t["name"] == "rad-mnist" and t["offline"] for t in tasks)
 
 
-def fig1(settings: Fig1Settings, out: Path, log: Log) -> dict:
-    """The Fig. 1 comparison: per study, stats over seeds, paired differences, a curves PNG."""
+def fig1(settings: Fig1Settings, out: Path, log: Log, workers: int = 1, only: Sequence[str] = ()) -> dict:
+    """The Fig. 1 comparison: per study, stats over seeds, paired differences, a curves PNG. The
+    single runs of a study go ``workers`` at a time; ``only`` names the studies to run (all: empty)."""
     studies = list(settings.studies)
     if settings.mnist_options is not None:
         if mnist_offline(log):
             studies.append(Study("rad-mnist", "rad-mnist", settings.mnist_options))
         else:
             print("rad-mnist: MNIST files not here; skipped", file=sys.stderr)
+    unknown = sorted(set(only) - {study.name for study in studies})
+    if unknown:
+        names = ", ".join(study.name for study in studies)
+        raise SbrnnError(f"unknown fig1 study {unknown[0]!r}; this run has: {names}")
+    studies = [study for study in studies if not only or study.name in only]
     tables: dict = {"budget": settings.budget, "epochs": settings.epochs, "seeds": list(settings.seeds)}
     tables["studies"] = {}
     for study in studies:
         records = out / study.name
-        runs = {
-            c.name: {
-                s: train_once(log, records, study, c, settings.budget, s, settings.epochs)
-                for s in settings.seeds
-            }
-            for c in settings.configs
-        }
+        jobs = [(c, s) for c in settings.configs for s in settings.seeds]
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # each job is a subprocess
+            futures = [
+                pool.submit(train_once, log, records, study, c, settings.budget, s, settings.epochs)
+                for c, s in jobs
+            ]
+            done = [future.result() for future in futures]
+        runs: dict = {c.name: {} for c in settings.configs}
+        for (config, seed), record in zip(jobs, done):
+            runs[config.name][seed] = record
         result = compare(runs, BALANCED.name, ("min_val_loss", "test_acc"))
         result["task"], result["options"] = study.task, dict(study.options)
         result["figure"] = str(_curves_png(study.name, settings.budget, runs, out))
@@ -506,14 +518,15 @@ def markdown(part: str, tables: Mapping) -> str:
     return "\n".join(lines)
 
 
-def run_part(part: str, quick: bool, out: Path, workers: int = 1) -> dict:
-    """Run one part at its full or quick sizes into ``out`` (the Table IV sweep on ``workers``
-    processes); its tables, commands and wall time."""
+def run_part(part: str, quick: bool, out: Path, workers: int = 1, studies: Sequence[str] = ()) -> dict:
+    """Run one part at its full or quick sizes into ``out`` (the Table IV sweep, or Fig. 1's single
+    runs, on ``workers`` processes; Fig. 1's ``studies`` only, where given); its tables, commands and
+    wall time."""
     out.mkdir(parents=True, exist_ok=True)
     log = Log()
     start = time.perf_counter()
     if part == "fig1":
-        tables = fig1(FIG1_QUICK if quick else FIG1, out, log)
+        tables = fig1(FIG1_QUICK if quick else FIG1, out, log, workers, studies)
     elif part == "table4":
         tables = table4(replace(TABLE4_QUICK if quick else TABLE4, workers=workers), out, log)
     else:
@@ -549,11 +562,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="minutes instead of hours (see the module doc)")
     parser.add_argument("--runs", type=Path, help="records and results (default runs/reproduce/<part>)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes of the table4 sweep")
+    parser.add_argument("--workers", type=int, default=1, help="processes: table4's sweep, fig1's runs")
+    parser.add_argument("--studies", default="", help="fig1: comma-separated studies to run (default all)")
     args = parser.parse_args(argv)
     out = args.runs if args.runs is not None else Path("runs/reproduce") / args.part
+    studies = [name for name in args.studies.split(",") if name]
     try:
-        result = run_part(args.part, args.quick, out, args.workers)
+        result = run_part(args.part, args.quick, out, args.workers, studies)
     except SbrnnError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

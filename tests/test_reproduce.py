@@ -69,3 +69,30 @@ def test_table4_part_runs_and_resumes_at_tiny_sizes(reproduce, tmp_path, one_thr
     assert "| .6-.8 | 1.373 |" in (tmp_path / "tables.md").read_text()
     again = reproduce.table4(settings, tmp_path, reproduce.Log())
     assert again["sweep"]["already_done"] == again["sweep"]["planned"] and again["sweep"]["finished"] == 0
+
+
+@pytest.mark.slow
+def test_fig1_runs_the_named_study_on_two_workers_and_resumes(reproduce, tmp_path, one_thread):
+    tiny = {"n_train": 32, "n_val": 16, "n_test": 16}
+    settings = reproduce.Fig1Settings(
+        studies=(
+            reproduce.Study("first", "toy-anomaly", tiny),
+            reproduce.Study("second", "toy-anomaly", tiny),
+        ),
+        budget=300,
+        seeds=(0, 1),
+        epochs=1,
+        mnist_options=None,
+    )
+    with pytest.raises(reproduce.SbrnnError, match="unknown fig1 study 'third'; this run has: first, second"):
+        reproduce.fig1(settings, tmp_path, reproduce.Log(), workers=2, only=("third",))
+    log = reproduce.Log()
+    tables = reproduce.fig1(settings, tmp_path, log, workers=2, only=("second",))
+    assert list(tables["studies"]) == ["second"] and not (tmp_path / "first").exists()
+    commands = [c["command"] for c in log.commands]
+    assert len(commands) == len(set(commands)) == len(settings.configs) * 2
+    configs = tables["studies"]["second"]["configs"]
+    assert set(configs) == {c.name for c in settings.configs}
+    again = reproduce.Log()
+    reproduce.fig1(settings, tmp_path, again, workers=2, only=("second",))
+    assert again.commands == []  # every run was recorded: nothing retrained
