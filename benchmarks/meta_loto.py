@@ -214,6 +214,7 @@ def plot_closed_loop(rows: list[dict], path: Path) -> Path:
         "lstm": ("v", "C5"),
     }
     fig, ax = plt.subplots(figsize=(1.1 * len(rows) + 3, 3.8))
+    labelled: set[str] = set()
     for i, row in enumerate(rows):
         points = {
             "parent top-1": [r["top1_percentile"] for r in row["seeds"]],
@@ -224,7 +225,8 @@ def plot_closed_loop(rows: list[dict], path: Path) -> Path:
         for j, (name, values) in enumerate(points.items()):
             marker, color = marks[name]
             x = [i + (j - 3) * 0.1] * len(values)
-            ax.scatter(x, values, marker=marker, color=color, label=name if i == 0 else None)
+            ax.scatter(x, values, marker=marker, color=color, label=None if name in labelled else name)
+            labelled.add(name)
     ax.set_xticks(range(len(rows)), [r["task"] for r in rows], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("percentile among random draws")
     ax.set_ylim(-0.05, 1.05)
