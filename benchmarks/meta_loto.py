@@ -77,11 +77,12 @@ def offline(records, kinds, trees, members, tasks=None) -> dict:
 
 def _plan_entry(task: str):
     from sbrnn.child.sweep.plan_file import load_plan
+    from sbrnn.errors import SbrnnError
 
-    for entry in load_plan(PLAN).tasks:
-        if entry.name == task:
-            return entry
-    raise SystemExit(f"task {task!r} is not in {PLAN}")
+    try:
+        return load_plan(PLAN).task(task)
+    except SbrnnError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def _percentile(value: float, drawn: list[float]) -> float:

@@ -39,11 +39,12 @@ VARIANTS = {"tpe": (0, "none"), "tpe+parent": (5, "none"), "tpe+parent+median": 
 
 def _entry(task: str):
     from sbrnn.child.sweep.plan_file import load_plan
+    from sbrnn.errors import SbrnnError
 
-    for entry in load_plan(PLAN).tasks:
-        if entry.name == task:
-            return entry
-    raise SystemExit(f"task {task!r} is not in {PLAN}")
+    try:
+        return load_plan(PLAN).task(task)
+    except SbrnnError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def best_so_far(values: list[float]) -> list[float]:

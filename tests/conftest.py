@@ -1,8 +1,11 @@
 """Fixtures shared by the test modules; the suite's own sbrnn cache."""
 
+import importlib.util
 import os
 import shutil
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +20,21 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     shutil.rmtree(config.sbrnn_cache, ignore_errors=True)
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def imported_benchmark(name: str):
+    """Yield ``benchmarks/NAME.py`` as a module, registered in ``sys.modules`` while in use (its
+    dataclasses need it) and removed after: the body of a module-scoped fixture."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[name]
 
 
 @pytest.fixture

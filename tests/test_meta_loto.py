@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "meta_loto.py"
+from conftest import imported_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("meta_loto", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["meta_loto"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["meta_loto"]
+    yield from imported_benchmark("meta_loto")
 
 
 def test_percentile_is_the_share_of_draws_beaten_strictly(bench):

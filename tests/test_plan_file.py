@@ -119,3 +119,13 @@ def test_jobs_go_round_robin_across_tasks():
     order = [job[0].task for job in interleave_tasks([(p.config,) for p in plan])]
     assert order[:3] == ["toy-anomaly", "toy-regression", "seq-digits"] and len(order) == 9
     assert sorted(order) == sorted(p.config.task for p in plan)
+
+
+def test_a_plan_names_its_task_entries_and_refuses_unknown_ones():
+    from pathlib import Path
+
+    plan = load_plan(Path(__file__).resolve().parents[1] / "sweeps" / "zoo-v1.toml")
+    entry = plan.task("rad20")
+    assert entry.name == "rad20" and len(entry.budgets) == 3
+    with pytest.raises(SbrnnError, match=r"task 'nope' is not in the plan .*zoo-v1.toml; it has: .*rad20"):
+        plan.task("nope")

@@ -3,28 +3,19 @@ paired statistics."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import imported_benchmark
 
 from sbrnn.records_report import BIN_LABELS
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
 
 
 @pytest.fixture(scope="module")
 def reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["reproduce"]
+    yield from imported_benchmark("reproduce")
 
 
 def test_paired_comparison_uses_the_seeds_both_ended_ok(reproduce):

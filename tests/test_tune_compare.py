@@ -3,25 +3,15 @@ needed to reach the cold study's best; and that its figure is written."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tune_compare.py"
+from conftest import imported_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("tune_compare", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["tune_compare"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["tune_compare"]
+    yield from imported_benchmark("tune_compare")
 
 
 def test_best_so_far_and_cumulative_epochs(bench):

@@ -119,6 +119,14 @@ class PlanFile:
     tasks: tuple[TaskEntry, ...]
     rule: dict = field(default_factory=dict)
 
+    def task(self, name: str) -> TaskEntry:
+        """The entry of task ``name``; :class:`SbrnnError` naming the plan's tasks where it has none."""
+        for entry in self.tasks:
+            if entry.name == name:
+                return entry
+        known = ", ".join(entry.name for entry in self.tasks)
+        raise SbrnnError(f"task {name!r} is not in the plan {self.path}; it has: {known}")
+
     def planned_runs(self) -> list[PlannedRun]:
         """Every run of the plan, in file order (per task: per budget, baselines, balanced, draws,
         stratified draws); a config planned twice runs once."""
