@@ -2,7 +2,8 @@
 
 Every training, evaluation and summary step is a ``python -m sbrnn.cli ...`` command, printed
 (``$ ...`` on stderr) before it runs, so a reader can copy any of them. Runs go into ``--runs DIR``
-(default ``runs/reproduce/<part>``) as records; rerunning the same command skips what is recorded
+(default ``runs/reproduce/<part>``, ``runs/reproduce/<part>-quick`` with ``--quick``, so the
+two never mix in one table) as records; rerunning the same command skips what is recorded
 (the sweep resumes by itself; single ``child train`` runs are looked up in the records first).
 
 ``--part fig1``
@@ -560,12 +561,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=PARTS, required=True)
     parser.add_argument("--quick", action="store_true", help="minutes instead of hours (see the module doc)")
-    parser.add_argument("--runs", type=Path, help="records and results (default runs/reproduce/<part>)")
+    parser.add_argument("--runs", type=Path, help="records and results (default runs/reproduce/PART[-quick])")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--workers", type=int, default=1, help="processes: table4's sweep, fig1's runs")
     parser.add_argument("--studies", default="", help="fig1: comma-separated studies to run (default all)")
     args = parser.parse_args(argv)
-    out = args.runs if args.runs is not None else Path("runs/reproduce") / args.part
+    default = Path("runs/reproduce") / (args.part + ("-quick" if args.quick else ""))
+    out = args.runs if args.runs is not None else default
     studies = [name for name in args.studies.split(",") if name]
     try:
         result = run_part(args.part, args.quick, out, args.workers, studies)
