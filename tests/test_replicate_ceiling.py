@@ -1,0 +1,43 @@
+"""benchmarks/replicate_ceiling.py: the plan it replicates and its seed-vs-seed agreement."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from conftest import imported_benchmark
+
+from sbrnn.child.sweep.plan_file import load_plan
+from sbrnn.errors import SbrnnError
+
+
+@pytest.fixture(scope="module")
+def bench():
+    yield from imported_benchmark("replicate_ceiling")
+
+
+def test_replicate_plan_is_the_zoo_plan_of_one_task_and_budget_with_another_seed(bench):
+    plan = load_plan(bench.PLAN)
+    budget, runs = bench.replicate_plan(plan, "parity", 1, seed=3)
+    assert budget == sorted(plan.task("parity").budgets)[1]
+    original = [r for r in plan.planned_runs() if r.config.task == "parity" and r.config.budget == budget]
+    assert [r.label for r in runs] == [r.label for r in original]
+    assert all(r.config.seed == 3 for r in runs)
+    assert all(r.run_id != o.run_id for r, o in zip(runs, original))  # new runs, not the recorded ones
+    assert {r.config.lr for r in runs} == {o.config.lr for o in original}
+    with pytest.raises(SbrnnError, match="budget index 3 is out of range; allowed: 0..2"):
+        bench.replicate_plan(plan, "parity", 3, seed=1)
+
+
+def test_identical_seeds_agree_fully_and_a_reversed_order_fully_disagrees(bench):
+    original = {f"random {i}": float(i) for i in range(10)} | {"dense": 20.0, "random 10": None}
+    same = bench.compare(original, dict(original), {f"random {i}" for i in range(11)})
+    assert same["runs"] == 11 and same["random_draws"] == 10  # random 10 did not converge
+    assert same["spearman"] == pytest.approx(1.0) and same["ceiling"] == pytest.approx(1.0)
+    assert same["top1_percentile"] == 0.9 and same["top1_regret"] == 0.0  # beats 9 of 10 draws
+    reversed_ = {k: (None if v is None else -v) for k, v in original.items()}
+    flipped = bench.compare(original, reversed_, {f"random {i}" for i in range(11)})
+    assert flipped["spearman"] == pytest.approx(-1.0) and flipped["ceiling"] is None
+    assert flipped["top1_percentile"] == 0.0 and flipped["top1_regret"] == 1.0
+    noisy = bench.compare(original, {**original, "random 0": 5.5}, set(original))
+    assert 0 < noisy["spearman"] < 1 and math.isclose(noisy["ceiling"], math.sqrt(noisy["spearman"]))
