@@ -41,3 +41,16 @@ def test_identical_seeds_agree_fully_and_a_reversed_order_fully_disagrees(bench)
     assert flipped["top1_percentile"] == 0.0 and flipped["top1_regret"] == 1.0
     noisy = bench.compare(original, {**original, "random 0": 5.5}, set(original))
     assert 0 < noisy["spearman"] < 1 and math.isclose(noisy["ceiling"], math.sqrt(noisy["spearman"]))
+
+
+def test_parent_agreement_against_each_seed_and_their_mean_rank(bench):
+    labels = [f"random {i}" for i in range(6)]
+    seed0 = dict(zip(labels, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))
+    seed1 = dict(zip(labels, [2.0, 1.0, 3.0, 4.0, 6.0, 5.0]))
+    score = dict(zip(labels, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]))  # seed 0's order exactly
+    out = bench.parent_agreement(score, seed0, seed1, set(labels))
+    assert out["spearman_seed0"] == pytest.approx(1.0)
+    assert 0.8 < out["spearman_replicate"] < 1.0 and 0.8 < out["spearman_mean_rank"] < 1.0
+    assert out["top1_percentile_replicate"] == pytest.approx(4 / 6)  # random 0 is second at seed 1
+    unconverged = {f"random {i}": None for i in range(4)}  # two runs left: no correlation
+    assert bench.parent_agreement(score, {**seed0, **unconverged}, seed1, set(labels)) == {}
