@@ -46,7 +46,9 @@ def test_batched_transforms_match_torchvision(digits):
     g = torch.Generator().manual_seed(0)
     start = torch.tensor([[0, 0], [49, 0], [49, 49], [0, 49]], dtype=torch.float64)
     end = transforms.perspective_endpoints(6, 50, 50, 0.9, g)
-    warped = transforms.warp_perspective(x, transforms.perspective_coefficients(start, end))
+    coefficients, singular = transforms.perspective_coefficients(start, end)
+    assert not singular.any()
+    warped = transforms.warp_perspective(x, coefficients)
     sigma = torch.tensor([0.1, 0.4, 0.9, 1.3, 1.7, 2.0])
     blurred = transforms.blur(x, sigma)
     for i in range(6):
@@ -59,6 +61,33 @@ def test_batched_transforms_match_torchvision(digits):
     small = torch.rand(4, 28, 28, generator=g)
     expected = F.interpolate(small.unsqueeze(1), size=(50, 50), mode="bilinear", align_corners=False)
     assert torch.allclose(transforms.resize(small, 50), expected.squeeze(1), atol=1e-5)
+
+
+def test_corners_without_a_homography_are_drawn_again_and_other_draws_are_unchanged():
+    start = torch.tensor([[0, 0], [15, 0], [15, 15], [0, 15]], dtype=torch.float64)
+    corners = torch.tensor(
+        [[[7, 5], [14, 1], [14, 15], [7, 12]], [[3, 2], [12, 1], [14, 13], [1, 14]]], dtype=torch.float64
+    )
+    _, singular = transforms.perspective_coefficients(start, corners)
+    assert singular.tolist() == [True, False]  # the first puts the output's origin on the vanishing line
+    x = torch.rand(500, 16, 16, generator=torch.Generator().manual_seed(1))
+    warped = transforms.random_perspective(x, 0.9, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)  # the same first draw, solved without the redraw
+    coefficients, singular = transforms.perspective_coefficients(
+        start, transforms.perspective_endpoints(500, 16, 16, 0.9, g)
+    )
+    assert singular.nonzero().squeeze(1).tolist() == [142]  # one degenerate draw among 500 small images
+    kept = ~singular
+    torch.testing.assert_close(
+        warped[kept], transforms.warp_perspective(x, coefficients)[kept], equal_nan=True
+    )
+    assert torch.isfinite(warped[142]).any() and not torch.equal(warped[142], x[142])  # warped by a redraw
+
+
+def test_rad_builds_at_a_seed_that_draws_degenerate_corners(tmp_path, monkeypatch):
+    monkeypatch.setenv("SBRNN_CACHE", str(tmp_path))  # built here, not read from a cache
+    task = build_task("rad16-n5", seed=1)  # its 3,000 / 500 / 500 sequences draw one such image
+    assert task.train.x.shape == (3000, 6, 256)
 
 
 def test_erasing_boxes_cover_10_to_20_percent():
