@@ -114,6 +114,21 @@ def test_ctrl_c_then_kill_9_mid_sweep_then_rerun_finishes_exactly_the_plan(tmp_p
 
 
 @pytest.mark.slow
+def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path):
+    records = tmp_path / "runs"
+    args = ["child", "sweep", "--task", "toy-anomaly", "--runs", "10", "--budget", "300", "--epochs", "2"]
+    args += ["--records", str(records), "--workers", "2"]
+    # started as `cmd &` starts it: Ctrl-C ignored, so kill (SIGTERM) is the way to stop it
+    proc = _cli(*args, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    _signal_after_shards(proc, records, 0, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    kept = len(record_files(records))
+    assert proc.returncode == 130 and 1 <= kept < 10, err
+    assert "Resume with:" in err and "Traceback" not in err
+    assert not list((records / ".claims").glob("*"))  # its claims released, none left to expire
+
+
+@pytest.mark.slow
 def test_local_cluster_gives_the_same_records_as_local_runs(tmp_path, one_thread):
     args = ["toy-regression"], [300], 3
     plan = plan_sweep(*args, **TOY)

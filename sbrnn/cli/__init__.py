@@ -8,6 +8,7 @@ import the library they call when they run.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any, Protocol, cast
@@ -121,6 +122,14 @@ def _root(
     """Sparse block RNNs: plan, train and sweep children; fit parents that recommend them."""
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. ``kill`` (SIGTERM: what ``timeout`` and batch schedulers send)
+    stops a command as Ctrl-C does: records written stay, a sweep's claims are released, exit 130.
+    A background job of a non-interactive shell (``cmd &``) starts with Ctrl-C ignored, so SIGTERM
+    is the clean way to stop one."""
+    signal.signal(signal.SIGTERM, _interrupt)
     app()
