@@ -37,11 +37,11 @@ import numpy as np
 
 from sbrnn.parent import loto
 from sbrnn.parent.evaluate import (
+    config_ranker,
     fit_held_out,
     fit_kind,
     hidden_proportion_ranker,
     is_random_draw,
-    pairwise_ranker,
 )
 from sbrnn.parent.features import TaskContext, records_in, training_data
 
@@ -49,7 +49,7 @@ PLAN = Path(__file__).resolve().parent.parent / "sweeps" / "zoo-v1.toml"
 
 
 def offline(records, kinds, trees, members, tasks=None) -> dict:
-    """Leave-one-task-out ranking of the recorded runs: per kind (its predicted minima), the pairwise
+    """Leave-one-task-out ranking of the recorded runs: per kind (its predicted minima), the
     ranker, and the hidden proportion alone."""
     data = training_data(records)
     random = is_random_draw(records, data)
@@ -67,7 +67,7 @@ def offline(records, kinds, trees, members, tasks=None) -> dict:
             "by_group": [g.to_dict() for g in groups],
         }
     for name, fit_predict in (
-        ("ranker", pairwise_ranker(0, 1)),
+        ("ranker", config_ranker(0, 1)),
         ("hidden_proportion", hidden_proportion_ranker(trees, 0, 1)),
     ):
         groups = loto.leave_one_task_out(data, fit_predict, random, tasks=tasks)

@@ -18,7 +18,7 @@ configuration and the baselines) with another seed, and reports per task:
 ``oracle regret``   the same run's normalised regret on the replicate seed,
                     ``(its loss - best) / (worst - best)`` (JSON ``top1_regret``).
 
-Beside them, the parent as ``benchmarks/meta_loto.py`` measures it (the pairwise ranker the
+Beside them, the parent as ``benchmarks/meta_loto.py`` measures it (the ranker the
 shipped parent orders by, fitted on ``--records`` without the task): its Spearman against seed 0's
 losses (what meta_loto reports), against the replicate's, and against both seeds' mean rank (a
 less noisy target), and its top-1's percentile among the replicate's random draws (a fresh seed
@@ -48,7 +48,7 @@ from sbrnn.child.sweep.executors import LocalProcesses, run_job
 from sbrnn.child.sweep.plan import PlannedRun
 from sbrnn.child.sweep.plan_file import PlanFile, load_plan
 from sbrnn.errors import SbrnnError
-from sbrnn.parent.evaluate import pairwise_ranker
+from sbrnn.parent.evaluate import config_ranker
 from sbrnn.parent.features import TrainingData, training_data
 from sbrnn.records import read_records
 
@@ -101,9 +101,9 @@ def losses(records, seed: int, task: str, budget: float) -> dict[str, float | No
 
 
 def held_out_scores(data: TrainingData, task: str) -> dict[str, float]:
-    """``run_id -> score`` (lower ranks first) of the pairwise ranker fitted without ``task``."""
+    """``run_id -> score`` (lower ranks first) of the ranker fitted without ``task``."""
     held = data.task == task
-    scores = pairwise_ranker(0, 1)(data.subset(~held), data.subset(held))
+    scores = config_ranker(0, 1)(data.subset(~held), data.subset(held))
     return dict(zip(data.run_id[held], scores))
 
 

@@ -55,7 +55,7 @@ def test_fit_json_and_table(fitted_dir, tmp_path):
     assert report["counts"]["runs"] == 150 and report["counts"]["tasks"] == 3
     assert set(report["cv"]) == {"xgb", "hidden_proportion", "constant"}
     assert set(report["leave_one_task_out"]) == {"xgb", "ranker", "hidden_proportion"}
-    assert report["ranked_by"] in ("pairwise ranker", "xgb predicted minimum")
+    assert report["ranked_by"] in ("within-task ranker", "xgb predicted minimum")
     assert report["models"]["xgb"]["n_estimators"] == 20 and len(report["records_sha256"]) == 64
     assert any("only 3 tasks" in w for w in report["warnings"])
     table = invoke(

@@ -70,7 +70,7 @@ def test_a_parent_fits_reproducibly(synthetic_records):
     np.testing.assert_array_equal(first.predict(X).log_curve, second.predict(X).log_curve)
 
 
-def test_a_parent_with_a_pairwise_ranker_round_trips(synthetic_records, tmp_path):
+def test_a_parent_with_a_ranker_round_trips(synthetic_records, tmp_path):
     from sbrnn.parent.features import training_data
     from sbrnn.parent.models import fit_parent, group_keys
 

@@ -266,7 +266,7 @@ def cross_validate(
         out["band"][kind] = band_calibration(residuals)
     groups = loto.leave_one_task_out(
         data,
-        pairwise_ranker(seed, n_jobs),
+        config_ranker(seed, n_jobs),
         is_random,
         on_task=_announce(on_step, "ranker"),
     )
@@ -337,8 +337,8 @@ def _ranker(
     return fit_predict
 
 
-def pairwise_ranker(seed: int, n_jobs: int) -> loto.FitPredict:
-    """Leave-one-task-out ``fit_predict`` of the pairwise :class:`~sbrnn.parent.models.ConfigRanker`."""
+def config_ranker(seed: int, n_jobs: int) -> loto.FitPredict:
+    """Leave-one-task-out ``fit_predict`` of the :class:`~sbrnn.parent.models.ConfigRanker`."""
 
     def fit_predict(train: TrainingData, test: TrainingData) -> np.ndarray:
         ranker = ConfigRanker(kind="xgb", seed=seed, n_jobs=n_jobs)
@@ -392,7 +392,7 @@ def _best(metrics: dict, kinds: Sequence[str]) -> str:
 
 
 def _ranker_wins(metrics: dict, default: str) -> bool:
-    """Whether the pairwise ranker ranked unseen tasks better than ``default``'s predicted minima
+    """Whether the ranker ranked unseen tasks better than ``default``'s predicted minima
     (lower median regret@1, then higher median Spearman)."""
     loto_metrics = metrics.get("leave_one_task_out") or {}
     if "ranker" not in loto_metrics:
@@ -416,7 +416,7 @@ def fit_held_out(
     seed: int = 0,
     ranker: bool = True,
 ) -> Parent:
-    """A parent fitted on every record but ``task``'s (and its pairwise ranker with ``ranker``), with
+    """A parent fitted on every record but ``task``'s (and its ranker with ``ranker``), with
     the training tasks, budgets and typical traits it needs to recommend: what a recommendation for
     an unseen task gets, for closed-loop benchmarks."""
     held = [r for r in records if r.task != task]
@@ -522,7 +522,7 @@ def fit_and_evaluate(
         "seed": seed,
         "models": {k: parent.regressors[k].params() for k in kinds},
         "default_model": default,
-        "ranked_by": "pairwise ranker" if use_ranker else f"{default} predicted minimum",
+        "ranked_by": "within-task ranker" if use_ranker else f"{default} predicted minimum",
         "band_floor": parent.band_floor,
         "tasks": {t: asdict(c) for t, c in parent.tasks.items()},
         "records_sha256": digest,

@@ -173,7 +173,7 @@ class Scored:
     """One scored configuration: what to train and what the parent predicts for it.
 
     ``score`` ranks the candidates (lower is better, :meth:`sbrnn.parent.models.Parent.scores`):
-    the parent's pairwise ranker where it has one, else the expected relative minimum when a run
+    the parent's ranker where it has one, else the expected relative minimum when a run
     that does not converge counts as the worst candidate's.
     """
 

@@ -10,7 +10,7 @@ A parent directory holds::
     rf_converges.skops       RandomForestClassifier            (skops; absent when constant)
     xgb_curve_<i>.ubj        XGBRegressor member i             (XGBoost's own UBJSON)
     xgb_converges.ubj        XGBClassifier
-    ranker.ubj               XGBRanker (pairwise), when the parent orders by it
+    ranker.ubj               XGBRegressor of within-task z-scores, when the parent orders by it
     mlp_curve_<i>.skops      scaled MLPRegressor member i      (skops)
     mlp_converges.skops      scaled MLPClassifier              (skops)
 
@@ -43,8 +43,10 @@ from sbrnn.parent.features import CURVE_POINTS, FEATURE_NAMES, TaskContext
 from sbrnn.parent.models import KINDS, ConfigRanker, ConvergenceClassifier, CurveRegressor, Parent
 
 FORMAT = "sbrnn-parent"
-STORE_VERSION = 2
-"""2: relative curve targets at CURVE_POINTS fractions, task contexts with traits, band floor."""
+STORE_VERSION = 3
+"""2: relative curve targets at CURVE_POINTS fractions, task contexts with traits, band floor;
+3: the ranker regresses within-task z-scores (2's was a pairwise ``XGBRanker``, whose scores run
+the other way, so a version-2 parent is refused: refit it)."""
 SHIPPED = "zoo"
 """The package-data folder of the shipped parent (``sbrnn/parent/zoo``)."""
 MANIFEST = "manifest.json"
@@ -77,7 +79,7 @@ def _expected_types():
         ("rf", "converges"): RandomForestClassifier,
         ("xgb", "curve"): xgboost.XGBRegressor,
         ("xgb", "converges"): xgboost.XGBClassifier,
-        ("xgb", "ranker"): xgboost.XGBRanker,
+        ("xgb", "ranker"): xgboost.XGBRegressor,
         ("mlp", "curve"): TransformedTargetRegressor,
         ("mlp", "converges"): Pipeline,
     }
