@@ -44,13 +44,48 @@ from sbrnn.parent.evaluate import (
     is_random_draw,
 )
 from sbrnn.parent.features import TaskContext, records_in, training_data
+from sbrnn.parent.models import RANKER_ROUNDS, group_keys
 
 PLAN = Path(__file__).resolve().parent.parent / "sweeps" / "zoo-v1.toml"
 
 
+def pairwise_ranker(seed: int) -> loto.FitPredict:
+    """The ranker the shipped parent used until 2026-11-30, kept here as a baseline: XGBoost's
+    ``rank:pairwise`` on each run's rank within its task and budget (worst 0; a run that did not
+    converge ranks with the worst), the same trees as :class:`~sbrnn.parent.models.ConfigRanker`."""
+
+    def fit_predict(train, test) -> np.ndarray:
+        import xgboost
+
+        groups = np.asarray(group_keys(train.task, train.budget)).astype(str)
+        order = np.argsort(groups, kind="stable")
+        _, qid = np.unique(groups[order], return_inverse=True)
+        y, ok = train.Y[:, -1], train.converged
+        rel = np.zeros(len(y))
+        for key in np.unique(groups):
+            rows = np.flatnonzero(groups == key)
+            value = np.where(ok[rows], y[rows], np.nanmax(y[rows][ok[rows]]) + 1.0 if ok[rows].any() else 0.0)
+            rel[rows] = np.argsort(np.argsort(-value, kind="stable"), kind="stable")
+        model = xgboost.XGBRanker(
+            objective="rank:pairwise",
+            n_estimators=RANKER_ROUNDS,
+            max_depth=5,
+            learning_rate=0.05,
+            subsample=0.8,
+            colsample_bytree=0.8,
+            tree_method="hist",
+            random_state=seed,
+            n_jobs=1,
+        )
+        model.fit(np.asarray(train.X, dtype=np.float64)[order], rel[order], qid=qid)
+        return -model.predict(np.asarray(test.X, dtype=np.float64))
+
+    return fit_predict
+
+
 def offline(records, kinds, trees, members, tasks=None) -> dict:
     """Leave-one-task-out ranking of the recorded runs: per kind (its predicted minima), the
-    ranker, and the hidden proportion alone."""
+    ranker, the pairwise ranker it replaced, and the hidden proportion alone."""
     data = training_data(records)
     random = is_random_draw(records, data)
     out = {}
@@ -68,6 +103,7 @@ def offline(records, kinds, trees, members, tasks=None) -> dict:
         }
     for name, fit_predict in (
         ("ranker", config_ranker(0, 1)),
+        ("pairwise_ranker", pairwise_ranker(0)),
         ("hidden_proportion", hidden_proportion_ranker(trees, 0, 1)),
     ):
         groups = loto.leave_one_task_out(data, fit_predict, random, tasks=tasks)
