@@ -266,8 +266,9 @@ def standardised_targets(y: np.ndarray, converged: np.ndarray, groups: np.ndarra
     z = np.full(len(y), np.nan)
     for key in np.unique(groups):
         rows = np.flatnonzero((groups == key) & converged)
-        if len(rows) >= 3 and np.std(y[rows]) > 0:
-            z[rows] = (y[rows] - y[rows].mean()) / y[rows].std()
+        spread = y[rows].std() if len(rows) >= 3 else 0.0
+        if spread > 0:
+            z[rows] = (y[rows] - y[rows].mean()) / spread
     return z
 
 
@@ -279,10 +280,10 @@ class ConfigRanker(_ParentEstimator):
     ``predict`` gives a score where lower is better.
 
     Chosen over XGBoost's pairwise ranking objective (``rank:pairwise`` on within-group ranks) by
-    leave-one-task-out on ``data/zoo-v1`` (2,393 runs, 3 seeds each): median regret@1 0.005-0.007
-    against 0.032-0.048, top-1 percentile 0.94-0.96 against 0.91-0.94, Spearman 0.51-0.55 against
-    0.50 (docs/parent.md). Runs that did not converge are left out of its targets; the parent's
-    convergence classifier speaks for them.
+    leave-one-task-out on ``data/zoo-v1`` (``python benchmarks/meta_loto.py``, 2,444 runs, rows
+    ``ranker`` and ``pairwise_ranker``): median regret@1 0.005 against 0.034, top-1 percentile
+    0.91 against 0.87, Spearman 0.56 against 0.51 (docs/parent.md). Runs that did not converge are
+    left out of its targets; the parent's convergence classifier speaks for them.
     """
 
     def fit(self, X: np.ndarray, y: np.ndarray, converged: np.ndarray, groups: np.ndarray) -> ConfigRanker:
