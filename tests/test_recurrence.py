@@ -159,7 +159,7 @@ def test_the_final_state_and_an_initial_state_carry_exact_gradients(path, monkey
         final.detach(),
         start.grad.clone(),
         model.weight_s.grad.clone(),
-        model.weight_x.grad.clone(),
+        model.values_x.grad.clone(),
     )
     exact = model.double()
     s64 = start.detach().double().requires_grad_()
@@ -174,7 +174,7 @@ def test_the_final_state_and_an_initial_state_carry_exact_gradients(path, monkey
         state.detach(),
         s64.grad,
         exact.weight_s.grad,
-        exact.weight_x.grad,
+        exact.values_x.grad,
     )
     for a, b in zip(got, want):
         assert float((a.double() - b).abs().max() / b.abs().max().clamp_min(1e-30)) < 1e-5

@@ -62,7 +62,7 @@ def test_sparse_path_equals_masked_dense_in_float64_and_fp32(batch, steps, threa
     for name in grads_64:
         assert rel(grads_s[name], grads_64[name]) < 1e-5, name
         assert rel(grads_s[name], grads_d[name]) < 1e-5, name
-    assert torch.all(grads_s["weight_x"][sparse.mask_x == 0] == 0)
+    assert grads_s["values_x"].shape == (int(sparse.mask_x.sum()),)  # kept entries only
 
 
 @pytest.mark.parametrize("h,n_y,d_hx,threads", [(11, 3, 0.05, 1), (40, 5, 0.3, 2), (40, 4, 0.3, 1)])
@@ -77,7 +77,7 @@ def test_a_dense_block_inside_the_sparse_column_is_exact_too(h, n_y, d_hx, threa
     x, weights = torch.randn(37, 4, 70, generator=g), torch.randn(37, 4, n_y, generator=g)
     out_s, grads_s = run(sparse, x, weights)
     out_d, grads_d = run(dense, x, weights)
-    assert rel(out_s, out_d) < 1e-5 and rel(grads_s["weight_x"], grads_d["weight_x"]) < 1e-5
+    assert rel(out_s, out_d) < 1e-5 and rel(grads_s["values_x"], grads_d["values_x"]) < 1e-5
 
 
 def test_masked_entries_stay_zero_through_adam_steps():
@@ -94,7 +94,7 @@ def test_masked_entries_stay_zero_through_adam_steps():
     assert torch.all(sparse.weight_x[sparse.mask_x == 0] == 0)
     assert torch.all(sparse.weight_s[sparse.mask_s == 0] == 0)
     kept = sparse.mask_x != 0
-    assert torch.count_nonzero(optimizer.state[sparse.weight_x]["exp_avg"][~kept]) == 0
+    assert optimizer.state[sparse.values_x]["exp_avg"].shape == (int(kept.sum()),)  # no moments off the mask
     assert torch.count_nonzero(sparse.weight_x[kept]) == int(kept.sum())
 
 
@@ -148,7 +148,7 @@ def test_bf16_autocast_runs_the_sparse_product_in_fp32():
 def test_product_refuses_inputs_that_need_a_gradient():
     pattern = sparse_ops.SparsePattern.from_mask(torch.ones(2, 3))
     with pytest.raises(ValueError, match="no gradient for its input"):
-        sparse_ops.sparse_x_product(torch.zeros(4, 3, requires_grad=True), torch.zeros(2, 3), pattern)
+        sparse_ops.sparse_x_product(torch.zeros(4, 3, requires_grad=True), torch.zeros(6), pattern)
 
 
 def test_a_training_run_on_the_sparse_path_equals_the_masked_dense_run(tmp_path, monkeypatch):
@@ -202,3 +202,30 @@ def test_patterns_follow_masks_changed_through_set_masks_and_in_place_ops():
     assert rel(sparse(x).detach(), dense(x).detach()) < 1e-5
     with pytest.raises(SbrnnError, match="does not fit"):
         sparse.set_masks(new_x[:, :3], new_s)
+
+
+def test_the_x_column_is_stored_compactly_and_older_dense_state_dicts_load():
+    """``values_x`` holds the kept entries only; a state dict with a dense ``weight_x`` (written
+    before the compact x column, or a population's child) loads into the same model."""
+    sparse, _ = pair()
+    assert dict(sparse.named_parameters())["values_x"].shape == (int(sparse.mask_x.sum()),)
+    assert "weight_x" not in sparse.state_dict()
+    older = {k: v for k, v in sparse.state_dict().items() if k != "values_x"}
+    older["weight_x"] = sparse.weight_x.detach().clone()
+    other, _ = pair(seed=11)
+    other.load_state_dict(older)
+    x = torch.randn(4, 3, SPEC.n_x)
+    assert torch.equal(other(x), sparse(x))
+
+
+def test_a_resumed_checkpoint_with_dense_x_moments_gets_them_cut_to_the_kept_entries():
+    from sbrnn.child.train import _compact_moments
+
+    sparse, _ = pair()
+    dense = torch.randn(sparse.mask_x.shape)
+    saved = {0: {"step": torch.tensor(3.0), "exp_avg": dense, "exp_avg_sq": dense.abs()}, 1: {}}
+    moments = _compact_moments(sparse, saved)
+    kept = sparse.mask_x.reshape(-1) != 0
+    assert torch.equal(moments[0]["exp_avg"], dense.reshape(-1)[kept])
+    assert torch.equal(moments[0]["step"], saved[0]["step"]) and moments[1] == {}
+    assert _compact_moments(sparse, moments)[0]["exp_avg"] is moments[0]["exp_avg"]  # already compact

@@ -42,38 +42,60 @@ static inline void transpose8(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256
   _mm256_storeu_ps(dst + 7 * stride, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 
-/* sum over k of g[k] x_k[k] for one tile column x (4 registers) and a row g of 32: 8 lanes left. */
-static inline __m256 dot_tile(const float* g, __m256 x0, __m256 x1, __m256 x2, __m256 x3) {
-  __m256 a = _mm256_mul_ps(_mm256_loadu_ps(g), x0);
-  a = _mm256_fmadd_ps(_mm256_loadu_ps(g + 8), x1, a);
-  a = _mm256_fmadd_ps(_mm256_loadu_ps(g + 16), x2, a);
-  return _mm256_fmadd_ps(_mm256_loadu_ps(g + 24), x3, a);
-}
-
 /* The lane sums of a0..a3, in that order. */
 static inline __m128 lane_sums4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
   const __m256 u = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
   return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
 }
 
-/* out[k] = sum_c v0[c] xb[c, k] and the same for v1 (two rows that keep every column), k < 32. */
+/* out[k] = sum_c v0[c] xb[c, k] and the same for v1 (two rows that keep every column), k < 8 NV. */
 static inline void dense_rows2(const float* restrict v0, const float* restrict v1, const float* restrict xb,
-                               int64_t C, float* restrict out0, float* restrict out1) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                               int64_t C, float* restrict out0, float* restrict out1, const int nv) {
+  __m256 a[4], b[4];
+  for (int v = 0; v < 4; ++v) a[v] = b[v] = _mm256_setzero_ps();
   for (int64_t c = 0; c < C; ++c) {
     const float* p = xb + c * TILE;
-    const __m256 x0 = _mm256_loadu_ps(p), x1 = _mm256_loadu_ps(p + 8);
-    const __m256 x2 = _mm256_loadu_ps(p + 16), x3 = _mm256_loadu_ps(p + 24);
-    const __m256 v = _mm256_broadcast_ss(v0 + c), w = _mm256_broadcast_ss(v1 + c);
-    a0 = _mm256_fmadd_ps(v, x0, a0); a1 = _mm256_fmadd_ps(v, x1, a1);
-    a2 = _mm256_fmadd_ps(v, x2, a2); a3 = _mm256_fmadd_ps(v, x3, a3);
-    b0 = _mm256_fmadd_ps(w, x0, b0); b1 = _mm256_fmadd_ps(w, x1, b1);
-    b2 = _mm256_fmadd_ps(w, x2, b2); b3 = _mm256_fmadd_ps(w, x3, b3);
+    const __m256 s = _mm256_broadcast_ss(v0 + c), w = _mm256_broadcast_ss(v1 + c);
+    for (int v = 0; v < nv; ++v) {
+      const __m256 x = _mm256_loadu_ps(p + 8 * v);
+      a[v] = _mm256_fmadd_ps(s, x, a[v]);
+      b[v] = _mm256_fmadd_ps(w, x, b[v]);
+    }
   }
-  _mm256_storeu_ps(out0, a0); _mm256_storeu_ps(out0 + 8, a1);
-  _mm256_storeu_ps(out0 + 16, a2); _mm256_storeu_ps(out0 + 24, a3);
-  _mm256_storeu_ps(out1, b0); _mm256_storeu_ps(out1 + 8, b1);
-  _mm256_storeu_ps(out1 + 16, b2); _mm256_storeu_ps(out1 + 24, b3);
+  for (int v = 0; v < nv; ++v) {
+    _mm256_storeu_ps(out0 + 8 * v, a[v]);
+    _mm256_storeu_ps(out1 + 8 * v, b[v]);
+  }
+}
+
+/* acc[k] = sum_{j in [j, e)} vals[j] xb[cols[j], k] for k < 8 NV: one sparse row of a tile, two
+   entries at a time, the columns PREFETCH entries ahead fetched (last: the pattern's last entry). */
+static inline void sparse_row(const int32_t* restrict cols, const float* restrict vals, int64_t j, int64_t e,
+                              int64_t last, const float* restrict xb, float* restrict acc, const int nv) {
+  __m256 a[4], b[4];
+  for (int v = 0; v < 4; ++v) a[v] = b[v] = _mm256_setzero_ps();
+  for (; j + 1 < e; j += 2) {
+    const int64_t j0 = j + PREFETCH < last ? j + PREFETCH : last, j1 = j0 + 1 < last ? j0 + 1 : last;
+    const char* ahead = (const char*)(xb + (int64_t)cols[j0] * TILE);
+    _mm_prefetch(ahead, _MM_HINT_T0);
+    if (nv > 2) _mm_prefetch(ahead + 64, _MM_HINT_T0);
+    ahead = (const char*)(xb + (int64_t)cols[j1] * TILE);
+    _mm_prefetch(ahead, _MM_HINT_T0);
+    if (nv > 2) _mm_prefetch(ahead + 64, _MM_HINT_T0);
+    const float* p = xb + (int64_t)cols[j] * TILE;
+    const float* q = xb + (int64_t)cols[j + 1] * TILE;
+    const __m256 s = _mm256_broadcast_ss(vals + j), w = _mm256_broadcast_ss(vals + j + 1);
+    for (int v = 0; v < nv; ++v) {
+      a[v] = _mm256_fmadd_ps(s, _mm256_loadu_ps(p + 8 * v), a[v]);
+      b[v] = _mm256_fmadd_ps(w, _mm256_loadu_ps(q + 8 * v), b[v]);
+    }
+  }
+  if (j < e) {
+    const float* p = xb + (int64_t)cols[j] * TILE;
+    const __m256 s = _mm256_broadcast_ss(vals + j);
+    for (int v = 0; v < nv; ++v) a[v] = _mm256_fmadd_ps(s, _mm256_loadu_ps(p + 8 * v), a[v]);
+  }
+  for (int v = 0; v < nv; ++v) _mm256_storeu_ps(acc + 8 * v, _mm256_add_ps(a[v], b[v]));
 }
 #endif
 
@@ -108,11 +130,14 @@ void sbrnn_tiles(const float* restrict x, int64_t N, int64_t C, int64_t ld, floa
 }
 
 /* o[k*ldo + r] = bias[r] + sum_{j in row r} vals[j] * xb[cols[j], k] for the nb rows k of one tile xb.
-   Rows that keep every column are taken two at a time, each loaded column serving both. */
+   Rows that keep every column are taken two at a time, each loaded column serving both. A tile of
+   at most TILE / 2 rows (the last of a batch) reads the first half of each column only. */
 static void tile_product(const int64_t* restrict indptr, const int32_t* restrict cols,
                          const float* restrict vals, const float* restrict bias, int64_t R,
                          const float* restrict xb, int64_t nb, int64_t C, float* restrict o, int64_t ldo) {
 #ifdef SBRNN_AVX2
+  const int half = 2 * nb <= TILE;
+  const int64_t last = indptr[R] - 1;
   int64_t waiting = -1; /* a row keeping every column, waiting for a second one */
 #endif
   for (int64_t r = 0; r < R; ++r) {
@@ -126,51 +151,21 @@ static void tile_product(const int64_t* restrict indptr, const int32_t* restrict
         continue;
       }
       float first[TILE];
-      dense_rows2(vals + indptr[waiting], vals + j, xb, C, first, acc);
+      if (half) dense_rows2(vals + indptr[waiting], vals + j, xb, C, first, acc, 2);
+      else dense_rows2(vals + indptr[waiting], vals + j, xb, C, first, acc, 4);
       for (int64_t k = 0; k < nb; ++k) o[k * ldo + waiting] = first[k] + bias[waiting];
       waiting = -1;
+    } else if (half) {
+      sparse_row(cols, vals, j, e, last, xb, acc, 2);
     } else {
-      const int64_t last = indptr[R] - 1;
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-      for (; j + 1 < e; j += 2) {
-        const int64_t j0 = j + PREFETCH < last ? j + PREFETCH : last, j1 = j0 + 1 < last ? j0 + 1 : last;
-        const char* ahead = (const char*)(xb + (int64_t)cols[j0] * TILE);
-        _mm_prefetch(ahead, _MM_HINT_T0);
-        _mm_prefetch(ahead + 64, _MM_HINT_T0);
-        ahead = (const char*)(xb + (int64_t)cols[j1] * TILE);
-        _mm_prefetch(ahead, _MM_HINT_T0);
-        _mm_prefetch(ahead + 64, _MM_HINT_T0);
-        const float* p = xb + (int64_t)cols[j] * TILE;
-        const float* q = xb + (int64_t)cols[j + 1] * TILE;
-        const __m256 v = _mm256_broadcast_ss(vals + j), w = _mm256_broadcast_ss(vals + j + 1);
-        a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(p), a0);
-        a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(p + 8), a1);
-        a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(p + 16), a2);
-        a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(p + 24), a3);
-        b0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(q), b0);
-        b1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(q + 8), b1);
-        b2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(q + 16), b2);
-        b3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(q + 24), b3);
-      }
-      if (j < e) {
-        const float* p = xb + (int64_t)cols[j] * TILE;
-        const __m256 v = _mm256_broadcast_ss(vals + j);
-        a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(p), a0);
-        a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(p + 8), a1);
-        a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(p + 16), a2);
-        a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(p + 24), a3);
-      }
-      _mm256_storeu_ps(acc, _mm256_add_ps(a0, b0));
-      _mm256_storeu_ps(acc + 8, _mm256_add_ps(a1, b1));
-      _mm256_storeu_ps(acc + 16, _mm256_add_ps(a2, b2));
-      _mm256_storeu_ps(acc + 24, _mm256_add_ps(a3, b3));
+      sparse_row(cols, vals, j, e, last, xb, acc, 4);
     }
 #else
-    for (int k = 0; k < TILE; ++k) acc[k] = 0.f;
+    for (int k = 0; k < nb; ++k) acc[k] = 0.f;
     for (; j < e; ++j) {
       const float v = vals[j];
       const float* p = xb + (int64_t)cols[j] * TILE;
-      for (int k = 0; k < TILE; ++k) acc[k] += v * p[k];
+      for (int k = 0; k < nb; ++k) acc[k] += v * p[k];
     }
 #endif
     for (int64_t k = 0; k < nb; ++k) o[k * ldo + r] = acc[k] + bias[r];
@@ -178,7 +173,8 @@ static void tile_product(const int64_t* restrict indptr, const int32_t* restrict
 #ifdef SBRNN_AVX2
   if (waiting >= 0) {  /* an odd one out: paired with itself */
     float acc[TILE], same[TILE];
-    dense_rows2(vals + indptr[waiting], vals + indptr[waiting], xb, C, acc, same);
+    if (half) dense_rows2(vals + indptr[waiting], vals + indptr[waiting], xb, C, acc, same, 2);
+    else dense_rows2(vals + indptr[waiting], vals + indptr[waiting], xb, C, acc, same, 4);
     for (int64_t k = 0; k < nb; ++k) o[k * ldo + waiting] = acc[k] + bias[waiting];
   }
 #else
@@ -201,15 +197,56 @@ void sbrnn_spmm(const int64_t* restrict indptr, const int32_t* restrict cols, co
   }
 }
 
+#ifdef SBRNN_AVX2
+/* sum over k of g[k] x_k[k] for one tile column x (NV registers) and a row g of 8 NV: 8 lanes left.
+   NV = 4 covers a tile; 2 its first half (a last tile of at most TILE / 2 rows). */
+static inline __m256 dot_tile(const float* g, const __m256* x, const int nv) {
+  __m256 a = _mm256_mul_ps(_mm256_loadu_ps(g), x[0]);
+  for (int v = 1; v < nv; ++v) a = _mm256_fmadd_ps(_mm256_loadu_ps(g + 8 * v), x[v], a);
+  return a;
+}
+
+/* mine[j] += sum_k gb[rows[j], k] xc[k] over k < 8 NV for the entries j in [j, e) of one column
+   (xc: the column in a tile; gb: g's tile), 8 (then 4) entries at a time, reduced together. */
+static inline void column_sums(const int32_t* restrict rows, int64_t j, int64_t e, const float* restrict gb,
+                               const float* restrict xc, float* restrict mine, const int nv) {
+  __m256 x[4];
+  for (int v = 0; v < nv; ++v) x[v] = _mm256_loadu_ps(xc + 8 * v);
+#define SBRNN_DOT(i) dot_tile(gb + (int64_t)rows[j + (i)] * TILE, x, nv)
+  for (; j + 8 <= e; j += 8) {
+    const __m128 lo = lane_sums4(SBRNN_DOT(0), SBRNN_DOT(1), SBRNN_DOT(2), SBRNN_DOT(3));
+    const __m128 hi = lane_sums4(SBRNN_DOT(4), SBRNN_DOT(5), SBRNN_DOT(6), SBRNN_DOT(7));
+    _mm_storeu_ps(mine + j, _mm_add_ps(_mm_loadu_ps(mine + j), lo));
+    _mm_storeu_ps(mine + j + 4, _mm_add_ps(_mm_loadu_ps(mine + j + 4), hi));
+  }
+  for (; j + 4 <= e; j += 4) {
+    const __m128 s = lane_sums4(SBRNN_DOT(0), SBRNN_DOT(1), SBRNN_DOT(2), SBRNN_DOT(3));
+    _mm_storeu_ps(mine + j, _mm_add_ps(_mm_loadu_ps(mine + j), s));
+  }
+#undef SBRNN_DOT
+  if (j < e) {  /* 1 to 3 left: the last one repeated to fill four */
+    const int64_t left = e - j;
+    float s[4];
+    const float* g0 = gb + (int64_t)rows[j] * TILE;
+    const float* g1 = gb + (int64_t)rows[left > 1 ? j + 1 : j] * TILE;
+    const float* g2 = gb + (int64_t)rows[left > 2 ? j + 2 : j] * TILE;
+    _mm_storeu_ps(s, lane_sums4(dot_tile(g0, x, nv), dot_tile(g1, x, nv), dot_tile(g2, x, nv),
+                                _mm256_setzero_ps()));
+    for (int64_t i = 0; i < left; ++i) mine[j + i] += s[i];
+  }
+}
+#endif
+
 /* grad[dst[j]] = sum_n g[n, rows[j]] * x[n, c] for the kept entries j of each column c, from the
-   `tiles` tiles of g ([R] per tile) and x ([C] per tile; zero past the last row n); dst[j] is the
-   entry's position in the dense [R, C] gradient, whose other entries the caller zeroes. Threads take
-   tiles, each summing into its nnz floats of partial (nt * nnz; each thread that runs zeroes its own
-   slice, and only the slices of the threads OpenMP granted are summed). A column's entries go 8
-   (then 4) at a time, their dot products reduced together. */
+   tiles of g ([R] per tile) and x ([C] per tile; zero past row N); dst[j] is the entry's position
+   in grad (its CSR position: the gradient of a compact map's kept values; entries no dst names are
+   left as the caller set them). Threads take tiles, each summing into its nnz floats of partial
+   (nt * nnz; each thread that runs zeroes its own slice, and only the slices of the threads OpenMP
+   granted are summed). A last tile of at most TILE / 2 rows reads half of each column. */
 void sbrnn_sddmm(const int64_t* restrict colptr, const int32_t* restrict rows, const int64_t* restrict dst,
-                 int64_t C, const float* restrict gt, int64_t R, const float* restrict xt, int64_t tiles,
+                 int64_t C, const float* restrict gt, int64_t R, const float* restrict xt, int64_t N,
                  int64_t nnz, float* restrict grad, float* restrict partial, int nt) {
+  const int64_t tiles = (N + TILE - 1) / TILE;
   if (nt > tiles) nt = (int)tiles;
   if (nt < 1) nt = 1;
   int ran = 1; /* threads OpenMP granted (OMP_THREAD_LIMIT, OMP_DYNAMIC, nesting may give fewer than nt) */
@@ -228,37 +265,16 @@ void sbrnn_sddmm(const int64_t* restrict colptr, const int32_t* restrict rows, c
     for (int64_t t = 0; t < tiles; ++t) {
       const float* restrict gb = gt + t * R * TILE;
       const float* restrict xb = xt + t * C * TILE;
+#ifdef SBRNN_AVX2
+      const int half = 2 * (N - t * TILE) <= TILE;
+#endif
       for (int64_t c = 0; c < C; ++c) {
         const float* restrict xc = xb + c * TILE;
-        int64_t j = colptr[c];
-        const int64_t e = colptr[c + 1];
 #ifdef SBRNN_AVX2
-        const __m256 x0 = _mm256_loadu_ps(xc), x1 = _mm256_loadu_ps(xc + 8);
-        const __m256 x2 = _mm256_loadu_ps(xc + 16), x3 = _mm256_loadu_ps(xc + 24);
-#define SBRNN_DOT(i) dot_tile(gb + (int64_t)rows[j + (i)] * TILE, x0, x1, x2, x3)
-        for (; j + 8 <= e; j += 8) {
-          const __m128 lo = lane_sums4(SBRNN_DOT(0), SBRNN_DOT(1), SBRNN_DOT(2), SBRNN_DOT(3));
-          const __m128 hi = lane_sums4(SBRNN_DOT(4), SBRNN_DOT(5), SBRNN_DOT(6), SBRNN_DOT(7));
-          _mm_storeu_ps(mine + j, _mm_add_ps(_mm_loadu_ps(mine + j), lo));
-          _mm_storeu_ps(mine + j + 4, _mm_add_ps(_mm_loadu_ps(mine + j + 4), hi));
-        }
-        for (; j + 4 <= e; j += 4) {
-          const __m128 s = lane_sums4(SBRNN_DOT(0), SBRNN_DOT(1), SBRNN_DOT(2), SBRNN_DOT(3));
-          _mm_storeu_ps(mine + j, _mm_add_ps(_mm_loadu_ps(mine + j), s));
-        }
-#undef SBRNN_DOT
-        if (j < e) {  /* 1 to 3 left: the last one repeated to fill four */
-          const int64_t left = e - j;
-          float s[4];
-          const float* g0 = gb + (int64_t)rows[j] * TILE;
-          const float* g1 = gb + (int64_t)rows[left > 1 ? j + 1 : j] * TILE;
-          const float* g2 = gb + (int64_t)rows[left > 2 ? j + 2 : j] * TILE;
-          _mm_storeu_ps(s, lane_sums4(dot_tile(g0, x0, x1, x2, x3), dot_tile(g1, x0, x1, x2, x3),
-                                      dot_tile(g2, x0, x1, x2, x3), _mm256_setzero_ps()));
-          for (int64_t i = 0; i < left; ++i) mine[j + i] += s[i];
-        }
+        if (half) column_sums(rows, colptr[c], colptr[c + 1], gb, xc, mine, 2);
+        else column_sums(rows, colptr[c], colptr[c + 1], gb, xc, mine, 4);
 #else
-        for (; j < e; ++j) {
+        for (int64_t j = colptr[c]; j < colptr[c + 1]; ++j) {
           const float* restrict gr = gb + (int64_t)rows[j] * TILE;
           float s = 0.f;
           for (int k = 0; k < TILE; ++k) s += gr[k] * xc[k];

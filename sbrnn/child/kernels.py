@@ -137,7 +137,7 @@ _SIGNATURES = {  # name -> argument types, in kernels.c's order (the names there
         _I64,
         _INT,
     ),
-    "sbrnn_sddmm": (  # colptr, rows, dst, C, gt, R, xt, tiles, nnz, grad, partial, nt
+    "sbrnn_sddmm": (  # colptr, rows, dst, C, gt, R, xt, N, nnz, grad, partial, nt
         _PTR,
         _PTR,
         _PTR,
@@ -513,29 +513,31 @@ def _(indptr: Tensor, cols: Tensor, values: Tensor, bias: Tensor, x: Tensor) -> 
 
 @torch.library.custom_op("sbrnn::sddmm", mutates_args=())
 def sddmm(colptr: Tensor, rows: Tensor, dst: Tensor, g: Tensor, x_tiles: Tensor) -> Tensor:
-    """The sampled dense-dense product ``g^T x`` at the kept entries of an ``[R, C]`` map.
+    """The sampled dense-dense product ``g^T x`` at the kept entries of an ``[R, C]`` map, in CSR order.
 
     Args:
         colptr: ``[C + 1]`` int64 column pointers of the kept entries (in ``[0, nnz]``, ending at nnz).
         rows: ``[nnz]`` int32 row of each entry (in ``[0, R)``), column by column.
-        dst: ``[nnz]`` int64 position ``r * C + c`` of each entry in the ``[R, C]`` result.
+        dst: ``[nnz]`` int64 position of each entry (in column order) in the result, its CSR order
+            (a permutation of ``0 .. nnz - 1``).
         g: ``[N, R]`` fp32, unit column stride (any row stride); tiled here as :func:`tiles` does.
         x_tiles: ``[ceil(N / tile), C, tile]`` fp32, the tiles of ``x [N, C]`` (:func:`tiles`).
 
     Returns:
-        ``grad [R, C]`` fp32 with ``grad[r, c] = sum_n g[n, r] x[n, c]`` at the kept entries, 0
-        elsewhere (the same sums whatever number of threads OpenMP grants).
+        ``grad [nnz]`` fp32 with ``grad[dst[j]] = sum_n g[n, r] x[n, c]`` for the entry ``j`` at
+        ``(r, c)``; entries ``dst`` misses are 0 (the same sums whatever number of threads OpenMP
+        grants).
     """
     op = "sbrnn::sddmm"
     lib = _loaded(op)
-    _, n_rows, n_cols, nnz = _check_sddmm(colptr, rows, dst, g, x_tiles, lib.tile)
+    n, n_rows, n_cols, nnz = _check_sddmm(colptr, rows, dst, g, x_tiles, lib.tile)
     check_cpu(op, colptr=colptr, rows=rows, dst=dst, g=g, x_tiles=x_tiles)
     _within(op, "colptr", colptr, 0, nnz, last=nnz)
     _within(op, "rows", rows, 0, n_rows - 1)
-    _within(op, "dst", dst, 0, n_rows * n_cols - 1)
+    _within(op, "dst", dst, 0, nnz - 1)
     g_tiles = _tiled(lib, g)
     threads = torch.get_num_threads()
-    grad = g_tiles.new_zeros(n_rows, n_cols)
+    grad = g_tiles.new_zeros(nnz)
     partial = g_tiles.new_empty(threads, nnz)
     lib.dll.sbrnn_sddmm(
         colptr.data_ptr(),
@@ -545,7 +547,7 @@ def sddmm(colptr: Tensor, rows: Tensor, dst: Tensor, g: Tensor, x_tiles: Tensor)
         g_tiles.data_ptr(),
         n_rows,
         x_tiles.data_ptr(),
-        g_tiles.shape[0],
+        n,
         nnz,
         grad.data_ptr(),
         partial.data_ptr(),
@@ -556,8 +558,8 @@ def sddmm(colptr: Tensor, rows: Tensor, dst: Tensor, g: Tensor, x_tiles: Tensor)
 
 @sddmm.register_fake
 def _(colptr: Tensor, rows: Tensor, dst: Tensor, g: Tensor, x_tiles: Tensor) -> Tensor:
-    _, n_rows, n_cols, _ = _check_sddmm(colptr, rows, dst, g, x_tiles, _loaded("sbrnn::sddmm").tile)
-    return g.new_empty(n_rows, n_cols)
+    nnz = _check_sddmm(colptr, rows, dst, g, x_tiles, _loaded("sbrnn::sddmm").tile)[3]
+    return g.new_empty(nnz)
 
 
 @torch.library.custom_op("sbrnn::recurrence_forward", mutates_args=())

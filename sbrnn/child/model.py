@@ -11,12 +11,22 @@ so the input projection of all ``T`` steps is one matmul ``[B, T, n_x] -> [B, T,
 each step is one matmul over the state ``s_{t-1} = [h_{t-1}; y_{t-1}]``. The x columns feed only
 the projection; no weights are spent on rows for x (unlike a square ``(n_x+h+n_y)^2`` map).
 
+The x column, the largest map (RAD: ``n_x = 2,500``) and mostly dropped at useful densities, is
+stored compactly: its parameter is ``values_x [nnz]``, the kept entries in row-major (CSR) order of
+``mask_x``, and :attr:`SparseBlockRNN.weight_x` is the dense ``[h + n_y, n_x]`` formed from them
+(zeros off the mask, differentiable). So the optimizer, its moments and the gradient hold kept
+entries only: Adam over the dense x column would stream every dropped entry's weight, gradient
+and two moments each step (at the balanced RAD configuration about 90% of them). State dicts
+hold ``values_x``; one holding a dense ``weight_x`` (sbrnn before 2026-12, a population's child)
+loads too.
+
 Masks: every entry of block ``ij`` is kept independently with probability ``d_ij`` (the authors'
 draw), so realised counts scatter binomially around the expected ``rows * cols * d_ij``;
 :meth:`SparseBlockRNN.trainable_counts` reports the realised ones. Kept entries start at
-``mu_ij + sigma_ij * N(0, 1)``; biases start at 0. The forward pass uses ``weight * mask``, so a
-dropped entry contributes nothing and its gradient is exactly 0; it starts at 0.0 and Adam
-(whose update is 0 where every gradient so far was 0) leaves it at 0.0 for good.
+``mu_ij + sigma_ij * N(0, 1)``; biases start at 0. A dropped entry of the x column is not a
+parameter at all (see below); the state map is used as ``weight_s * mask_s``, so a dropped entry
+there contributes nothing and its gradient is exactly 0; it starts at 0.0 and Adam (whose update
+is 0 where every gradient so far was 0) leaves it at 0.0 for good.
 
 Sparse products (:mod:`sbrnn.child.sparse_ops`, :mod:`sbrnn.child.recurrence`): when the x
 column ``[W_hx; W_yx]`` keeps at most :data:`SPARSE_X_MAX_DENSITY` of its entries (and has at least
@@ -123,10 +133,11 @@ class SparseBlockRNN(nn.Module):
             values = means[block] + stds[block] * torch.randn(shape, generator=g)
             mask[rows, cols] = keep
             weight[rows, cols] = values * keep
-        self.weight_x = nn.Parameter(weight_x)
+        self.register_buffer("mask_x", mask_x)
+        self._x_layout = self._pattern("mask_x")  # the kept entries values_x holds, in its order
+        self.values_x = nn.Parameter(self.kept_x(weight_x))
         self.weight_s = nn.Parameter(weight_s)
         self.bias = nn.Parameter(torch.zeros(h + n_y))
-        self.register_buffer("mask_x", mask_x)
         self.register_buffer("mask_s", mask_s)
 
     def _slices(self, block: str) -> tuple[slice, slice]:
@@ -148,9 +159,47 @@ class SparseBlockRNN(nn.Module):
     def hidden(self) -> int:
         return self.spec.h
 
+    @property
+    def weight_x(self) -> torch.Tensor:
+        """The x column ``[W_hx; W_yx]`` as a dense ``[h + n_y, n_x]`` tensor: ``values_x`` at the
+        kept entries of ``mask_x``, 0 elsewhere; gradients flow back into ``values_x``."""
+        pattern = self._x_pattern()
+        if pattern.nnz == self.mask_x.numel():  # every entry kept: the values are the matrix
+            return self.values_x.view(self.mask_x.shape)
+        dense = self.values_x.new_zeros(self.mask_x.numel())
+        return dense.index_put((pattern.flat.to(dense.device),), self.values_x).view(self.mask_x.shape)
+
+    def kept_x(self, dense: torch.Tensor) -> torch.Tensor:
+        """The entries of ``dense [h + n_y, n_x]`` (shaped like ``mask_x``) at the kept entries of
+        ``mask_x``, in the order of ``values_x``: ``[nnz]``."""
+        flat = self._x_pattern().flat.to(dense.device)
+        return dense.reshape(-1).index_select(0, flat)
+
+    def _x_pattern(self) -> sparse_ops.SparsePattern:
+        """The kept entries of ``mask_x``, with ``values_x`` laid out on them: where the mask changed
+        in place since (an in-place op on the buffer, :meth:`set_masks`), the values move to the
+        new entries (dropped ones go, new ones start at 0)."""
+        pattern = self._pattern("mask_x")
+        layout = self._x_layout
+        if pattern is not layout:
+            if not torch.equal(pattern.flat, layout.flat):
+                with torch.no_grad():
+                    values = self.values_x.detach()
+                    old, new = layout.flat.to(values.device), pattern.flat.to(values.device)
+                    dense = values.new_zeros(self.mask_x.numel()).index_put_((old,), values)
+                    self.values_x.data = dense.index_select(0, new)
+            self._x_layout = pattern
+        return pattern
+
     def masked_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The effective ``(weight_x * mask_x, weight_s * mask_s)``."""
-        return self.weight_x * self.mask_x, self.weight_s * self.mask_s
+        """The effective ``(weight_x, weight_s * mask_s)`` (``weight_x`` is 0 off its mask)."""
+        return self.weight_x, self.masked_s()
+
+    def masked_s(self) -> torch.Tensor:
+        """``weight_s * mask_s`` (``weight_s`` itself where the mask keeps every entry)."""
+        if self._pattern("mask_s").nnz == self.mask_s.numel():
+            return self.weight_s
+        return self.weight_s * self.mask_s
 
     def block(self, name: str) -> torch.Tensor:
         """The effective (masked) weights of one block, e.g. ``block("hx")`` is ``[h, n_x]``."""
@@ -194,7 +243,8 @@ class SparseBlockRNN(nn.Module):
     def _sparse_allowed(
         self, density: float, weight: torch.Tensor, max_density: float, min_entries: int
     ) -> bool:
-        """Whether a map of expected ``density`` runs sparse under ``path`` (CPU, fp32, kernels built)."""
+        """Whether a map of expected ``density`` (``weight``: its parameter or mask) runs sparse
+        under ``path`` (CPU, fp32, kernels built)."""
         if self.path == "dense" or weight.dtype != torch.float32 or weight.device.type != "cpu":
             return False
         if self.path == "sparse":
@@ -207,7 +257,7 @@ class SparseBlockRNN(nn.Module):
         """Whether the x column is projected sparsely (for input ``x``, when given): see ``path``."""
         if x is not None and (x.requires_grad or x.device.type != "cpu" or x.dtype != torch.float32):
             return False
-        return self._sparse_allowed(self.x_density, self.weight_x, SPARSE_X_MAX_DENSITY, SPARSE_X_MIN_ENTRIES)
+        return self._sparse_allowed(self.x_density, self.mask_x, SPARSE_X_MAX_DENSITY, SPARSE_X_MIN_ENTRIES)
 
     def sparse_s(self) -> bool:
         """Whether the recurrence runs over the kept entries of ``W_s`` (outside autocast): see ``path``."""
@@ -231,9 +281,12 @@ class SparseBlockRNN(nn.Module):
 
     def set_masks(self, mask_x: torch.Tensor, mask_s: torch.Tensor) -> None:
         """Replace both masks (0/1, shaped like ``mask_x`` and ``mask_s``) and zero the weights they
-        drop. The way to change masks: the sparse paths cache each mask's kept entries, keyed by
-        its storage and version counter, which in-place torch ops, ``load_state_dict`` and this
-        method advance but a write through ``mask.data`` does not (it would leave a stale pattern)."""
+        drop (entries newly kept start at 0). The way to change masks: the sparse paths cache each
+        mask's kept entries, keyed by its storage and version counter, which in-place torch ops,
+        ``load_state_dict`` and this method advance but a write through ``mask.data`` does not (it
+        would leave a stale pattern and ``values_x`` laid out on it). ``values_x`` keeps its
+        identity but changes size with the kept count: an optimizer made before holds moments of
+        the old size."""
         with torch.no_grad():
             for name, new in (("mask_x", mask_x), ("mask_s", mask_s)):
                 current = getattr(self, name)
@@ -241,9 +294,25 @@ class SparseBlockRNN(nn.Module):
                     raise SbrnnError(
                         f"{name} of shape {tuple(new.shape)} does not fit; allowed: {tuple(current.shape)}"
                     )
+            for name, new in (("mask_x", mask_x), ("mask_s", mask_s)):
+                current = getattr(self, name)
                 current.copy_((new != 0).to(current.dtype))
-            self.weight_x.mul_(self.mask_x)
+            self._x_pattern()  # values_x onto the new kept entries
             self.weight_s.mul_(self.mask_s)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, *args) -> None:
+        """Loads ``values_x`` sized by the incoming ``mask_x``, or takes a dense ``weight_x``
+        (older state dicts, a population's child) at that mask's kept entries."""
+        mask = state_dict.get(prefix + "mask_x")
+        dense = state_dict.pop(prefix + "weight_x", None)
+        if isinstance(mask, torch.Tensor) and tuple(mask.shape) == tuple(self.mask_x.shape):
+            flat = (mask.reshape(-1) != 0).nonzero().squeeze(1)
+            if dense is not None and prefix + "values_x" not in state_dict:
+                state_dict[prefix + "values_x"] = dense.reshape(-1)[flat.to(dense.device)]
+            if flat.numel() != self.values_x.numel():
+                self.values_x.data = self.values_x.new_empty(flat.numel())
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, *args)
+        self._x_layout = self._pattern("mask_x")  # the values came laid out on the loaded mask
 
     def _pattern(self, name: str) -> sparse_ops.SparsePattern:
         """The kept entries of buffer ``name`` (``mask_x``, ``mask_s``, or ``mask_s.t`` for its
@@ -259,8 +328,8 @@ class SparseBlockRNN(nn.Module):
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """The input projection of all steps, ``x [B, T, n_x] -> [B, T, h + n_y]`` (biases added)."""
         if not self.sparse_x(x):
-            return F.linear(x, self.weight_x * self.mask_x, self.bias)  # one matmul for all steps
-        return sparse_ops.sparse_x_product(x, self.weight_x, self._pattern("mask_x"), self.bias)
+            return F.linear(x, self.weight_x, self.bias)  # one matmul for all steps
+        return sparse_ops.sparse_x_product(x, self.values_x, self._x_pattern(), self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, n_x] -> y [B, T, n_y]`` (from the zero state)."""
@@ -279,7 +348,7 @@ class SparseBlockRNN(nn.Module):
             expected = (batch, h + self.spec.n_y)
             if tuple(state.shape) != expected:
                 raise SbrnnError(f"state of shape {tuple(state.shape)} does not fit; allowed: {expected}")
-            first = projected[:, :1] + F.linear(state, self.weight_s * self.mask_s).unsqueeze(1)
+            first = projected[:, :1] + F.linear(state, self.masked_s()).unsqueeze(1)
             projected = torch.cat((first, projected[:, 1:]), dim=1)
         if not torch.is_autocast_enabled(x.device.type):  # one autograd node for the whole loop
             if self.sparse_s():
@@ -291,8 +360,8 @@ class SparseBlockRNN(nn.Module):
                     h,
                     self.activation,
                 )
-            return block_recurrence(projected, self.weight_s * self.mask_s, h, self.activation)
-        weight_s_t = (self.weight_s * self.mask_s).t()
+            return block_recurrence(projected, self.masked_s(), h, self.activation)
+        weight_s_t = self.masked_s().t()
         current = self.init_state(batch)
         outputs = []
         for t in range(steps):

@@ -157,8 +157,8 @@ class SparseBlockPopulation(nn.Module):
         bias = (self.bias * self.mask_b).reshape(k * size)
         pattern = self.x_pattern() if not x.requires_grad and x.dtype == torch.float32 else None
         if pattern is not None:  # all children's kept x entries, one sparse product
-            weight_x = self.weight_x.reshape(k * size, self.n_x)
-            projected = sparse_ops.sparse_x_product(x, weight_x, pattern, bias)
+            kept = self.weight_x.reshape(-1).index_select(0, pattern.flat)  # the stack's kept x entries
+            projected = sparse_ops.sparse_x_product(x, kept, pattern, bias)
         else:  # [B, T, K (H + n_y)]: all children, all steps, one matmul
             projected = F.linear(x, (self.weight_x * self.mask_x).reshape(k * size, self.n_x), bias)
         projected = projected.view(batch, steps, k, size).permute(2, 0, 1, 3)  # [K, B, T, H + n_y]

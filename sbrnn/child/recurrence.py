@@ -328,7 +328,8 @@ class SparseBlockRecurrence(torch.autograd.Function):
         n = (states.shape[0] - 2) * batch  # T - 1 steps
         if n:
             s_tiles = sparse_ops.tiles(states[1:-1].reshape(n, size))
-            grad_w = sparse_ops.kept_gradient(grad_a[1:].reshape(n, size), s_tiles, n, pattern)
+            kept = sparse_ops.kept_gradient(grad_a[1:].reshape(n, size), s_tiles, n, pattern)
+            grad_w = kept.new_zeros(size * size).index_put_((pattern.flat,), kept).view(size, size)
         else:
             grad_w = states.new_zeros(size, size)
         grad_projected = torch.movedim(grad_a, 0, 1) if ctx.needs_input_grad[0] else None

@@ -41,8 +41,8 @@ class SparsePattern:
             gathering the kept values of a dense ``[R, C]`` weight.
         indptr: ``[R + 1]`` int64 row pointers; cols: ``[nnz]`` int32 column of each entry.
         colptr: ``[C + 1]`` int64 column pointers; rows: ``[nnz]`` int32 row of each entry in
-            column order; colflat: ``[nnz]`` int64 position ``r * C + c`` of each entry in column
-            order (where the weight gradient lands).
+            column order; colpos: ``[nnz]`` int64 position in CSR order of each entry in column
+            order (where its weight gradient lands).
     """
 
     shape: tuple[int, int]
@@ -51,7 +51,7 @@ class SparsePattern:
     cols: torch.Tensor
     colptr: torch.Tensor
     rows: torch.Tensor
-    colflat: torch.Tensor
+    colpos: torch.Tensor
 
     @classmethod
     def from_mask(cls, mask: torch.Tensor) -> SparsePattern:
@@ -72,7 +72,7 @@ class SparsePattern:
             cols=col.to(torch.int32),
             colptr=colptr,
             rows=row[pos].to(torch.int32).contiguous(),
-            colflat=flat[pos].contiguous(),
+            colpos=pos.contiguous(),
         )
 
     @property
@@ -119,26 +119,24 @@ def product(
 def kept_gradient(
     grad_out: torch.Tensor, x_tiles: torch.Tensor, n: int, pattern: SparsePattern
 ) -> torch.Tensor:
-    """``dW [R, C] = grad_out^T x`` at the kept entries of ``pattern`` only (zeros elsewhere), for
-    ``grad_out [n, R]`` and ``x [n, C]`` given by its tiles (:func:`tiles`): the op ``sbrnn::sddmm``."""
+    """``dW = grad_out^T x`` at the kept entries of ``pattern`` only, ``[nnz]`` in its CSR order,
+    for ``grad_out [n, R]`` and ``x [n, C]`` given by its tiles (:func:`tiles`): the op
+    ``sbrnn::sddmm``."""
     _fits(pattern, "grad_out", grad_out, pattern.shape[0])
     if grad_out.shape[0] != n:
         raise ValueError(f"grad_out must have n = {n} rows (those of x), got {grad_out.shape[0]}")
     g = _unit_columns(grad_out.float())
-    return kernels.sddmm(pattern.colptr, pattern.rows, pattern.colflat, g, x_tiles)
+    return kernels.sddmm(pattern.colptr, pattern.rows, pattern.colpos, g, x_tiles)
 
 
 class SparseXProduct(torch.autograd.Function):
-    """``weight [R, C], bias [R], x [N, C] -> x W^T + b [N, R]`` over the kept entries of ``pattern`` only.
-
-    The gradient of ``weight`` is dense ``[R, C]`` with zeros off the pattern; ``x`` gets none.
-    """
+    """``values [nnz], bias [R], x [N, C] -> x W^T + b [N, R]`` for the map ``W [R, C]`` whose kept
+    entries (those of ``pattern``, in its CSR order) are ``values``; ``x`` gets no gradient."""
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
-    def forward(ctx, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, pattern: SparsePattern):
-        values = weight.detach().reshape(-1).index_select(0, pattern.flat)  # kept entries in CSR order
-        out, x_tiles = product(x, values, pattern, bias.detach().contiguous())
+    def forward(ctx, values: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, pattern: SparsePattern):
+        out, x_tiles = product(x, values.detach().contiguous(), pattern, bias.detach().contiguous())
         ctx.pattern = pattern
         ctx.save_for_backward(x_tiles)
         ctx.n = x.shape[0]
@@ -154,18 +152,21 @@ class SparseXProduct(torch.autograd.Function):
 
 
 def sparse_x_product(
-    x: torch.Tensor, weight: torch.Tensor, pattern: SparsePattern, bias: torch.Tensor | None = None
+    x: torch.Tensor, values: torch.Tensor, pattern: SparsePattern, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``x [..., C]`` (fp32, CPU, no gradient) times ``W^T`` over ``pattern``'s entries, plus
-    ``bias [R]`` (None = no bias) -> ``[..., R]``.
-
-    ``weight [R, C]`` is read at the kept entries only (entries off the pattern count as 0); its
-    gradient is written at kept entries, zero elsewhere.
+    """``x [..., C]`` (fp32, CPU, no gradient) times ``W^T`` plus ``bias [R]`` (None = no bias)
+    -> ``[..., R]``, for the map ``W [R, C]`` whose kept entries are ``values [nnz]`` (in the CSR
+    order of ``pattern``, e.g. ``weight.reshape(-1)[pattern.flat]`` of a dense one). The gradient
+    of ``values`` is ``[nnz]`` as well.
     """
     if x.requires_grad:
         raise ValueError("the sparse x path gives no gradient for its input; use the masked-dense form")
+    if values.shape != (pattern.nnz,):
+        raise ValueError(
+            f"values must hold the {pattern.nnz} kept entries of the pattern, got shape {tuple(values.shape)}"
+        )
     if bias is None:
-        bias = weight.new_zeros(pattern.shape[0])
+        bias = values.new_zeros(pattern.shape[0])
     lead = x.shape[:-1]
-    out = SparseXProduct.apply(weight, bias, x.reshape(-1, x.shape[-1]).contiguous(), pattern)
+    out = SparseXProduct.apply(values, bias, x.reshape(-1, x.shape[-1]).contiguous(), pattern)
     return out.reshape(*lead, pattern.shape[0])

@@ -59,7 +59,7 @@ from sbrnn.child.checkpoint import (
     save_model,
 )
 from sbrnn.child.config import RunConfig
-from sbrnn.child.model import ChildModel, build_model, resolve
+from sbrnn.child.model import ChildModel, SparseBlockRNN, build_model, resolve
 from sbrnn.child.weight_space import SparseBlockSpec, grid_blocks, hidden_proportion
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.datasets.task import Split, Task
@@ -502,6 +502,20 @@ RESUMED_FIELDS = ("train_loss", "val_loss", "val_acc", "min_val_loss", "best_epo
 """What a checkpoint gives back of the record so far (the rest describes the run, as built again)."""
 
 
+def _compact_moments(model: nn.Module, saved: dict[int, dict[str, torch.Tensor]]) -> dict:
+    """``saved`` Adam state (by parameter index) with moments of a dense x column, as checkpoints
+    written before the x column was stored compactly hold them, cut to its kept entries."""
+    if not isinstance(model, SparseBlockRNN):
+        return saved
+    index = next(i for i, p in enumerate(model.parameters()) if p is model.values_x)
+    dense = tuple(model.mask_x.shape)
+    moments = {
+        key: model.kept_x(value) if value.dim() and tuple(value.shape) == dense else value
+        for key, value in saved.get(index, {}).items()
+    }
+    return {**saved, index: moments} if index in saved else saved
+
+
 def _resume(
     state: TrainingCheckpoint,
     member: Member,
@@ -526,7 +540,8 @@ def _resume(
     trainee.model.load_state_dict(state.model, strict=True)
     optimizer = trainee.optimizer
     groups = optimizer.state_dict()["param_groups"]  # the config's own hyperparameters
-    optimizer.load_state_dict({"state": state.optimizer, "param_groups": groups})
+    moments = _compact_moments(trainee.model, state.optimizer)
+    optimizer.load_state_dict({"state": moments, "param_groups": groups})
     generator.set_state(state.generator)
     for name in RESUMED_FIELDS:
         setattr(record, name, state.record.get(name))
