@@ -108,6 +108,30 @@ def test_a_sparse_population_projects_over_kept_entries_and_equals_one_by_one(mo
     assert population.x_pattern() is None  # above the density rule: masked-dense
 
 
+def test_a_child_that_stays_keeps_its_weights_and_moments_when_others_leave():
+    """The stacked x columns are compact: each child holds one contiguous range of ``values_x``
+    (and of its moments), and ``keep`` carries a staying child's entries to the shrunk stack."""
+    configs = [RunConfig(budget=b, seed=s, lr=1e-2) for s, b in ((0, 900), (1, 400), (2, 600))]
+    models = [build_model(c, 12, 4)[0] for c in configs]
+    population = SparseBlockPopulation(models)
+    optimizer = PopulationAdam(population, [c.lr for c in configs])
+    assert population.values_x.shape == (sum(int(m.mask_x.sum()) for m in models),)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(3):
+        x, y = torch.randn(8, 5, 12, generator=g), torch.randint(0, 4, (8,), generator=g)
+        optimizer.zero_grad()
+        member_losses(population(x), y, "cross_entropy").sum().backward()
+        optimizer.step()
+    before = population.child_state(2)
+    moment = population.child_part("values_x", optimizer.exp_avg["values_x"], 2).clone()
+    assert moment.shape == (int(models[2].mask_x.sum()),) and moment.abs().sum() > 0
+    optimizer.keep([2])
+    after = population.child_state(0)
+    for name in ("weight_x", "weight_s", "bias", "mask_x"):
+        torch.testing.assert_close(after[name], before[name], rtol=0, atol=0)
+    assert torch.equal(optimizer.exp_avg["values_x"], moment)
+
+
 def test_population_key_groups_only_compatible_configs():
     base = RunConfig(**COMMON)
     assert population_key(base) == population_key(RunConfig(lr=5e-3, budget=2000, arch="dense", **COMMON))

@@ -8,7 +8,9 @@ hidden unit has no weights and no bias, so it stays 0 under ReLU or tanh), and t
 shared batch: the input projection of all K is one matmul ``[B*T, n_x] x [n_x, K (H + n_y)]``
 (or one sparse product over the stack's kept entries, by the rule of one child's sparse x path),
 the recurrence one call for all K maps. The loss is the sum of the K per-child mean losses, so
-each child's gradient is exactly its own. :class:`PopulationAdam` is torch's (fused) Adam update
+each child's gradient is exactly its own. As in one child, the stacked x columns are stored as
+their kept entries only (``values_x``, row-major over the ``[K (H + n_y), n_x]`` stack, so each
+child's entries are one contiguous range). :class:`PopulationAdam` is torch's (fused) Adam update
 per child: its own learning rate, moments and bias corrections, on its slices of the stack.
 
 Each child keeps its own curves, best epoch (a copy of its best weights), early stopping and
@@ -63,12 +65,14 @@ class SparseBlockPopulation(nn.Module):
     padded ``[K, H + n_y, ...]`` stacks, ``H = max h_k``; everything else is masked to 0.
 
     Attributes:
-        weight_x: ``[K, H + n_y, n_x]``; weight_s: ``[K, H + n_y, H + n_y]``; bias: ``[K, H + n_y]``
-            (parameters), with 0/1 buffers ``mask_x``, ``mask_s`` and ``mask_b`` of the same shapes.
+        values_x: ``[nnz]`` the kept entries of the stacked x columns (row-major over
+            ``mask_x``); weight_s: ``[K, H + n_y, H + n_y]``; bias: ``[K, H + n_y]`` (parameters),
+            with 0/1 buffers ``mask_x`` (``[K, H + n_y, n_x]``), ``mask_s`` and ``mask_b`` shaped
+            like the stacks they mask. :attr:`weight_x` is the dense ``[K, H + n_y, n_x]``.
     """
 
     # Registered in __init__ and keep (nn.Module's __getattr__ types them as Tensor | Module).
-    weight_x: nn.Parameter
+    values_x: nn.Parameter
     weight_s: nn.Parameter
     bias: nn.Parameter
     mask_x: torch.Tensor
@@ -90,7 +94,7 @@ class SparseBlockPopulation(nn.Module):
         self._act = ACTIVATION_FUNCTIONS[self.activation]
         self.hidden = [m.hidden for m in models]
         size, rows = max(self.hidden) + self.n_y, max(self.hidden)
-        k, n_x, ref = len(models), self.n_x, first.weight_x
+        k, n_x, ref = len(models), self.n_x, first.values_x
         stacks = {
             "weight_x": ref.new_zeros(k, size, n_x),
             "weight_s": ref.new_zeros(k, size, size),
@@ -108,36 +112,52 @@ class SparseBlockPopulation(nn.Module):
                 stacks["mask_s"][i, idx[:, None], idx[None, :]] = m.mask_s
                 stacks["bias"][i, idx] = m.bias
                 stacks["mask_b"][i, idx] = 1.0
-        for name in ("weight_x", "weight_s", "bias"):
+        self.register_buffer("mask_x", stacks["mask_x"])
+        self._layout = sparse_ops.SparsePattern.from_mask(self.mask_x.reshape(-1, n_x))
+        self.values_x = nn.Parameter(stacks["weight_x"].reshape(-1)[self._layout.flat.to(ref.device)])
+        for name in ("weight_s", "bias"):
             self.register_parameter(name, nn.Parameter(stacks[name]))
-        for name in ("mask_x", "mask_s", "mask_b"):
+        for name in ("mask_s", "mask_b"):
             self.register_buffer(name, stacks[name])
-        self._pattern: tuple[tuple[int, int], sparse_ops.SparsePattern | None] | None = None
 
     @property
     def rows(self) -> int:
         """``H``, the padded hidden size."""
-        return self.weight_x.shape[1] - self.n_y
+        return self.mask_x.shape[1] - self.n_y
 
     @property
     def size(self) -> int:
         """Children in the stack, ``K``."""
-        return self.weight_x.shape[0]
+        return self.mask_x.shape[0]
+
+    @property
+    def weight_x(self) -> torch.Tensor:
+        """The stacked x columns as a dense ``[K, H + n_y, n_x]``: ``values_x`` at the kept entries
+        of ``mask_x``, 0 elsewhere (differentiable)."""
+        dense = self.values_x.new_zeros(self.mask_x.numel())
+        flat = self._layout.flat.to(dense.device)
+        return dense.index_put((flat,), self.values_x).view(self.mask_x.shape)
+
+    def child_part(self, name: str, tensor: torch.Tensor, k: int) -> torch.Tensor:
+        """Child ``k``'s part of a tensor shaped like parameter ``name`` (the parameter, its
+        gradient or a moment): a contiguous view (its range of ``values_x``, else ``[k]``)."""
+        if name != "values_x":
+            return tensor[k]
+        rows = self.mask_x.shape[1]
+        indptr = self._layout.indptr
+        return tensor[int(indptr[k * rows]) : int(indptr[(k + 1) * rows])]
 
     def x_pattern(self) -> sparse_ops.SparsePattern | None:
         """The kept entries of the stacked x columns ``[K (H + n_y), n_x]`` when the sparse x path
         applies to them (CPU, fp32, kernels built, :data:`~sbrnn.child.model.SPARSE_X_MAX_DENSITY`
         or less of at least :data:`~sbrnn.child.model.SPARSE_X_MIN_ENTRIES` entries, padding
-        included), else None; cached until the masks change."""
-        weight = self.weight_x
-        if weight.device.type != "cpu" or weight.dtype != torch.float32 or kernels.library() is None:
+        included), else None."""
+        values = self.values_x
+        if values.device.type != "cpu" or values.dtype != torch.float32 or kernels.library() is None:
             return None
-        key = (self.mask_x.data_ptr(), self.mask_x._version)
-        if self._pattern is None or self._pattern[0] != key:
-            stacked = self.mask_x.reshape(-1, self.n_x)
-            dense = stacked.numel() < SPARSE_X_MIN_ENTRIES or float(stacked.mean()) > SPARSE_X_MAX_DENSITY
-            self._pattern = (key, None if dense else sparse_ops.SparsePattern.from_mask(stacked))
-        return self._pattern[1]
+        entries = self.mask_x.numel()
+        dense = entries < SPARSE_X_MIN_ENTRIES or self._layout.nnz > SPARSE_X_MAX_DENSITY * entries
+        return None if dense else self._layout
 
     def kernel_path(self, device: torch.device | str = "cpu", precision: str = "fp32") -> str:
         """As :meth:`SparseBlockRNN.kernel_path`, prefixed ``population:``; a stack's recurrence is
@@ -153,14 +173,13 @@ class SparseBlockPopulation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, n_x] -> y [K, B, T, n_y]``."""
         batch, steps, _ = x.shape
-        k, size, rows = self.size, self.weight_x.shape[1], self.rows
+        k, size, rows = self.size, self.mask_x.shape[1], self.rows
         bias = (self.bias * self.mask_b).reshape(k * size)
         pattern = self.x_pattern() if not x.requires_grad and x.dtype == torch.float32 else None
         if pattern is not None:  # all children's kept x entries, one sparse product
-            kept = self.weight_x.reshape(-1).index_select(0, pattern.flat)  # the stack's kept x entries
-            projected = sparse_ops.sparse_x_product(x, kept, pattern, bias)
+            projected = sparse_ops.sparse_x_product(x, self.values_x, pattern, bias)
         else:  # [B, T, K (H + n_y)]: all children, all steps, one matmul
-            projected = F.linear(x, (self.weight_x * self.mask_x).reshape(k * size, self.n_x), bias)
+            projected = F.linear(x, self.weight_x.reshape(k * size, self.n_x), bias)
         projected = projected.view(batch, steps, k, size).permute(2, 0, 1, 3)  # [K, B, T, H + n_y]
         if not torch.is_autocast_enabled(x.device.type):  # the K recurrences as one autograd node
             return block_recurrence(projected, self.weight_s * self.mask_s, rows, self.activation)[0]
@@ -175,9 +194,9 @@ class SparseBlockPopulation(nn.Module):
 
     def child_state(self, i: int) -> dict[str, torch.Tensor]:
         """Child ``i``'s weights as a :class:`SparseBlockRNN` state dict (unpadded copies)."""
-        idx = _padded_rows(self.hidden[i], self.rows, self.n_y, self.weight_x.device)
+        idx = _padded_rows(self.hidden[i], self.rows, self.n_y, self.mask_x.device)
         return {
-            "weight_x": self.weight_x[i, idx].detach().clone(),
+            "weight_x": self.weight_x.detach()[i, idx].clone(),
             "weight_s": self.weight_s[i][idx[:, None], idx[None, :]].detach().clone(),
             "bias": self.bias[i, idx].detach().clone(),
             "mask_x": self.mask_x[i, idx].clone(),
@@ -187,33 +206,46 @@ class SparseBlockPopulation(nn.Module):
     def keep(self, kept: Sequence[int], extra: Sequence[dict[str, torch.Tensor]] = ()) -> None:
         """Keep children ``kept`` (in that order) and shrink the padding to their largest ``h``.
 
-        ``extra`` are dicts of tensors shaped like the parameters (optimizer moments): they are
-        cut the same way, in place of their entries.
+        ``extra`` are dicts of tensors shaped like the parameters (optimizer moments, keyed by
+        parameter name): they are cut the same way, in place of their entries.
         """
-        index = torch.as_tensor(list(kept), dtype=torch.long, device=self.weight_x.device)
-        idx = _padded_rows(max(self.hidden[i] for i in kept), self.rows, self.n_y, self.weight_x.device)
+        device = self.mask_x.device
+        index = torch.as_tensor(list(kept), dtype=torch.long, device=device)
+        idx = _padded_rows(max(self.hidden[i] for i in kept), self.rows, self.n_y, device)
+        old = self._layout.flat.to(device)
 
         def cut(name: str, t: torch.Tensor) -> torch.Tensor:
             t = t.index_select(0, index).index_select(1, idx)
             return t.index_select(2, idx).contiguous() if name.endswith("_s") else t.contiguous()
 
+        def dense_x(values: torch.Tensor) -> torch.Tensor:  # [nnz] in the old layout -> [K, H + n_y, n_x]
+            return values.new_zeros(self.mask_x.numel()).index_put_((old,), values).view(self.mask_x.shape)
+
         with torch.no_grad():
-            for name in ("weight_x", "weight_s", "bias"):
-                self.register_parameter(name, nn.Parameter(cut(name, getattr(self, name))))
+            weights = {"values_x": dense_x(self.values_x), "weight_s": self.weight_s, "bias": self.bias}
+            moments = [{n: dense_x(t) if n == "values_x" else t for n, t in state.items()} for state in extra]
             for name in ("mask_x", "mask_s", "mask_b"):
                 setattr(self, name, cut(name, getattr(self, name)))
-            for state in extra:
-                for name in list(state):
-                    state[name] = cut(name, state[name])
+            self._layout = sparse_ops.SparsePattern.from_mask(self.mask_x.reshape(-1, self.n_x))
+            new = self._layout.flat.to(device)
+
+            def shrunk(name: str, t: torch.Tensor) -> torch.Tensor:
+                return cut(name, t).reshape(-1)[new] if name == "values_x" else cut(name, t)
+
+            for name, t in weights.items():
+                self.register_parameter(name, nn.Parameter(shrunk(name, t)))
+            for state, dense in zip(extra, moments, strict=True):
+                for name, t in dense.items():
+                    state[name] = shrunk(name, t)
         self.hidden = [self.hidden[i] for i in kept]
-        self._pattern = None
 
 
 class PopulationAdam:
     """``torch.optim.Adam(..., fused=True)`` (betas 0.9, 0.999, eps 1e-8, no weight decay) per child.
 
     Each step calls torch's functional :func:`torch.optim.adam.adam` once per child on that
-    child's slices of the stacked parameters, moments and gradients, with the child's own
+    child's parts of the stacked parameters, moments and gradients
+    (:meth:`SparseBlockPopulation.child_part`), with the child's own
     learning rate: the update :func:`~sbrnn.child.train.train_run`'s optimizer makes, by the same
     kernel. All children of a population step together, so they share the step count.
     """
@@ -237,14 +269,15 @@ class PopulationAdam:
 
     @torch.no_grad()
     def step(self) -> None:
-        named = [(n, p, p.grad) for n, p in self.population.named_parameters() if p.grad is not None]
-        device = self.population.weight_x.device
+        population = self.population
+        named = [(n, p, p.grad) for n, p in population.named_parameters() if p.grad is not None]
+        device = population.values_x.device
         for k, lr in enumerate(self.lr):
             adam(
-                [p[k] for _, p, _ in named],
-                [grad[k] for _, _, grad in named],
-                [self.exp_avg[n][k] for n, _, _ in named],
-                [self.exp_avg_sq[n][k] for n, _, _ in named],
+                [population.child_part(n, p, k) for n, p, _ in named],
+                [population.child_part(n, grad, k) for n, _, grad in named],
+                [population.child_part(n, self.exp_avg[n], k) for n, _, _ in named],
+                [population.child_part(n, self.exp_avg_sq[n], k) for n, _, _ in named],
                 [],
                 [torch.tensor(float(self.steps), device=device) for _ in named],
                 fused=device.type in ("cpu", "cuda"),
