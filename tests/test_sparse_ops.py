@@ -229,3 +229,11 @@ def test_a_resumed_checkpoint_with_dense_x_moments_gets_them_cut_to_the_kept_ent
     assert torch.equal(moments[0]["exp_avg"], dense.reshape(-1)[kept])
     assert torch.equal(moments[0]["step"], saved[0]["step"]) and moments[1] == {}
     assert _compact_moments(sparse, moments)[0]["exp_avg"] is moments[0]["exp_avg"]  # already compact
+
+
+def test_a_pattern_copies_its_entries_to_another_device_once():
+    pattern = sparse_ops.SparsePattern.from_mask(torch.eye(4))
+    assert pattern.flat_on("cpu") is pattern.flat
+    on_meta = pattern.flat_on("meta")  # any non-CPU device (a GPU where there is one)
+    assert on_meta.device.type == "meta" and on_meta.shape == pattern.flat.shape
+    assert pattern.flat_on(torch.device("meta")) is on_meta

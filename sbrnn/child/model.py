@@ -167,12 +167,12 @@ class SparseBlockRNN(nn.Module):
         if pattern.nnz == self.mask_x.numel():  # every entry kept: the values are the matrix
             return self.values_x.view(self.mask_x.shape)
         dense = self.values_x.new_zeros(self.mask_x.numel())
-        return dense.index_put((pattern.flat.to(dense.device),), self.values_x).view(self.mask_x.shape)
+        return dense.index_put((pattern.flat_on(dense.device),), self.values_x).view(self.mask_x.shape)
 
     def kept_x(self, dense: torch.Tensor) -> torch.Tensor:
         """The entries of ``dense [h + n_y, n_x]`` (shaped like ``mask_x``) at the kept entries of
         ``mask_x``, in the order of ``values_x``: ``[nnz]``."""
-        flat = self._x_pattern().flat.to(dense.device)
+        flat = self._x_pattern().flat_on(dense.device)
         return dense.reshape(-1).index_select(0, flat)
 
     def _x_pattern(self) -> sparse_ops.SparsePattern:

@@ -135,7 +135,7 @@ class SparseBlockPopulation(nn.Module):
         """The stacked x columns as a dense ``[K, H + n_y, n_x]``: ``values_x`` at the kept entries
         of ``mask_x``, 0 elsewhere (differentiable)."""
         dense = self.values_x.new_zeros(self.mask_x.numel())
-        flat = self._layout.flat.to(dense.device)
+        flat = self._layout.flat_on(dense.device)
         return dense.index_put((flat,), self.values_x).view(self.mask_x.shape)
 
     def child_part(self, name: str, tensor: torch.Tensor, k: int) -> torch.Tensor:

@@ -24,7 +24,7 @@ for ``W_s``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -52,6 +52,7 @@ class SparsePattern:
     colptr: torch.Tensor
     rows: torch.Tensor
     colpos: torch.Tensor
+    _flat_on: dict[torch.device, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_mask(cls, mask: torch.Tensor) -> SparsePattern:
@@ -74,6 +75,15 @@ class SparsePattern:
             rows=row[pos].to(torch.int32).contiguous(),
             colpos=pos.contiguous(),
         )
+
+    def flat_on(self, device: torch.device | str) -> torch.Tensor:
+        """:attr:`flat` on ``device`` (copied there on first use, then kept)."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self.flat
+        if device not in self._flat_on:
+            self._flat_on[device] = self.flat.to(device)
+        return self._flat_on[device]
 
     @property
     def nnz(self) -> int:
