@@ -29,3 +29,21 @@ def test_closed_loop_figure_is_written(bench, tmp_path):
     }
     path = bench.plot_closed_loop([row, {**row, "task": "rad20", "tpe_percentile": None}], tmp_path / "c.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_parent_is_compared_with_tpe_by_validation_and_by_the_chosen_runs_test_loss(bench):
+    from types import SimpleNamespace
+
+    def run(test_loss, status="ok"):
+        return SimpleNamespace(status=status, test_loss=test_loss)
+
+    rows = [{"top1": 0.50, "top1_test": 0.52}, {"top1": 0.40, "top1_test": 0.60}]
+    tpe = [(0.45, "a"), (0.42, "b")]  # TPE's best of 10 by validation loss, and its run
+    trained = {"a": run(0.55), "b": run(0.58)}
+    out = bench.compare_with_tpe(rows, tpe, trained, [0.3, 0.6, math.inf])
+    assert out["top1_beats_tpe"] == [False, True]
+    assert out["top1_beats_tpe_on_test"] == [True, False]  # the selection bonus read off
+    assert out["tpe_best_test"] == [0.55, 0.58] and out["tpe_percentile"] == [2 / 3, 2 / 3]
+    lost = bench.compare_with_tpe(rows, [(0.45, "gone")], {"gone": run(None, "diverged")}, [])
+    assert lost["tpe_best_test"] == [math.inf] and lost["top1_beats_tpe_on_test"] == [True]
+    assert bench.compare_with_tpe(rows, None, {}, [])["top1_beats_tpe"] is None
