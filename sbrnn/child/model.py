@@ -17,8 +17,8 @@ stored compactly: its parameter is ``values_x [nnz]``, the kept entries in row-m
 (zeros off the mask, differentiable). So the optimizer, its moments and the gradient hold kept
 entries only: Adam over the dense x column would stream every dropped entry's weight, gradient
 and two moments each step (at the balanced RAD configuration about 90% of them). State dicts
-hold ``values_x``; one holding a dense ``weight_x`` (sbrnn before 2026-12, a population's child)
-loads too.
+hold ``values_x``; one holding a dense ``weight_x`` instead (written before the x column was
+stored compactly, or a population's child) loads too.
 
 Masks: every entry of block ``ij`` is kept independently with probability ``d_ij`` (the authors'
 draw), so realised counts scatter binomially around the expected ``rows * cols * d_ij``;
@@ -185,7 +185,7 @@ class SparseBlockRNN(nn.Module):
             if not torch.equal(pattern.flat, layout.flat):
                 with torch.no_grad():
                     values = self.values_x.detach()
-                    old, new = layout.flat.to(values.device), pattern.flat.to(values.device)
+                    old, new = layout.flat_on(values.device), pattern.flat_on(values.device)
                     dense = values.new_zeros(self.mask_x.numel()).index_put_((old,), values)
                     self.values_x.data = dense.index_select(0, new)
             self._x_layout = pattern
