@@ -166,14 +166,12 @@ class SparseBlockRNN(nn.Module):
         pattern = self._x_pattern()
         if pattern.nnz == self.mask_x.numel():  # every entry kept: the values are the matrix
             return self.values_x.view(self.mask_x.shape)
-        dense = self.values_x.new_zeros(self.mask_x.numel())
-        return dense.index_put((pattern.flat_on(dense.device),), self.values_x).view(self.mask_x.shape)
+        return pattern.scatter(self.values_x)
 
     def kept_x(self, dense: torch.Tensor) -> torch.Tensor:
         """The entries of ``dense [h + n_y, n_x]`` (shaped like ``mask_x``) at the kept entries of
         ``mask_x``, in the order of ``values_x``: ``[nnz]``."""
-        flat = self._x_pattern().flat_on(dense.device)
-        return dense.reshape(-1).index_select(0, flat)
+        return self._x_pattern().gather(dense)
 
     def _x_pattern(self) -> sparse_ops.SparsePattern:
         """The kept entries of ``mask_x``, with ``values_x`` laid out on them: where the mask changed
@@ -183,11 +181,7 @@ class SparseBlockRNN(nn.Module):
         layout = self._x_layout
         if pattern is not layout:
             if not torch.equal(pattern.flat, layout.flat):
-                with torch.no_grad():
-                    values = self.values_x.detach()
-                    old, new = layout.flat_on(values.device), pattern.flat_on(values.device)
-                    dense = values.new_zeros(self.mask_x.numel()).index_put_((old,), values)
-                    self.values_x.data = dense.index_select(0, new)
+                self.values_x.data = pattern.gather(layout.scatter(self.values_x.detach()))
             self._x_layout = pattern
         return pattern
 

@@ -114,7 +114,7 @@ class SparseBlockPopulation(nn.Module):
                 stacks["mask_b"][i, idx] = 1.0
         self.register_buffer("mask_x", stacks["mask_x"])
         self._layout = sparse_ops.SparsePattern.from_mask(self.mask_x.reshape(-1, n_x))
-        self.values_x = nn.Parameter(stacks["weight_x"].reshape(-1)[self._layout.flat.to(ref.device)])
+        self.values_x = nn.Parameter(self._layout.gather(stacks["weight_x"]))
         for name in ("weight_s", "bias"):
             self.register_parameter(name, nn.Parameter(stacks[name]))
         for name in ("mask_s", "mask_b"):
@@ -134,9 +134,7 @@ class SparseBlockPopulation(nn.Module):
     def weight_x(self) -> torch.Tensor:
         """The stacked x columns as a dense ``[K, H + n_y, n_x]``: ``values_x`` at the kept entries
         of ``mask_x``, 0 elsewhere (differentiable)."""
-        dense = self.values_x.new_zeros(self.mask_x.numel())
-        flat = self._layout.flat_on(dense.device)
-        return dense.index_put((flat,), self.values_x).view(self.mask_x.shape)
+        return self._layout.scatter(self.values_x).view(self.mask_x.shape)
 
     def child_part(self, name: str, tensor: torch.Tensor, k: int) -> torch.Tensor:
         """Child ``k``'s part of a tensor shaped like parameter ``name`` (the parameter, its
@@ -212,25 +210,24 @@ class SparseBlockPopulation(nn.Module):
         device = self.mask_x.device
         index = torch.as_tensor(list(kept), dtype=torch.long, device=device)
         idx = _padded_rows(max(self.hidden[i] for i in kept), self.rows, self.n_y, device)
-        old = self._layout.flat.to(device)
+        old = self._layout
 
         def cut(name: str, t: torch.Tensor) -> torch.Tensor:
             t = t.index_select(0, index).index_select(1, idx)
             return t.index_select(2, idx).contiguous() if name.endswith("_s") else t.contiguous()
 
         def dense_x(values: torch.Tensor) -> torch.Tensor:  # [nnz] in the old layout -> [K, H + n_y, n_x]
-            return values.new_zeros(self.mask_x.numel()).index_put_((old,), values).view(self.mask_x.shape)
+            return old.scatter(values).view(self.mask_x.shape)
 
         with torch.no_grad():
             weights = {"values_x": dense_x(self.values_x), "weight_s": self.weight_s, "bias": self.bias}
             moments = [{n: dense_x(t) if n == "values_x" else t for n, t in state.items()} for state in extra]
             for name in ("mask_x", "mask_s", "mask_b"):
                 setattr(self, name, cut(name, getattr(self, name)))
-            self._layout = sparse_ops.SparsePattern.from_mask(self.mask_x.reshape(-1, self.n_x))
-            new = self._layout.flat.to(device)
+            new = self._layout = sparse_ops.SparsePattern.from_mask(self.mask_x.reshape(-1, self.n_x))
 
             def shrunk(name: str, t: torch.Tensor) -> torch.Tensor:
-                return cut(name, t).reshape(-1)[new] if name == "values_x" else cut(name, t)
+                return new.gather(cut(name, t)) if name == "values_x" else cut(name, t)
 
             for name, t in weights.items():
                 self.register_parameter(name, nn.Parameter(shrunk(name, t)))

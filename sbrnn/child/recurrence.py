@@ -297,7 +297,7 @@ class SparseBlockRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, projected, weight_s, pattern, pattern_t, h: int, activation: str):
-        values = weight_s.detach().reshape(-1).index_select(0, pattern.flat)  # kept entries in CSR order
+        values = pattern.gather(weight_s.detach())  # kept entries in CSR order
         states = sparse_recurrence_forward(
             projected.contiguous(), pattern.indptr, pattern.cols, values, h, activation
         )
@@ -311,7 +311,7 @@ class SparseBlockRecurrence(torch.autograd.Function):
         states, weight_s = ctx.saved_tensors
         pattern, pattern_t = ctx.pattern, ctx.pattern_t
         batch, size = states.shape[1:]
-        values_t = weight_s.detach().t().reshape(-1).index_select(0, pattern_t.flat)  # W_s^T's kept entries
+        values_t = pattern_t.gather(weight_s.detach().t())  # W_s^T's kept entries
         if grad_y is None:
             grad_y = states.new_zeros(batch, states.shape[0] - 1, size - ctx.h)
         grad_y = grad_y.float().contiguous()
@@ -319,17 +319,14 @@ class SparseBlockRecurrence(torch.autograd.Function):
             states, grad_y, pattern_t.indptr, pattern_t.cols, values_t, ctx.h, ctx.activation
         )
         if grad_final is not None:  # the map as masked dense: entries off the pattern read as 0
-            masked = torch.zeros_like(weight_s).reshape(-1)
-            masked[pattern.flat] = weight_s.detach().reshape(-1)[pattern.flat]
-            grad_a = grad_a + _final_state_gradient(
-                states, grad_final, ctx.h, ctx.activation, masked.reshape(size, size)
-            )
+            masked = pattern.scatter(pattern.gather(weight_s.detach()))
+            grad_a = grad_a + _final_state_gradient(states, grad_final, ctx.h, ctx.activation, masked)
         # dW_s[r, c] = sum over t >= 1 and the batch of da_t[n, r] s_{t-1}[n, c], at kept entries
         n = (states.shape[0] - 2) * batch  # T - 1 steps
         if n:
             s_tiles = sparse_ops.tiles(states[1:-1].reshape(n, size))
             kept = sparse_ops.kept_gradient(grad_a[1:].reshape(n, size), s_tiles, n, pattern)
-            grad_w = kept.new_zeros(size * size).index_put_((pattern.flat,), kept).view(size, size)
+            grad_w = pattern.scatter(kept)
         else:
             grad_w = states.new_zeros(size, size)
         grad_projected = torch.movedim(grad_a, 0, 1) if ctx.needs_input_grad[0] else None

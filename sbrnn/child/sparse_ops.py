@@ -85,6 +85,16 @@ class SparsePattern:
             self._flat_on[device] = self.flat.to(device)
         return self._flat_on[device]
 
+    def gather(self, dense: torch.Tensor) -> torch.Tensor:
+        """``dense [R, C]`` (any device) at the kept entries: ``[nnz]`` in CSR order."""
+        return dense.reshape(-1).index_select(0, self.flat_on(dense.device))
+
+    def scatter(self, values: torch.Tensor) -> torch.Tensor:
+        """``values [nnz]`` (CSR order) as the dense ``[R, C]``, 0 off the pattern; gradients flow
+        back into ``values``."""
+        dense = values.new_zeros(self.shape[0] * self.shape[1])
+        return dense.index_put((self.flat_on(values.device),), values).view(self.shape)
+
     @property
     def nnz(self) -> int:
         return self.flat.numel()
@@ -166,7 +176,7 @@ def sparse_x_product(
 ) -> torch.Tensor:
     """``x [..., C]`` (fp32, CPU, no gradient) times ``W^T`` plus ``bias [R]`` (None = no bias)
     -> ``[..., R]``, for the map ``W [R, C]`` whose kept entries are ``values [nnz]`` (in the CSR
-    order of ``pattern``, e.g. ``weight.reshape(-1)[pattern.flat]`` of a dense one). The gradient
+    order of ``pattern``, e.g. ``pattern.gather(weight)`` of a dense one). The gradient
     of ``values`` is ``[nnz]`` as well.
     """
     if x.requires_grad:
