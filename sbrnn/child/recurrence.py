@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from sbrnn.child import kernels, sparse_ops
+from sbrnn.child.kernels import kernel_op
 
 Product = Callable[[int, torch.Tensor, torch.Tensor], object]
 """``product(t, s, out)``: writes ``p_t + s W_s^T`` (forward) or ``s W_s`` (backward, ``p``
@@ -187,7 +188,7 @@ def _check_rows(op: str, name: str, indptr: Tensor, size: int) -> None:
     kernels.check_shape(op, name, indptr, (size + 1,), "R + 1, R of the states")
 
 
-@torch.library.custom_op("sbrnn::sparse_recurrence_forward", mutates_args=())
+@kernel_op("sbrnn::sparse_recurrence_forward")
 def sparse_recurrence_forward(
     projected: Tensor, indptr: Tensor, cols: Tensor, values: Tensor, h: int, activation: str
 ) -> Tensor:
@@ -238,7 +239,7 @@ def _check_backward_sparse(states: Tensor, grad_y: Tensor, h: int, activation: s
     return steps - 1, batch, size
 
 
-@torch.library.custom_op("sbrnn::sparse_recurrence_backward", mutates_args=())
+@kernel_op("sbrnn::sparse_recurrence_backward")
 def sparse_recurrence_backward(
     states: Tensor,
     grad_y: Tensor,
