@@ -364,3 +364,16 @@ def test_inductor_compiles_a_training_step_of_the_sparse_product():
         results.extend((out.detach(), w.grad))
     for a, b in zip(eager, compiled, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_eager_calls_run_the_body_and_fake_tensors_get_the_registered_op():
+    """:class:`kernels.KernelOp`: eager calls give the op's results; a traced (fake) tensor is routed
+    to the registered op and its fake implementation (the body would read its memory)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    x = randn(37, 5)
+    torch.testing.assert_close(kernels.tiles(x), kernels.tiles.op(x), rtol=0, atol=0)
+    assert torch.ops.sbrnn.tiles.default is not None and kernels.tiles.op._qualname == "sbrnn::tiles"
+    with FakeTensorMode() as mode:
+        out = kernels.tiles(mode.from_tensor(x))
+    assert tuple(out.shape) == (2, 5, kernels.library().tile)
