@@ -158,9 +158,25 @@ def test_lstm_equals_torch_lstm_with_projection():
     ref = torch.nn.LSTM(7, 9, batch_first=True, proj_size=3).double()
     ref.load_state_dict(model.state_dict())
     x = torch.randn(4, 5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert rel_err(model.stepwise(x), ref(x)[0]) < 1e-12
     assert rel_err(model(x), ref(x)[0]) < 1e-12
     assert model.trainable_total == sum(p.numel() for p in model.parameters()) == lstm_weights(7, 3, 9)
     assert model.bias_count == 8 * 9
+
+
+@pytest.mark.parametrize("hidden", [9, 3, 2])
+def test_lstm_forward_and_gradients_equal_the_stepwise_cell(hidden):
+    """torch's LSTM op where ``n_y < hidden``, the step-by-step cell elsewhere: same outputs and
+    gradients (float64)."""
+    model = LSTMBaseline(5, 3, hidden, generator=torch.Generator().manual_seed(2)).double()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 6, 5, dtype=torch.float64, generator=g)
+    weights = torch.randn(4, 6, 3, dtype=torch.float64, generator=g)
+    fast = torch.autograd.grad((model(x) * weights).sum(), list(model.parameters()))
+    slow = torch.autograd.grad((model.stepwise(x) * weights).sum(), list(model.parameters()))
+    torch.testing.assert_close(model(x), model.stepwise(x), rtol=1e-12, atol=1e-12)
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("dims", [(2500, 10), (46, 26)])
