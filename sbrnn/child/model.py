@@ -456,7 +456,7 @@ class LSTMBaseline(nn.Module):
         if self.n_y >= self.hidden:  # torch refuses proj_size >= hidden_size
             return self.stepwise(x)
         r, c = self.init_state(x.shape[0])
-        weights = [self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0, self.weight_hr_l0]
+        weights = (self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0, self.weight_hr_l0)
         with warnings.catch_warnings():  # CPU: oneDNN has no projection, torch's own loop runs instead
             warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
             y, _, _ = torch.lstm(x, (r[None], c[None]), weights, True, 1, 0.0, self.training, False, True)
