@@ -21,6 +21,7 @@ beat TPE's best of 10 trials.
     python benchmarks/meta_loto.py --quick                      # offline, xgb, a few minutes
     python benchmarks/meta_loto.py --kinds xgb,rf,mlp --json > loto.json
     python benchmarks/meta_loto.py --closed-loop rad20,seq-digits --runs runs/closed-loop
+    python benchmarks/meta_loto.py --closed-loop rad20 --no-offline --json   # the closed loop alone
 """
 
 from __future__ import annotations
@@ -316,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trees", type=int, default=None)
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--closed-loop", default="", help="comma-separated held-out tasks to train for real")
+    parser.add_argument("--no-offline", action="store_true", help="the closed loop only (no offline ranking)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tpe-trials", type=int, default=10)
     parser.add_argument("--runs", type=Path, default=Path("runs/closed-loop"))
@@ -332,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "records": str(args.records),
         "runs": len(records),
-        "offline": offline(records, kinds, trees, args.members, tasks),
+        "offline": {} if args.no_offline else offline(records, kinds, trees, args.members, tasks),
     }
     if args.closed_loop:
         result["closed_loop"] = [
@@ -358,8 +360,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{s['median_regret']['10']:9.3f} {s['median_percentile']:9.2f} {s['median_spearman']:6.3f} "
             f"{s['median_random_equivalent']:7.1f}"
         )
-    best = result["offline"][kinds[0]]["per_task"]
-    print(f"per held-out task ({kinds[0]}): regret@1, top-1 percentile, Spearman")
+    best = result["offline"][kinds[0]]["per_task"] if result["offline"] else {}
+    if best:
+        print(f"per held-out task ({kinds[0]}): regret@1, top-1 percentile, Spearman")
     for task, s in best.items():
         print(
             f"  {task:36s} {s['regret@1']:.3f}  {s['percentile'] or float('nan'):.2f}  "
