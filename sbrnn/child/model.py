@@ -451,8 +451,9 @@ class LSTMBaseline(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, n_x] -> y [B, T, n_y]``: torch's own LSTM op (``aten::lstm``, its projection
         included) where it takes the shapes (``n_y < hidden``), else :meth:`stepwise`. The op runs
-        the same cell in one call, with its backward in C++: at T = 200 a training step took a
-        ninth of the step-by-step form's time (adding-200 at 7,600: hidden 361, batch 16)."""
+        the same cell in one call, with its backward in C++: at T = 200 a forward and backward took
+        a sixth to a tenth of the step-by-step form's time (adding-200 at 7,600: hidden 361,
+        batch 16; docs/benchmarks.md)."""
         if self.n_y >= self.hidden:  # torch refuses proj_size >= hidden_size
             return self.stepwise(x)
         r, c = self.init_state(x.shape[0])
