@@ -309,6 +309,29 @@ def plot_closed_loop(rows: list[dict], path: Path) -> Path:
     return path
 
 
+def print_offline(result: dict, records: Path, kind: str) -> None:
+    """The offline part of ``result`` as text: a row per ranking, then ``kind``'s per held-out task."""
+    print(f"leave one task out over {result['runs']} runs of {records} ({result['seconds']} s)")
+    print(
+        f"{'model':18s} {'groups':>6s} {'regret@1':>9s} {'random':>7s} {'regret@3':>9s} {'random':>7s} "
+        f"{'regret@10':>9s} {'top-1 pct':>9s} {'rho':>6s} {'rand-eq':>7s}"
+    )
+    for name, s in result["offline"].items():
+        print(
+            f"{name:18s} {s['groups']:6d} {s['median_regret']['1']:9.3f} "
+            f"{s['median_random_regret']['1']:7.3f} "
+            f"{s['median_regret']['3']:9.3f} {s['median_random_regret']['3']:7.3f} "
+            f"{s['median_regret']['10']:9.3f} {s['median_percentile']:9.2f} {s['median_spearman']:6.3f} "
+            f"{s['median_random_equivalent']:7.1f}"
+        )
+    print(f"per held-out task ({kind}): regret@1, top-1 percentile, Spearman")
+    for task, s in result["offline"][kind]["per_task"].items():
+        print(
+            f"  {task:36s} {s['regret@1']:.3f}  {s['percentile'] or float('nan'):.2f}  "
+            f"{s['spearman'] if s['spearman'] is not None else float('nan'):.3f}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=Path, default=Path("data/zoo-v1"))
@@ -347,27 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=1, default=float))
         return 0
-    print(f"leave one task out over {result['runs']} runs of {args.records} ({result['seconds']} s)")
-    print(
-        f"{'model':18s} {'groups':>6s} {'regret@1':>9s} {'random':>7s} {'regret@3':>9s} {'random':>7s} "
-        f"{'regret@10':>9s} {'top-1 pct':>9s} {'rho':>6s} {'rand-eq':>7s}"
-    )
-    for name, s in result["offline"].items():
-        print(
-            f"{name:18s} {s['groups']:6d} {s['median_regret']['1']:9.3f} "
-            f"{s['median_random_regret']['1']:7.3f} "
-            f"{s['median_regret']['3']:9.3f} {s['median_random_regret']['3']:7.3f} "
-            f"{s['median_regret']['10']:9.3f} {s['median_percentile']:9.2f} {s['median_spearman']:6.3f} "
-            f"{s['median_random_equivalent']:7.1f}"
-        )
-    best = result["offline"][kinds[0]]["per_task"] if result["offline"] else {}
-    if best:
-        print(f"per held-out task ({kinds[0]}): regret@1, top-1 percentile, Spearman")
-    for task, s in best.items():
-        print(
-            f"  {task:36s} {s['regret@1']:.3f}  {s['percentile'] or float('nan'):.2f}  "
-            f"{s['spearman'] if s['spearman'] is not None else float('nan'):.3f}"
-        )
+    if result["offline"]:
+        print_offline(result, args.records, kinds[0])
     for row in result.get("closed_loop", []):
         pct = statistics.median(r["top1_percentile"] for r in row["seeds"])
         pct3 = statistics.median(r["top3_percentile"] for r in row["seeds"])
