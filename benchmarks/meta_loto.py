@@ -22,6 +22,10 @@ beat TPE's best of 10 trials.
     python benchmarks/meta_loto.py --kinds xgb,rf,mlp --json > loto.json
     python benchmarks/meta_loto.py --closed-loop rad20,seq-digits --runs runs/closed-loop
     python benchmarks/meta_loto.py --closed-loop rad20 --no-offline --json   # the closed loop alone
+    python benchmarks/meta_loto.py --closed-loop rad20,parity --no-offline --workers 2   # two tasks at once
+
+With ``--workers N`` the closed loop's tasks run in ``N`` processes (one thread each), in the order
+given; the runs and the TPE studies share ``--runs`` (Optuna's journal file locks).
 """
 
 from __future__ import annotations
@@ -199,6 +203,33 @@ def closed_loop(records, task: str, seeds: int, runs_dir: Path, trees, members, 
     }
 
 
+def closed_loops(records, tasks: list[str], settings: tuple, workers: int) -> list[dict]:
+    """:func:`closed_loop` for each of ``tasks`` (``settings``: its arguments after the task), in
+    ``workers`` processes; the rows in the order of ``tasks``, each reported on stderr when done."""
+    started = time.perf_counter()
+
+    def done(k: int, task: str) -> None:
+        seconds = time.perf_counter() - started
+        print(f"closed loop: {task} done ({k}/{len(tasks)}, {seconds:.0f} s)", file=sys.stderr)
+
+    if workers == 1:
+        rows = []
+        for task in tasks:
+            rows.append(closed_loop(records, task, *settings))
+            done(len(rows), task)
+        return rows
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(closed_loop, records, task, *settings): task for task in tasks}
+        by_task = {}
+        for k, future in enumerate(as_completed(futures), 1):
+            by_task[futures[future]] = future.result()
+            done(k, futures[future])
+    return [by_task[task] for task in tasks]
+
+
 def _test_loss(record) -> float:
     """A run's test loss (at its best epoch's weights); inf where it did not end ok."""
     ok = record is not None and record.status == "ok" and record.test_loss is not None
@@ -344,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tpe-trials", type=int, default=10)
     parser.add_argument("--runs", type=Path, default=Path("runs/closed-loop"))
+    parser.add_argument("--workers", type=int, default=1, help="closed-loop tasks trained at once")
     parser.add_argument("--quick", action="store_true", help="xgb with 100 rounds, offline only")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", type=Path, default=None, help="closed-loop percentiles to this PNG")
@@ -359,11 +391,11 @@ def main(argv: list[str] | None = None) -> int:
         "runs": len(records),
         "offline": {} if args.no_offline else offline(records, kinds, trees, args.members, tasks),
     }
+    if args.workers < 1:
+        parser.error(f"--workers {args.workers} is out of range; allowed: integers >= 1")
     if args.closed_loop:
-        result["closed_loop"] = [
-            closed_loop(records, task, args.seeds, args.runs, trees, args.members, args.tpe_trials)
-            for task in args.closed_loop.split(",")
-        ]
+        settings = (args.seeds, args.runs, trees, args.members, args.tpe_trials)
+        result["closed_loop"] = closed_loops(records, args.closed_loop.split(","), settings, args.workers)
     result["seconds"] = round(time.perf_counter() - started, 1)
     if args.plot is not None and result.get("closed_loop"):
         plot_closed_loop(result["closed_loop"], args.plot)

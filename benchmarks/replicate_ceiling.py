@@ -100,11 +100,13 @@ def losses(records, seed: int, task: str, budget: float) -> dict[str, float | No
     }
 
 
-def held_out_scores(data: TrainingData, task: str) -> dict[str, float]:
-    """``run_id -> score`` (lower ranks first) of the ranker fitted without ``task``."""
+def held_out_scores(data: TrainingData, task: str, budget: float) -> dict[str, float]:
+    """``run_id -> score`` (lower ranks first) of ``task``'s runs at ``budget``, by the ranker
+    fitted without ``task``."""
     held = data.task == task
-    scores = config_ranker(0, 1)(data.subset(~held), data.subset(held))
-    return dict(zip(data.run_id[held], scores))
+    rows = held & (data.budget == budget)
+    scores = config_ranker(0, 1)(data.subset(~held), data.subset(rows))
+    return dict(zip(data.run_id[rows], scores))
 
 
 def parent_agreement(
@@ -161,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             row = {"task": task, "budget": budget, "finished": report.finished}
             row.update(compare(original, replicate, random))
             if data is not None:
-                score = {label_of[k]: v for k, v in held_out_scores(data, task).items() if label_of.get(k)}
+                scored = held_out_scores(data, task, budget).items()  # labels repeat across budgets
+                score = {label_of[k]: v for k, v in scored if label_of.get(k)}
                 row["parent"] = parent_agreement(score, original, replicate, random)
             rows.append(row)
     except SbrnnError as exc:

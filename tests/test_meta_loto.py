@@ -47,3 +47,18 @@ def test_the_parent_is_compared_with_tpe_by_validation_and_by_the_chosen_runs_te
     lost = bench.compare_with_tpe(rows, [(0.45, "gone")], {"gone": run(None, "diverged")}, [])
     assert lost["tpe_best_test"] == [math.inf] and lost["top1_beats_tpe_on_test"] == [True]
     assert bench.compare_with_tpe(rows, None, {}, [])["top1_beats_tpe"] is None
+
+
+def test_closed_loops_keep_the_task_order_and_report_each_task(bench, monkeypatch, capsys):
+    calls = []
+
+    def fake(records, task, *settings):
+        calls.append((task, settings))
+        return {"task": task}
+
+    monkeypatch.setattr(bench, "closed_loop", fake)
+    rows = bench.closed_loops([], ["rad20", "parity"], (3, "runs", None, 3, 10), workers=1)
+    assert [r["task"] for r in rows] == ["rad20", "parity"]
+    assert calls == [("rad20", (3, "runs", None, 3, 10)), ("parity", (3, "runs", None, 3, 10))]
+    err = capsys.readouterr().err
+    assert "rad20 done (1/2" in err and "parity done (2/2" in err

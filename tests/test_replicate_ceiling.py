@@ -54,3 +54,18 @@ def test_parent_agreement_against_each_seed_and_their_mean_rank(bench):
     assert out["top1_percentile_replicate"] == pytest.approx(4 / 6)  # random 0 is second at seed 1
     unconverged = {f"random {i}": None for i in range(4)}  # two runs left: no correlation
     assert bench.parent_agreement(score, {**seed0, **unconverged}, seed1, set(labels)) == {}
+
+
+def test_the_parent_scores_only_the_runs_of_the_replicated_budget(bench, synthetic_records):
+    from sbrnn.parent.features import training_data
+
+    records = synthetic_records(240, seed=2)  # every task at two budgets, labels repeated across them
+    data = training_data(records)
+    task = records[0].task
+    budget_of = {r.run_id: r.budget for r in records}
+    scores = bench.held_out_scores(data, task, 1500.0)
+    kept = set(data.run_id)
+    mine = [r.run_id for r in records if r.task == task and r.budget == 1500.0 and r.run_id in kept]
+    assert sorted(scores) == sorted(mine) and {budget_of[k] for k in scores} == {1500.0}
+    labels = [r.label for r in records if r.run_id in scores]
+    assert len(labels) == len(set(labels))  # one score per label: none overwritten by another budget
