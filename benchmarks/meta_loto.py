@@ -299,7 +299,7 @@ def _tpe(task, entry, budget, seeds, trials, runs_dir) -> list[tuple[float, str 
 def plot_closed_loop(rows: list[dict], path: Path) -> Path:
     """Per held-out task: the percentile among the task's random draws of the parent's top-1 (each
     candidate seed), of the best of its top 3, of TPE's best of 10 (each sampler seed), and of the
-    a-priori balanced configuration and the baselines recorded in the sweep."""
+    a-priori balanced configuration and the baselines recorded in the sweep; ten tasks to a row."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -314,25 +314,30 @@ def plot_closed_loop(rows: list[dict], path: Path) -> Path:
         "uniform": ("+", "C4"),
         "lstm": ("v", "C5"),
     }
-    fig, ax = plt.subplots(figsize=(1.1 * len(rows) + 3, 3.8))
+    per_row = 10
+    chunks = [rows[i : i + per_row] for i in range(0, len(rows), per_row)]
+    width = 1.1 * min(len(rows), per_row) + 3
+    fig, axes = plt.subplots(len(chunks), 1, figsize=(width, 3.8 * len(chunks)), squeeze=False)
     labelled: set[str] = set()
-    for i, row in enumerate(rows):
-        points = {
-            "parent top-1": [r["top1_percentile"] for r in row["seeds"]],
-            "parent best of 3": [r["top3_percentile"] for r in row["seeds"]],
-            "TPE best of 10": row.get("tpe_percentile") or [],
-            **{name: [value] for name, value in row["reference"].items()},
-        }
-        for j, (name, values) in enumerate(points.items()):
-            marker, color = marks[name]
-            x = [i + (j - 3) * 0.1] * len(values)
-            ax.scatter(x, values, marker=marker, color=color, label=None if name in labelled else name)
-            labelled.add(name)
-    ax.set_xticks(range(len(rows)), [r["task"] for r in rows], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("percentile among random draws")
-    ax.set_ylim(-0.05, 1.05)
-    ax.axhline(0.95, color="grey", lw=0.5, ls=":")
-    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    for ax, chunk in zip(axes[:, 0], chunks):
+        for i, row in enumerate(chunk):
+            points = {
+                "parent top-1": [r["top1_percentile"] for r in row["seeds"]],
+                "parent best of 3": [r["top3_percentile"] for r in row["seeds"]],
+                "TPE best of 10": row.get("tpe_percentile") or [],
+                **{name: [value] for name, value in row["reference"].items()},
+            }
+            for j, (name, values) in enumerate(points.items()):
+                marker, color = marks[name]
+                x = [i + (j - 3) * 0.1] * len(values)
+                ax.scatter(x, values, marker=marker, color=color, label=None if name in labelled else name)
+                labelled.add(name)
+        ax.set_xticks(range(len(chunk)), [r["task"] for r in chunk], rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.5, per_row - 0.5 if len(chunks) > 1 else len(chunk) - 0.5)
+        ax.set_ylabel("percentile among random draws")
+        ax.set_ylim(-0.05, 1.05)
+        ax.axhline(0.95, color="grey", lw=0.5, ls=":")
+    axes[0, 0].legend(fontsize=7, loc="lower left", ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
