@@ -385,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", type=Path, default=None, help="closed-loop percentiles to this PNG")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers {args.workers} is out of range; allowed: integers >= 1")
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     records = records_in(args.records)
     kinds = ["xgb"] if args.quick else args.kinds.split(",")
@@ -396,8 +398,6 @@ def main(argv: list[str] | None = None) -> int:
         "runs": len(records),
         "offline": {} if args.no_offline else offline(records, kinds, trees, args.members, tasks),
     }
-    if args.workers < 1:
-        parser.error(f"--workers {args.workers} is out of range; allowed: integers >= 1")
     if args.closed_loop:
         settings = (args.seeds, args.runs, trees, args.members, args.tpe_trials)
         result["closed_loop"] = closed_loops(records, args.closed_loop.split(","), settings, args.workers)

@@ -62,3 +62,10 @@ def test_closed_loops_keep_the_task_order_and_report_each_task(bench, monkeypatc
     assert calls == [("rad20", (3, "runs", None, 3, 10)), ("parity", (3, "runs", None, 3, 10))]
     err = capsys.readouterr().err
     assert "rad20 done (1/2" in err and "parity done (2/2" in err
+
+
+def test_a_worker_count_below_one_is_refused_before_any_work(bench, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--workers", "0", "--records", "no-such-directory"])
+    assert exc.value.code == 2
+    assert "--workers 0 is out of range; allowed: integers >= 1" in capsys.readouterr().err
