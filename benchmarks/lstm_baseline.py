@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name, v in ms.items()
     ]
-    ratio = rows[1]["ms_per_step"] / rows[0]["ms_per_step"]
+    ratio = statistics.median(ms["stepwise"]) / statistics.median(ms["torch_op"])
     if args.json:
         print(json.dumps({"rows": rows, "torch_op_vs_stepwise": ratio}, indent=1))
         return 0
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         rounds = " ".join(f"{v:.0f}" for v in r["rounds_ms"])
         print(
-            f"{r['name']:10s} {r['batch']:5d} {r['steps']:4d} {1:3d} {r['hidden']:6d} "
+            f"{r['name']:10s} {r['batch']:5d} {r['steps']:4d} {r['threads']:3d} {r['hidden']:6d} "
             f"{r['ms_per_step']:8.1f}  {rounds}"
         )
     print(f"torch_op vs stepwise: {ratio:.1f}x")
