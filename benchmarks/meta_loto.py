@@ -285,7 +285,7 @@ def _tpe(task, entry, budget, seeds, trials, runs_dir) -> list[tuple[float, str 
             seed=0,
             sampler_seed=seed,
             storage=str(runs_dir / "tpe.journal"),
-            study=f"loto-{task}-{budget:g}-tpe-{seed}",
+            study=f"loto-{task}-{budget:g}-tpe-{tune.space_tag('paper')}-{seed}",
             warm_start=0,
             pruner="none",
             space="paper",

@@ -75,7 +75,7 @@ def study(task, entry, budget, trials, variant, seed, runs, parent):
         seed=0,
         sampler_seed=seed,
         storage=str(runs / "studies.journal"),
-        study=f"{task}-{budget:g}-{variant}-{seed}",
+        study=f"{task}-{budget:g}-{variant}-{tune.space_tag('paper')}-{seed}",
         warm_start=warm,
         pruner=pruner,
         space="paper",

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from conftest import make_synthetic_records
 from typer.testing import CliRunner
@@ -120,6 +121,23 @@ def test_pruned_runs_keep_their_partial_curves(tmp_path, task):
     for record in recorded(s).values():
         assert record.status == "pruned" and len(record.val_loss) == 1 < record.epochs
         assert record.best_epoch == 1 and record.test_loss is not None
+
+
+@needs_optuna
+def test_a_study_made_with_other_ranges_is_refused(tmp_path, task, monkeypatch):
+    from sbrnn.child.sampling import draw
+    from sbrnn.errors import SbrnnError
+
+    lr = tuning.SPACES["paper"]["lr"]  # the sweep's 3-sigma box: its draws lie inside but for tails
+    inside = [lr.low <= draw(np.random.default_rng(i)).lr <= lr.high for i in range(2000)]
+    assert 0.98 < np.mean(inside) < 0.99
+    study = dict(epochs=1, storage=str(tmp_path / "j.journal"), study="s")
+    assert tuning.tune(settings(tmp_path, trials=1, **study), task).finished == 1
+    monkeypatch.setitem(tuning.SPACES["paper"], "lr", tuning.Range(1e-4, 3e-3, log=True))
+    refused = r"tunes ranges = .*lr 0.0001..0.0022 log.*, not .*lr 0.0001..0.003 log"
+    with pytest.raises(SbrnnError, match=refused):
+        tuning.tune(settings(tmp_path, trials=2, **study), task)
+    assert tuning.space_tag("paper") != tuning.space_tag("wide")
 
 
 @needs_optuna

@@ -125,13 +125,32 @@ def _space(density: Range, lr: Range) -> dict[str, Range]:
 
 
 SPACES = {
-    "paper": _space(Range(0.02, 1.0, 0.01), Range(1e-4, 3e-3, log=True)),
+    "paper": _space(Range(0.02, 1.0, 0.01), Range(1e-4, 2.2e-3, log=True)),
     "wide": _space(Range(0.01, 1.0, 0.01), Range(1e-4, 1e-2, log=True)),
 }
 """The search spaces. ``paper``: the sweep space's ranges (:mod:`sbrnn.child.sampling`) — densities in
-[0.02, 1] on a 0.01 grid, init means uniform in [-0.0075, 0.0075] and stds in [0.005, 0.095]
-(3 sigma of the paper's distributions), learning rate log-uniform in [1e-4, 3e-3]. ``wide``:
-densities in [0.01, 1] and learning rate log-uniform in [1e-4, 1e-2], means and stds as ``paper``."""
+[0.02, 1] on a 0.01 grid, init means uniform in [-0.0075, 0.0075], stds in [0.005, 0.095] and
+learning rate log-uniform in [1e-4, 2.2e-3] (3 sigma of the paper's distributions, the learning
+rate's floor at 1e-4: 98.5% of the sweep's draws lie inside; the ``uniform`` sweep space has the
+same box), so a parent fitted on sweep records can recommend anywhere in it. ``wide``: densities
+in [0.01, 1] and learning rate log-uniform in [1e-4, 1e-2], means and stds as ``paper``."""
+
+
+def space_ranges(space: str) -> str:
+    """The ranges of ``space`` in one line (``d 0.02..1 step 0.01; mu ...; lr 0.0001..0.0022 log``),
+    one entry per kind of hyperparameter: part of a study's identity, so a study made with other
+    ranges under the same space name is refused, not continued."""
+    kinds = {}
+    for name, r in SPACES[space].items():
+        text = f"{r.low:g}..{r.high:g}" + (f" step {r.step:g}" if r.step else "") + (" log" if r.log else "")
+        kinds.setdefault(name.split("_")[0], text)
+    return "; ".join(f"{kind} {text}" for kind, text in kinds.items())
+
+
+def space_tag(space: str) -> str:
+    """``space`` with 8 hex digits of its ranges' SHA-256 (``paper-1a2b3c4d``): for study names that
+    must change when the ranges do (a study is refused under other ranges)."""
+    return f"{space}-{hashlib.sha256(space_ranges(space).encode()).hexdigest()[:8]}"
 
 
 def require_optuna():
@@ -215,7 +234,8 @@ class TuneSettings:
     def identity(self) -> dict:
         """What every trial of the study shares: a study made with other values is refused."""
         keys = ("task", "task_options", "budget", "epochs", "batch_size", "seed", "space", "patience")
-        return json.loads(json.dumps({k: getattr(self, k) for k in keys}))
+        made = {k: getattr(self, k) for k in keys} | {"ranges": space_ranges(self.space)}
+        return json.loads(json.dumps(made))
 
     def config(self, params: dict) -> RunConfig:
         """The run of a trial with hyperparameters ``params`` (named as the record columns)."""
