@@ -17,12 +17,16 @@ configuration and the baselines) with another seed, and reports per task:
                     fresh seed (JSON ``top1_percentile``).
 ``oracle regret``   the same run's normalised regret on the replicate seed,
                     ``(its loss - best) / (worst - best)`` (JSON ``top1_regret``).
+``oracle > rand@10`` the probability that the same run, on the replicate seed, beats the best of
+                    10 of the other random draws picked at random (exact; JSON
+                    ``top1_beats_best_of_10``): the closed loop's comparison with TPE's 10 trials
+                    (TPE's first 10 are random), for a picker that knew seed 0's results.
 
 Beside them, the parent as ``benchmarks/meta_loto.py`` measures it (the ranker the
 shipped parent orders by, fitted on ``--records`` without the task): its Spearman against seed 0's
 losses (what meta_loto reports), against the replicate's, and against both seeds' mean rank (a
 less noisy target), and its top-1's percentile among the replicate's random draws (a fresh seed
-the parent never saw, as in a closed loop).
+the parent never saw, as in a closed loop) and its probability of beating the best of 10 of them.
 
 Runs go into ``--runs DIR/<task>`` as sbrnn records (rerunning resumes: the sweep skips what is
 recorded).
@@ -36,6 +40,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -71,6 +76,20 @@ def replicate_plan(plan: PlanFile, task: str, budget_index: int, seed: int) -> t
     return budget, runs
 
 
+TRIALS = 10
+"""Random trials the top-1 is set against (the closed loop's TPE@10: its first 10 trials are random)."""
+
+
+def beats_best_of(value: float, others: list[float], k: int = TRIALS) -> float | None:
+    """The probability that ``value`` is lower than the best of ``k`` of ``others`` drawn without
+    replacement (exact: ``C(worse, k) / C(n, k)``, ``worse`` the count of others above ``value``);
+    None when fewer than ``k`` others."""
+    if len(others) < k:
+        return None
+    worse = sum(v > value for v in others)
+    return math.comb(worse, k) / math.comb(len(others), k)
+
+
 def compare(original: dict[str, float | None], replicate: dict[str, float | None], random: set[str]) -> dict:
     """Seed-vs-seed agreement of the minimum validation losses of the same labels (None = did not
     converge)."""
@@ -88,6 +107,8 @@ def compare(original: dict[str, float | None], replicate: dict[str, float | None
         span = float(values.max() - values.min()) or 1.0
         out["top1_percentile"] = float(np.mean(value < values))
         out["top1_regret"] = float((value - values.min()) / span)
+        others = [replicate[k] for k in drawn if k != best_at_seed0]
+        out["top1_beats_best_of_10"] = beats_best_of(value, others)
     return out
 
 
@@ -131,6 +152,8 @@ def parent_agreement(
     if drawn:
         top = both[int(np.argmin(s))]
         out["top1_percentile_replicate"] = float(np.mean([replicate[top] < replicate[k] for k in drawn]))
+        others = [replicate[k] for k in drawn if k != top]
+        out["top1_beats_best_of_10_replicate"] = beats_best_of(replicate[top], others)
     return out
 
 
@@ -175,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         values = [v for v in values if v is not None]
         return statistics.median(values) if values else None
 
+    def majority(values):
+        """The share of tasks where the probability is above one half."""
+        values = [v for v in values if v is not None]
+        return sum(v > 0.5 for v in values) / len(values) if values else None
+
     summary = {
         "median_spearman": median(r["spearman"] for r in rows),
         "median_ceiling": median(r["ceiling"] for r in rows),
@@ -186,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         "median_parent_top1_percentile_replicate": median(
             r.get("parent", {}).get("top1_percentile_replicate") for r in rows
         ),
+        "oracle_beats_best_of_10_tasks": majority(r.get("top1_beats_best_of_10") for r in rows),
+        "parent_beats_best_of_10_tasks": majority(
+            r.get("parent", {}).get("top1_beats_best_of_10_replicate") for r in rows
+        ),
     }
     if args.json:
         print(json.dumps({"seed": args.seed, "tasks": rows, **summary}, indent=2))
@@ -196,15 +228,17 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         "| task | budget | runs | seed vs seed | ceiling | parent vs seed 0 | parent vs replicate "
-        "| parent vs mean rank | oracle top-1 pct | parent top-1 pct | oracle top-1 regret |"
+        "| parent vs mean rank | oracle top-1 pct | parent top-1 pct | oracle top-1 regret "
+        "| oracle > rand@10 | parent > rand@10 |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         p = r.get("parent", {})
         cells = [r["task"], f"{r['budget']:,.0f}", str(r["runs"]), cell(r["spearman"]), cell(r["ceiling"])]
         cells += [cell(p.get(k)) for k in ("spearman_seed0", "spearman_replicate", "spearman_mean_rank")]
         cells += [cell(r.get("top1_percentile"), 2), cell(p.get("top1_percentile_replicate"), 2)]
         cells += [cell(r.get("top1_regret"))]
+        cells += [cell(r.get("top1_beats_best_of_10"), 2), cell(p.get("top1_beats_best_of_10_replicate"), 2)]
         print("| " + " | ".join(cells) + " |")
     print("; ".join(f"{k.replace('_', ' ')} {cell(v)}" for k, v in summary.items()))
     return 0

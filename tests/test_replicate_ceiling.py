@@ -43,6 +43,18 @@ def test_identical_seeds_agree_fully_and_a_reversed_order_fully_disagrees(bench)
     assert 0 < noisy["spearman"] < 1 and math.isclose(noisy["ceiling"], math.sqrt(noisy["spearman"]))
 
 
+def test_the_chance_of_beating_the_best_of_ten_random_draws_is_exact(bench):
+    others = [float(v) for v in range(1, 13)]  # 12 draws, losses 1..12
+    assert bench.beats_best_of(0.5, others) == 1.0 and bench.beats_best_of(12.5, others) == 0.0
+    assert bench.beats_best_of(1.5, others) == pytest.approx(math.comb(11, 10) / math.comb(12, 10))
+    assert bench.beats_best_of(0.5, others[:9]) is None  # fewer than 10 to draw from
+    labels = {f"random {i}" for i in range(12)}
+    original = {f"random {i}": float(i) for i in range(12)}
+    assert bench.compare(original, dict(original), labels)["top1_beats_best_of_10"] == 1.0
+    moved = bench.compare(original, {**original, "random 0": 1.5}, labels)  # now beats 10 of the 11
+    assert moved["top1_beats_best_of_10"] == pytest.approx(1 / 11)
+
+
 def test_parent_agreement_against_each_seed_and_their_mean_rank(bench):
     labels = [f"random {i}" for i in range(6)]
     seed0 = dict(zip(labels, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))
@@ -52,6 +64,7 @@ def test_parent_agreement_against_each_seed_and_their_mean_rank(bench):
     assert out["spearman_seed0"] == pytest.approx(1.0)
     assert 0.8 < out["spearman_replicate"] < 1.0 and 0.8 < out["spearman_mean_rank"] < 1.0
     assert out["top1_percentile_replicate"] == pytest.approx(4 / 6)  # random 0 is second at seed 1
+    assert out["top1_beats_best_of_10_replicate"] is None  # 5 other draws: too few for 10
     unconverged = {f"random {i}": None for i in range(4)}  # two runs left: no correlation
     assert bench.parent_agreement(score, {**seed0, **unconverged}, seed1, set(labels)) == {}
 
