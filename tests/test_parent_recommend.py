@@ -26,7 +26,7 @@ def test_leave_one_task_out_ranks_unseen_tasks_far_better_than_chance(synthetic_
 def test_recommend_inside_the_tasks_ranks_by_the_parent(synthetic_parent):
     parent, _ = synthetic_parent
     task = TaskContext(20, 4, 12, "cross_entropy")
-    result = recommend(parent, task, 3000, top=3, seed=2, draws=64, rounds=1, per_round=16, task_name="syn-c")
+    result = recommend(parent, task, 3000, top=3, seed=2, draws=64, task_name="syn-c")
     assert (
         result.mode == "learned"
         and result.extrapolation.inside
@@ -51,7 +51,7 @@ def test_recommend_inside_the_tasks_ranks_by_the_parent(synthetic_parent):
 def test_outside_the_tasks_the_paper_rule_comes_first(synthetic_parent):
     parent, _ = synthetic_parent
     far = TaskContext(5000, 40, 300, "cross_entropy")
-    result = recommend(parent, far, 400_000, top=3, draws=16, rounds=0)
+    result = recommend(parent, far, 400_000, top=3, draws=16)
     assert result.mode == "a-priori fallback" and not result.extrapolation.inside
     assert any("inputs 5000" in o for o in result.extrapolation.outside)
     paper = balance(5000, 40, 400_000, 0.5).spec

@@ -289,9 +289,7 @@ def recommend(
     ] = False,
     target: Annotated[float, typer.Option(help="With --a-priori: target hidden proportion in (0, 1).")] = 0.5,
     top: Annotated[int, typer.Option(help="Configurations to show.")] = 5,
-    seed: Annotated[
-        int, typer.Option(help="Seed of the random and perturbed candidates (and of --task).")
-    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the random candidates (and of --task).")] = 0,
     kind: KindOpt = None,
     plot: PlotOpt = None,
     optuna_storage: Annotated[

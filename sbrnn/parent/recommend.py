@@ -1,12 +1,17 @@
 """Recommendations: child configurations for a task, from its dims (and traits, when known) and a budget.
 
 :func:`a_priori` uses the dims and the budget alone (the paper's balancing rule). :func:`recommend`
-ranks many candidates by a fitted parent — the a-priori family, draws from the paper's sweep space
-and perturbations of the best, and the dense, uniform-0.2 and LSTM baselines (a baseline may be
-the recommendation where the parent predicts it wins) — and says how far the task lies from the
-parent's training tasks (:func:`extrapolation`). Where it lies outside them the parent's ranking is
-not trusted: the recommendation falls back to the a-priori family, the paper's balanced
-configuration first, and says so (``mode = "a-priori fallback"``).
+ranks many candidates by a fitted parent — the a-priori family, draws from the paper's sweep space,
+and the dense, uniform-0.2 and LSTM baselines (a baseline may be the recommendation where the
+parent predicts it wins) — and says how far the task lies from the parent's training tasks
+(:func:`extrapolation`). Where it lies outside them the parent's ranking is not trusted: the
+recommendation falls back to the a-priori family, the paper's balanced configuration first, and
+says so (``mode = "a-priori fallback"``).
+
+The candidates stay where the sweep's records are. Until 2026-12-01 the parent also searched for
+its own optimum by perturbing its best candidates; that drifted to corners of the space no record
+covers (``W_hh`` near 0.02 with ``W_hy`` and ``W_yx`` dense), and those top-1s trained worse on
+held-out RAD tasks (docs/parent.md, closed loop).
 """
 
 from __future__ import annotations
@@ -19,12 +24,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from sbrnn.child.sampling import DENSITY_RANGE, MIN_LR, MIN_STD, Hyperparameters, draw
+from sbrnn.child.sampling import Hyperparameters, draw
 from sbrnn.child.weight_space import (
     H_ROW,
     Grid,
     SparseBlockSpec,
-    as_grid,
     balance,
     baselines,
     format_grid,
@@ -147,25 +151,6 @@ def sweep_draws(n_x: int, n_y: int, budget: float, rng: np.random.Generator, n: 
         if spec is not None:
             out.append(_block("sbrnn", spec, budget, hp.lr, "draw"))
     return out
-
-
-def perturb(candidate: Candidate, rng: np.random.Generator) -> Candidate | None:
-    """A nearby configuration of a block candidate: densities and init stds scaled by
-    ``exp(N(0, .3))`` and ``exp(N(0, .2))``, means shifted by ``N(0, .001)``, the learning rate
-    scaled by ``exp(N(0, .2))``; rounded as in the sweep space; ``h`` from the budget."""
-    config = candidate.config
-    if config.spec is None:
-        return None
-    spec, budget = config.spec, config.budget
-    d = np.clip((np.ravel(spec.densities) * np.exp(rng.normal(0, 0.3, 6))).round(2), *DENSITY_RANGE)
-    m = (np.ravel(spec.means) + rng.normal(0, 0.001, 6)).round(3)
-    s = np.maximum((np.ravel(spec.stds) * np.exp(rng.normal(0, 0.2, 6))).round(3), MIN_STD)
-    lr = max(round(config.lr * float(np.exp(rng.normal(0, 0.2))), 6), MIN_LR)
-    densities, means, stds = (
-        as_grid(v.reshape(2, 3).tolist(), name) for v, name in ((d, "densities"), (m, "means"), (s, "stds"))
-    )
-    new = _spec(spec.n_x, spec.n_y, budget, Hyperparameters(densities, means, stds, lr))
-    return None if new is None else _block("sbrnn", new, budget, lr, "perturbed")
 
 
 @dataclass(frozen=True)
@@ -401,14 +386,11 @@ def recommend(
     kind: str | None = None,
     task_name: str | None = None,
     draws: int = 256,
-    rounds: int = 2,
-    per_round: int = 64,
 ) -> Recommendation:
     """Rank candidates for ``task`` at ``budget`` by ``parent`` (see the module doc).
 
-    Candidates: the a-priori :func:`balanced_family`, ``draws`` :func:`sweep_draws`, the three
-    baselines, then ``rounds`` rounds of ``per_round`` :func:`perturb` ations of the current best
-    eight. All take ``h`` from ``budget``. Outside the parent's tasks only the a-priori family is
+    Candidates: the a-priori :func:`balanced_family`, ``draws`` :func:`sweep_draws` and the three
+    baselines, all with ``h`` from ``budget``. Outside the parent's tasks only the a-priori family is
     ranked, with the paper's rule (the largest h-row block at 0.5) first.
     """
     if not (isinstance(top, int) and top >= 1):
@@ -433,12 +415,6 @@ def recommend(
         mode = "learned"
         candidates = [paper, *family, *base.values(), *sweep_draws(n_x, n_y, budget, rng, draws)]
         rows = _score(parent, kind, candidates, task)
-        for _ in range(rounds):
-            best = [r[0] for r in _distinct_best(rows, 8) if r[0].config.spec is not None]
-            nearby = [perturb(best[i % len(best)], rng) for i in range(per_round)] if best else []
-            nearby = [c for c in nearby if c is not None]
-            if nearby:
-                rows = _score(parent, kind, [r[0] for r in rows] + nearby, task)
         chosen = _distinct_best(rows, top)
     else:
         mode = "a-priori fallback"
