@@ -140,7 +140,7 @@ def space_ranges(space: str) -> str:
     """The ranges of ``space`` in one line (``d 0.02..1 step 0.01; mu ...; lr 0.0001..0.0022 log``),
     one entry per kind of hyperparameter: part of a study's identity, so a study made with other
     ranges under the same space name is refused, not continued."""
-    kinds = {}
+    kinds: dict[str, str] = {}
     for name, r in SPACES[space].items():
         text = f"{r.low:g}..{r.high:g}" + (f" step {r.step:g}" if r.step else "") + (" log" if r.log else "")
         kinds.setdefault(name.split("_")[0], text)
