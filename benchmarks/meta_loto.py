@@ -186,7 +186,7 @@ def closed_loop(records, task: str, seeds: int, runs_dir: Path, trees, members, 
                 "top3_percentile": _percentile(min(losses), drawn),
             }
         )
-    tpe = _tpe(task, entry, budget, seeds, tpe_trials, runs_dir)
+    tpe = _tpe(built, entry, budget, seeds, tpe_trials, runs_dir)
     trained = {r.run_id: r for r in read_records(runs_dir)} if tpe else {}
     reference = {
         name: _percentile(by_label[name], drawn)
@@ -259,18 +259,17 @@ def compare_with_tpe(
     }
 
 
-def _tpe(task, entry, budget, seeds, trials, runs_dir) -> list[tuple[float, str | None]] | None:
+def _tpe(built, entry, budget, seeds, trials, runs_dir) -> list[tuple[float, str | None]] | None:
     """TPE's best minimum validation loss after ``trials`` trials and that trial's run id, per
-    sampler seed (None without optuna); the children train as the sweep's draws did (seed 0, the
-    task's epochs and patience)."""
+    sampler seed (None without optuna), on the ``built`` task (data seed 0); the children train as
+    the sweep's draws did (seed 0, the task's epochs and patience)."""
     try:
         from sbrnn.child import tune
-        from sbrnn.datasets.summary import build_checked
 
         tune.require_optuna()
     except Exception:  # noqa: BLE001 - the optional extra is missing: no TPE rows
         return None
-    task_data = build_checked(task, 0, entry.options)
+    task = built.name
     best = []
     for seed in range(seeds):
         settings = tune.TuneSettings(
@@ -290,7 +289,7 @@ def _tpe(task, entry, budget, seeds, trials, runs_dir) -> list[tuple[float, str 
             pruner="none",
             space="paper",
         )
-        summary = tune.tune(settings, task_data)
+        summary = tune.tune(settings, built)
         row = summary.best
         best.append((row.value, row.run_id) if row is not None else (float("inf"), None))
     return best
