@@ -49,7 +49,7 @@ from sbrnn.parent.evaluate import (
     is_random_draw,
 )
 from sbrnn.parent.features import TaskContext, records_in, training_data
-from sbrnn.parent.models import RANKER_ROUNDS, group_keys
+from sbrnn.parent.models import group_keys
 
 PLAN = Path(__file__).resolve().parent.parent / "sweeps" / "zoo-v1.toml"
 
@@ -57,7 +57,7 @@ PLAN = Path(__file__).resolve().parent.parent / "sweeps" / "zoo-v1.toml"
 def pairwise_ranker(seed: int) -> loto.FitPredict:
     """The ranker the shipped parent used until 2026-11-30, kept here as a baseline: XGBoost's
     ``rank:pairwise`` on each run's rank within its task and budget (worst 0; a run that did not
-    converge ranks with the worst), the same trees as :class:`~sbrnn.parent.models.ConfigRanker`."""
+    converge ranks with the worst), with the trees it had then (300 rounds of one tree, depth 5)."""
 
     def fit_predict(train, test) -> np.ndarray:
         import xgboost
@@ -73,7 +73,7 @@ def pairwise_ranker(seed: int) -> loto.FitPredict:
             rel[rows] = np.argsort(np.argsort(-value, kind="stable"), kind="stable")
         model = xgboost.XGBRanker(
             objective="rank:pairwise",
-            n_estimators=RANKER_ROUNDS,
+            n_estimators=300,
             max_depth=5,
             learning_rate=0.05,
             subsample=0.8,
