@@ -1,0 +1,43 @@
+"""benchmarks/ranker_seeds.py: TPE's best of its first 10 trials and the tallies against it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from conftest import imported_benchmark
+
+from sbrnn.child import tune
+
+
+@pytest.fixture(scope="module")
+def bench():
+    yield from imported_benchmark("ranker_seeds")
+
+
+def _trial(study: str, trial: int, loss: float, status: str = "ok"):
+    return SimpleNamespace(study=study, trial=trial, min_val_loss=loss, status=status)
+
+
+def test_tpe_best_takes_the_first_ten_trials_of_each_sampler_seed(bench):
+    name = f"loto-parity-7600-tpe-{tune.space_tag('paper')}"
+    runs = [_trial(f"{name}-0", i, 10.0 - i) for i in range(12)]  # trials 10, 11 come too late
+    runs += [_trial(f"{name}-1", i, 5.0) for i in range(10)] + [_trial(f"{name}-1", 3, 0.1, "diverged")]
+    runs += [_trial("loto-parity-7600-tpe-0", i, 0.01) for i in range(10)]  # another space: not counted
+    assert bench.tpe_best(runs, "parity", 7600.0, 2) == [1.0, 5.0]
+    assert bench.tpe_best(runs, "parity", 7600.0, 3) is None  # seed 2 has no study
+    assert bench.tpe_best(runs[:9], "parity", 7600.0, 1) is None  # fewer than 10 trials
+
+
+def test_summary_counts_tasks_won_on_a_majority_of_tpe_seeds(bench):
+    def row(beats, regret, ranker="shipped"):
+        return {"ranker": ranker, "seed": 0, "beats_tpe": beats, "regret": regret}
+
+    results = [
+        {"task": "rad20", "tpe": [1.0] * 3, "rows": [row([True, True, False], 0.0)]},
+        {"task": "parity", "tpe": [1.0] * 3, "rows": [row([True, False, False], 0.5)]},
+        {"task": "hopper-dynamics", "tpe": None},
+    ]
+    (s,) = bench.summarise(results, ["shipped"], [0])
+    assert (s["tasks"], s["beats_tpe_tasks"], s["beats_tpe_pairs"], s["pairs"]) == (2, 1, 3, 6)
+    assert (s["rad_tasks"], s["rad_beats_tpe"], s["mean_regret"]) == (1, 1, 0.25)
