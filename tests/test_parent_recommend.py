@@ -81,3 +81,17 @@ def test_configurations_and_bad_input(synthetic_parent):
     assert a_priori(2500, 10, 100_000)["recommended"]["sparsified_block"] == "hx"
     preds = parent.predict_configs([dense], TaskContext(8, 6, 6, "cross_entropy"))
     assert np.isfinite(preds[0].min_val_loss)
+
+
+def test_balanced_family_holds_every_reachable_target_at_each_family_learning_rate():
+    from sbrnn.parent.recommend import BALANCED_TARGETS, FAMILY_LRS, balanced_family
+
+    family = balanced_family(64, 10, 20_000)
+    by_shape: dict = {}
+    for member in family:
+        spec = member.config.spec
+        assert abs(spec.hidden_proportion - float(member.source.split()[2])) <= 0.1
+        by_shape.setdefault(member.source.rsplit(" lr ", 1)[0], []).append(member.config.lr)
+    assert all(sorted(lrs) == sorted(FAMILY_LRS) for lrs in by_shape.values())
+    assert {s.split()[1] for s in by_shape} == {"hx", "hh", "hy"}
+    assert len(by_shape) <= 3 * len(BALANCED_TARGETS) and "balanced hh 0.5" in by_shape
