@@ -294,9 +294,10 @@ class ConfigRanker(_ParentEstimator):
     Its trees: :data:`RANKER_ROUNDS` rounds of :data:`RANKER_PARALLEL_TREES` trees of depth
     :data:`RANKER_DEPTH` (``max_depth`` overrides it). Until 2026-12-01 it grew 300 single trees of
     depth 4, and which near-tied configuration came first depended on the subsample seed: fitted
-    without each zoo task in turn and asked to pick among every run recorded at the task's middle
-    budget, seeds 0, 1 and 2 put the top-1 ahead of TPE's best of 10 trials on 18, 21 and 21 of 29
-    tasks; the forest per round on 22 and 22 (seeds 0 and 10; docs/parent.md, history).
+    without each zoo task in turn and asked to pick among every run trained at the task's middle
+    budget (``python benchmarks/ranker_seeds.py``), subsample seeds 0, 1 and 2 put the top-1 ahead
+    of TPE's best of 10 trials on 19, 22 and 22 of 29 tasks (mean regret 0.114, 0.104, 0.062);
+    the forest per round on 24, 23 and 24 (0.059, 0.064, 0.049; docs/parent.md).
     """
 
     def fit(self, X: np.ndarray, y: np.ndarray, converged: np.ndarray, groups: np.ndarray) -> ConfigRanker:
