@@ -128,10 +128,10 @@ def pick(args: tuple) -> dict:
 
 
 def summarise(results: list[dict], rankers, seeds) -> list[dict]:
+    rows = [(res["task"], r) for res in results if res["tpe"] for r in res["rows"]]
     out = []
     for name in rankers:
         for seed in seeds:
-            rows = [(res["task"], r) for res in results if res["tpe"] for r in res["rows"]]
             mine = [(t, r) for t, r in rows if r["ranker"] == name and r["seed"] == seed]
             majority = [t for t, r in mine if 2 * sum(r["beats_tpe"]) > len(r["beats_tpe"])]
             out.append(
