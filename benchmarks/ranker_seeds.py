@@ -22,6 +22,7 @@ best)``. Tasks without TPE studies in ``--runs`` are left out and named.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import multiprocessing
@@ -34,7 +35,7 @@ import numpy as np
 
 from sbrnn.child import tune
 from sbrnn.parent.features import record_features, training_data
-from sbrnn.parent.models import ConfigRanker, group_keys, standardised_targets
+from sbrnn.parent.models import ConfigRanker, group_keys
 from sbrnn.records import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,27 +43,18 @@ TRIALS = 10
 RANKERS = ("shipped", "single")
 
 
-def _single(seed: int):
-    """The ranker's trees until 2026-12-01 (300 rounds of one tree, depth 4), same targets."""
+def ranker(name: str, seed: int) -> ConfigRanker:
+    """``shipped``: the :class:`~sbrnn.parent.models.ConfigRanker` as the parent fits it;
+    ``single``: its trees until 2026-12-01 (300 rounds of one tree of depth 4, learning rate 0.05)."""
+    if name == "single":
+        return ConfigRanker(seed=seed, n_estimators=300, max_depth=4, parallel_trees=1, learning_rate=0.05)
+    return ConfigRanker(seed=seed)
 
-    def fit(X, y, converged, groups):
-        import xgboost
 
-        z = standardised_targets(y, converged, groups)
-        keep = np.isfinite(z)
-        model = xgboost.XGBRegressor(
-            n_estimators=300,
-            max_depth=4,
-            learning_rate=0.05,
-            subsample=0.8,
-            colsample_bytree=0.8,
-            tree_method="hist",
-            random_state=seed,
-            n_jobs=1,
-        )
-        return model.fit(X[keep], z[keep])
-
-    return fit
+@functools.cache
+def _records(directory: str) -> list:
+    """The records of ``directory``, read once per worker process (every task reads the same two)."""
+    return read_records(directory)
 
 
 def _loss(record) -> float:
@@ -89,7 +81,7 @@ def tpe_best(runs, task: str, budget: float, tpe_seeds: int) -> list[float] | No
 
 def pick(args: tuple) -> dict:
     records_dir, runs_dir, task, rankers, seeds, tpe_seeds = args
-    records, runs = read_records(records_dir), read_records(runs_dir)
+    records, runs = _records(records_dir), _records(runs_dir)
     budget = middle_budget(records, task)
     tpe = tpe_best(runs, task, budget, tpe_seeds)
     if tpe is None:
@@ -108,10 +100,7 @@ def pick(args: tuple) -> dict:
     rows = []
     for name in rankers:
         for seed in seeds:
-            if name == "shipped":
-                model = ConfigRanker(kind="xgb", seed=seed).fit(data.X, data.Y[:, -1], data.converged, groups)
-            else:
-                model = _single(seed)(data.X, data.Y[:, -1], data.converged, groups)
+            model = ranker(name, seed).fit(data.X, data.Y[:, -1], data.converged, groups)
             top = int(np.argmin(model.predict(X)))
             loss = losses[top]
             rows.append(

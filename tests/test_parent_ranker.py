@@ -59,6 +59,10 @@ def test_ranker_grows_a_forest_per_round_of_the_documented_depth():
     assert fitted.estimator_.get_booster().num_boosted_rounds() == RANKER_ROUNDS
     deeper = ConfigRanker(kind="xgb", seed=0, max_depth=7).fit(X, X[:, 0], np.ones(60, bool), groups)
     assert deeper.estimator_.get_params()["max_depth"] == 7
+    single = ConfigRanker(seed=0, n_estimators=30, parallel_trees=1, learning_rate=0.05)
+    fitted = single.fit(X, X[:, 0], np.ones(60, bool), groups).estimator_
+    assert (fitted.get_params()["num_parallel_tree"], fitted.get_params()["learning_rate"]) == (1, 0.05)
+    assert fitted.get_booster().num_boosted_rounds() == 30
 
 
 def test_ranker_order_of_held_out_configurations_barely_depends_on_the_seed():

@@ -291,14 +291,31 @@ class ConfigRanker(_ParentEstimator):
     0.91 against 0.87, Spearman 0.56 against 0.51 (docs/parent.md). Runs that did not converge are
     left out of its targets; the parent's convergence classifier speaks for them.
 
-    Its trees: :data:`RANKER_ROUNDS` rounds of :data:`RANKER_PARALLEL_TREES` trees of depth
-    :data:`RANKER_DEPTH` (``max_depth`` overrides it). Until 2026-12-01 it grew 300 single trees of
-    depth 4, and which near-tied configuration came first depended on the subsample seed: fitted
-    without each zoo task in turn and asked to pick among every run trained at the task's middle
-    budget (``python benchmarks/ranker_seeds.py``), subsample seeds 0, 1 and 2 put the top-1 ahead
-    of TPE's best of 10 trials on 19, 22 and 22 of 29 tasks (mean regret 0.114, 0.104, 0.062);
-    the forest per round on 24, 23 and 24 (0.059, 0.064, 0.049; docs/parent.md).
+    Its trees: :data:`RANKER_ROUNDS` rounds (``n_estimators``) of :data:`RANKER_PARALLEL_TREES`
+    trees (``parallel_trees``) of depth :data:`RANKER_DEPTH` (``max_depth``), learning rate
+    :data:`RANKER_LEARNING_RATE` (``learning_rate``); a parameter left None takes the constant.
+    Until 2026-12-01 it grew 300 single trees of depth 4, and which near-tied configuration came
+    first depended on the subsample seed: fitted without each zoo task in turn and asked to pick
+    among every run trained at the task's middle budget (``python benchmarks/ranker_seeds.py``),
+    subsample seeds 0, 1 and 2 put the top-1 ahead of TPE's best of 10 trials on 19, 22 and 22 of
+    29 tasks (mean regret 0.114, 0.104, 0.062); the forest per round on 24, 23 and 24 (0.059,
+    0.064, 0.049; docs/parent.md).
     """
+
+    def __init__(
+        self,
+        kind: str = "xgb",
+        n_estimators: int | None = None,
+        max_depth: int | None = None,
+        n_members: int | None = None,
+        seed: int = 0,
+        n_jobs: int = 1,
+        parallel_trees: int | None = None,
+        learning_rate: float | None = None,
+    ):
+        super().__init__(kind, n_estimators, max_depth, n_members, seed, n_jobs)
+        self.parallel_trees = parallel_trees
+        self.learning_rate = learning_rate
 
     def fit(self, X: np.ndarray, y: np.ndarray, converged: np.ndarray, groups: np.ndarray) -> ConfigRanker:
         """``X [N, F]``, ``y [N]`` relative log minima (NaN where not converged), ``converged [N]``,
@@ -311,10 +328,10 @@ class ConfigRanker(_ParentEstimator):
         if not keep.any():  # no group to learn an order from (a tiny sweep): every score equal, so
             keep, z = np.ones(len(z), bool), np.zeros(len(z))  # it never beats the predicted minima
         self.estimator_ = xgboost.XGBRegressor(
-            n_estimators=RANKER_ROUNDS,
-            num_parallel_tree=RANKER_PARALLEL_TREES,
+            n_estimators=self.n_estimators or RANKER_ROUNDS,
+            num_parallel_tree=self.parallel_trees or RANKER_PARALLEL_TREES,
             max_depth=self.max_depth or RANKER_DEPTH,
-            learning_rate=RANKER_LEARNING_RATE,
+            learning_rate=self.learning_rate or RANKER_LEARNING_RATE,
             subsample=0.8,
             colsample_bytree=0.8,
             tree_method="hist",
