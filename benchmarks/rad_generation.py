@@ -12,6 +12,9 @@ this process used (all its threads), a figure that other processes on a busy mac
 less than the wall-clock rate; the load average is printed for the same reason, and so is the
 machine's parallel capacity: how much more work ``--workers`` processes of a plain torch loop get
 done than one (2.0 on two free, full cores).
+
+torchvision is the peer here and not a dependency of sbrnn: install the release that matches your
+torch first (torch 2.14.1 with torchvision 0.29.1 was used for docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -27,9 +30,13 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.table import Table
-from torchvision.transforms import v2
 
 from sbrnn.datasets import rad, sources, transforms
+
+try:
+    from torchvision.transforms import v2
+except ImportError as exc:  # the peer this benchmark measures against
+    raise SystemExit(f"rad_generation.py needs torchvision beside torch {torch.__version__}: {exc}") from None
 
 TARGET = 3_000.0
 

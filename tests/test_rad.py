@@ -1,15 +1,19 @@
 """RAD: transforms against torchvision, pipelines, labels by construction, seeds, splits, sources."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
+from safetensors.torch import load_file
 
 from sbrnn.datasets import rad, sources, transforms
 from sbrnn.datasets.registry import build_task, get_info
 from sbrnn.errors import SbrnnError
 
 SMALL = {"n_train": 96, "n_val": 32, "n_test": 32}
+#: torchvision.transforms.v2's outputs on fixed inputs, written by tests/reference/torchvision_v2.py.
+TORCHVISION = Path(__file__).parent / "reference" / "torchvision_v2.safetensors"
 
 
 @pytest.fixture(autouse=True)
@@ -42,22 +46,20 @@ def fake_mnist(root, n_train=400, n_test=200, seed=1):
 
 
 def test_batched_transforms_match_torchvision(digits):
+    ref = load_file(str(TORCHVISION))  # made with the same inputs and parameters as below
     x = digits[0][:6]
+    assert torch.equal(x, ref["x"])
     g = torch.Generator().manual_seed(0)
     start = torch.tensor([[0, 0], [49, 0], [49, 49], [0, 49]], dtype=torch.float64)
     end = transforms.perspective_endpoints(6, 50, 50, 0.9, g)
+    assert torch.equal(end, ref["end"])
     coefficients, singular = transforms.perspective_coefficients(start, end)
     assert not singular.any()
-    warped = transforms.warp_perspective(x, coefficients)
+    assert torch.allclose(transforms.warp_perspective(x, coefficients), ref["perspective"], atol=1e-4)
     sigma = torch.tensor([0.1, 0.4, 0.9, 1.3, 1.7, 2.0])
-    blurred = transforms.blur(x, sigma)
-    for i in range(6):
-        ref = TF.perspective(x[i : i + 1], start.long().tolist(), end[i].long().tolist())
-        assert torch.allclose(warped[i], ref[0], atol=1e-4)
-        ref = TF.gaussian_blur(x[i : i + 1], [15, 15], [float(sigma[i])] * 2)
-        assert torch.allclose(blurred[i], ref[0], atol=1e-5)
-    sharp = TF.adjust_sharpness(x.unsqueeze(1), 4.0).squeeze(1)
-    assert torch.allclose(transforms.sharpen(x), sharp, atol=1e-5)
+    assert torch.allclose(transforms.blur(x, sigma), ref["blur"], atol=1e-5)
+    assert torch.allclose(transforms.sharpen(x), ref["sharpness"], atol=1e-5)
+    assert not torch.allclose(transforms.blur(x, sigma.flip(0)), ref["blur"], atol=1e-2)
     small = torch.rand(4, 28, 28, generator=g)
     expected = F.interpolate(small.unsqueeze(1), size=(50, 50), mode="bilinear", align_corners=False)
     assert torch.allclose(transforms.resize(small, 50), expected.squeeze(1), atol=1e-5)
@@ -230,7 +232,7 @@ def test_digits_source_is_mnist_like():
     assert get_info("rad").offline() and get_info("rad").source == "digits"
 
 
-def test_mnist_from_idx_files_through_torchvision(tmp_path):
+def test_mnist_from_idx_files(tmp_path):
     root = tmp_path / "mnist-root"
     assert not get_info("rad-mnist").offline()
     train, test = fake_mnist(root)
@@ -290,3 +292,44 @@ def test_seq_digits():
     again = build_task("seq-digits", seed=0)
     assert torch.equal(task.train.x, again.train.x)
     assert not torch.equal(task.train.y, build_task("seq-digits", seed=1).train.y)
+
+
+def test_mnist_download_takes_the_first_mirror_with_the_right_checksum(tmp_path):
+    import gzip
+    import hashlib
+
+    made = tmp_path / "made"
+    train, test = fake_mnist(made, n_train=30, n_test=20)
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir(), bad.mkdir()
+    md5 = {}
+    for name in sources.MNIST_FILES:
+        blob = gzip.compress((made / "MNIST" / "raw" / name).read_bytes())
+        (good / f"{name}.gz").write_bytes(blob)
+        (bad / f"{name}.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + bytes(4)))  # a valid, wrong file
+        md5[name] = hashlib.md5(blob).hexdigest()
+    missing = (tmp_path / "nowhere").as_uri() + "/"
+    mirrors = (missing, bad.as_uri() + "/", good.as_uri() + "/")
+    root = tmp_path / "root"
+    raw = sources.download_mnist(root, mirrors, md5)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(sources.MNIST_FILES)  # no .part left behind
+    images, labels, test_images, test_labels = sources.mnist(root)
+    assert torch.equal(images, train[0]) and torch.equal(labels, train[1]) and labels.dtype == torch.int64
+    assert torch.equal(test_images, test[0]) and torch.equal(test_labels, test[1])
+    with pytest.raises(SbrnnError) as info:
+        sources.download_mnist(tmp_path / "other", mirrors[:2], md5)
+    message = str(info.value)
+    assert "\n" not in message and "nowhere/train-images-idx3-ubyte.gz" in message
+    assert f"expected {md5['train-images-idx3-ubyte']}" in message
+
+
+def test_idx_files_with_a_wrong_magic_or_length_are_refused(tmp_path):
+    fake_mnist(tmp_path, n_train=10, n_test=10)
+    raw = tmp_path / "MNIST" / "raw"
+    labels = raw / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:-1])
+    with pytest.raises(SbrnnError, match=r"holds 9 bytes after its header; its dims \[10\] need 10"):
+        sources.mnist(tmp_path)
+    labels.write_bytes(b"\x00\x00\x0d\x01" + (10).to_bytes(4, "big") + bytes(40))  # float32 labels
+    with pytest.raises(SbrnnError, match="magic 00000d01, allowed: 000008NN"):
+        sources.mnist(tmp_path)

@@ -5,7 +5,8 @@ Two sources, both ``uint8`` images with values ``0..255``:
 * ``digits`` (embedded, always offline): scikit-learn's bundled 1,797 8x8 digits (values 0-16),
   scaled to [0, 1], upsampled bilinearly to 20x20 and padded by 4 pixels to 28x28, which is how
   MNIST centres its digits in a 20x20 box. Stratified 70 / 15 / 15 split into train, val and test.
-* ``mnist``: torchvision's MNIST read from ``ROOT/MNIST/raw/`` (never downloaded unless asked).
+* ``mnist``: MNIST's four IDX files read from ``ROOT/MNIST/raw/`` (the layout torchvision's MNIST
+  uses; never downloaded unless asked).
   Train is MNIST's 60,000 training images; val and test are a stratified half each of its 10,000
   test images.
 
@@ -15,7 +16,11 @@ The split is drawn from ``seed`` so every pool is disjoint from the other two by
 from __future__ import annotations
 
 import functools
+import gzip
+import hashlib
+import math
 import os
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +38,14 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+#: Where ``download=true`` fetches MNIST's gzipped IDX files, tried in order, and their MD5 sums.
+MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+MNIST_MD5 = {
+    "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+}
 DIGITS_FRACTIONS = (0.70, 0.15, 0.15)
 
 
@@ -104,27 +117,81 @@ def _missing_mnist(root: Path) -> SbrnnError:
     )
 
 
-def mnist(data_root: str | Path | None = None, download: bool = False) -> tuple[torch.Tensor, ...]:
-    """MNIST via torchvision: ``(train_images [60000, 28, 28], train_labels, test_images, test_labels)``."""
-    root = Path(data_root or default_data_root()).expanduser()
-    if not download and not mnist_available(root):
-        raise _missing_mnist(root)
-    from torchvision.datasets import MNIST
+def read_idx(path: Path) -> torch.Tensor:
+    """An uncompressed IDX file of unsigned bytes as a uint8 tensor of its dims (``[N, 28, 28]`` for
+    MNIST's images, ``[N]`` for its labels). The format: magic ``00 00 08 D`` (``D`` dims), ``D``
+    big-endian uint32 sizes, then the bytes in row-major order."""
+    data = path.read_bytes()
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
+        raise SbrnnError(
+            f"{path} is not an IDX file of unsigned bytes: magic {data[:4].hex()}, allowed: 000008NN"
+        )
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    body = data[4 + 4 * ndim :]
+    if len(body) != math.prod(dims):
+        raise SbrnnError(
+            f"{path} holds {len(body)} bytes after its header; its dims {dims} need {math.prod(dims)}"
+        )
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).view(*dims)
 
-    try:
-        train = MNIST(str(root), train=True, download=download)
-        test = MNIST(str(root), train=False, download=download)
-    except (RuntimeError, OSError) as exc:  # download failed (offline) or unreadable files
-        message = " ".join(str(exc).split())
-        raise SbrnnError(f"MNIST could not be read or downloaded into {root}: {message}") from None
-    return train.data, train.targets.long(), test.data, test.targets.long()
+
+def download_mnist(
+    data_root: str | Path, mirrors: tuple[str, ...] = MNIST_MIRRORS, md5: dict[str, str] = MNIST_MD5
+) -> Path:
+    """Fetch each of MNIST's four files missing from ``ROOT/MNIST/raw/`` as ``NAME.gz`` from the first
+    mirror that serves it with the expected MD5 sum, and write it there uncompressed; returns the folder.
+    Files already there are kept."""
+    raw = Path(data_root).expanduser() / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in MNIST_FILES:
+        if (raw / name).is_file():
+            continue
+        failures = []
+        for mirror in mirrors:
+            url = f"{mirror}{name}.gz"
+            try:
+                with urllib.request.urlopen(url, timeout=60) as response:
+                    blob = response.read()
+            except OSError as exc:
+                failures.append(f"{url}: {' '.join(str(exc).split())}")
+                continue
+            if hashlib.md5(blob).hexdigest() != md5[name]:
+                failures.append(f"{url}: MD5 {hashlib.md5(blob).hexdigest()}, expected {md5[name]}")
+                continue
+            part = raw / f"{name}.part"
+            part.write_bytes(gzip.decompress(blob))
+            part.replace(raw / name)
+            break
+        else:
+            raise SbrnnError(f"MNIST could not be downloaded into {raw}: {'; '.join(failures)}")
+    return raw
+
+
+def mnist(data_root: str | Path | None = None, download: bool = False) -> tuple[torch.Tensor, ...]:
+    """MNIST from its IDX files: ``(train_images [60000, 28, 28], train_labels [60000], test_images
+    [10000, 28, 28], test_labels [10000])``, images uint8 0..255, labels int64."""
+    root = Path(data_root or default_data_root()).expanduser()
+    if download:
+        download_mnist(root)
+    elif not mnist_available(root):
+        raise _missing_mnist(root)
+    raw = root / "MNIST" / "raw"
+    parts = [read_idx(raw / name) for name in MNIST_FILES]
+    for images, labels, prefix in ((parts[0], parts[1], "train"), (parts[2], parts[3], "t10k")):
+        if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
+            raise SbrnnError(
+                f"MNIST's {prefix} files in {raw} disagree: images {list(images.shape)}, labels "
+                f"{list(labels.shape)}; allowed: images [N, H, W] and labels [N]"
+            )
+    return parts[0], parts[1].long(), parts[2], parts[3].long()
 
 
 def write_mnist_idx(
     root: str | Path, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor]
 ) -> Path:
     """Write ``(images [N, 28, 28] uint8, labels [N])`` pairs as the four IDX files of
-    ``ROOT/MNIST/raw/`` (the format torchvision's MNIST reads); returns that folder."""
+    ``ROOT/MNIST/raw/`` (the format :func:`mnist` and torchvision's MNIST read); returns that folder."""
     raw = Path(root) / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for prefix, (images, labels) in (("train", train), ("t10k", test)):
