@@ -129,3 +129,25 @@ def test_a_plan_names_its_task_entries_and_refuses_unknown_ones():
     assert entry.name == "rad20" and len(entry.budgets) == 3
     with pytest.raises(SbrnnError, match=r"task 'nope' is not in the plan .*zoo-v1.toml; it has: .*rad20"):
         plan.task("nope")
+
+
+def test_the_held_out_tasks_are_not_in_the_zoo_and_are_swept_as_its_middle_budget():
+    from pathlib import Path
+
+    from sbrnn.datasets.registry import get_info
+    from sbrnn.records import read_frame
+
+    root = Path(__file__).resolve().parents[1]
+    zoo, test = load_plan(root / "sweeps" / "zoo-v1.toml"), load_plan(root / "sweeps" / "zoo-test.toml")
+    held = {t.name for t in test.tasks}
+    assert len(held) == 7 and not held & {t.name for t in zoo.tasks}
+    assert not held & set(read_frame(root / "data" / "zoo-v1")["task"].unique())
+    assert {get_info(name).family for name in held} == {get_info(t.name).family for t in zoo.tasks} - {
+        "synthetic"
+    }
+    for entry in test.tasks:
+        info = get_info(entry.name)
+        middle = round_significant(3.8 * max(2000, info.n_y * (info.n_x + info.n_y)))
+        assert entry.budgets == (middle,) and (entry.runs, entry.patience, entry.batch_size) == (42, 8, 16)
+    same = ("space", "seed", "rule", "include_baselines", "balanced")
+    assert [getattr(test, k) for k in same] == [getattr(zoo, k) for k in same]

@@ -184,6 +184,8 @@ def test_digit_readings_are_the_same_pixels():
         permuted.train.x.reshape(-1, 64), pixels.train.x.reshape(-1, 64)[:, seqdigits.pixel_order("permuted")]
     )
     assert not torch.equal(seqdigits.pixel_order("permuted", 1), seqdigits.pixel_order("permuted", 0))
+    columns = build_task("column-digits").train.x  # step t is column t of the image, top to bottom
+    assert torch.equal(columns, rows.train.x.transpose(1, 2))
 
 
 def test_swingup_policy_balances_the_pendulum_and_only_it():

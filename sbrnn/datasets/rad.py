@@ -56,8 +56,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "rad20": {"side": 20},
     "rad28-n5-none": {"side": 28, "n": 5, "no_anomaly_prob": 0.2},
     "rad50-n5": {"n": 5},
+    "rad24-n8": {"side": 24, "n": 8},
+    "rad40-n6-none": {"side": 40, "n": 6, "no_anomaly_prob": 0.2},
 }
-"""The zoo's RAD variants on the embedded digits: preset name -> the options it changes."""
+"""The RAD variants on the embedded digits: preset name -> the options it changes. The last two are
+held out of the zoo (sweeps/zoo-test.toml)."""
 SIDE_RANGE = (16, 256)
 N_RANGE = (2, 100)
 MAX_SEQUENCES = 1_000_000

@@ -254,6 +254,10 @@ RAD_WHY = {
     "rad28-n5-none": "RAD at 28x28 with 5 images and a 'no anomaly' class in 20 % of sequences: the "
     "paper's n + 1 outputs, where absence is known only after the whole sequence",
     "rad50-n5": "RAD at rad's 50x50 with 5 images then the query step: the widest input with a short memory",
+    "rad24-n8": "RAD at 24x24 with 8 images then the query step (held out of the zoo): between rad20 and "
+    "rad28 in width, between them and the 5-image tasks in memory",
+    "rad40-n6-none": "RAD at 40x40 with 6 images and a 'no anomaly' class in 20 % of sequences (held out "
+    "of the zoo): rad28-n5-none's question at twice its width",
 }
 for _name, _preset in rad.PRESETS.items():
     _spec = rad.RadSpec(**_preset)
@@ -274,6 +278,15 @@ _add(
     "digits",
     seqdigits.build_seq_digits,
     "8x8 digits read one 8-pixel row per step: short, easy sequence classification (1,258 training)",
+)
+_add(
+    "column-digits",
+    "sequential-digits",
+    (8, 10, 8, CE),
+    "digits",
+    seqdigits.build_column_digits,
+    "8x8 digits read one 8-pixel column per step (held out of the zoo): seq-digits' shape, the strokes "
+    "met in another order",
 )
 _add(
     "pixel-digits",
@@ -338,6 +351,25 @@ _add(
     "recall the symbol (1 of 8) stored at step 0 after 23 steps of distractors from the same alphabet: "
     "long memory under interference, nothing else; at 25 steps some configurations solve it and others "
     "stay at chance",
+)
+
+_add(
+    "parity-16",
+    "classic",
+    (1, 2, 16, CE),
+    "synthetic",
+    functools.partial(classic.parity, "parity-16", steps=16),
+    "parity of 16 bits, one per step (held out of the zoo): parity's running XOR over 16 steps, "
+    "validation and test patterns never seen in training",
+)
+_add(
+    "recall-12",
+    "classic",
+    (7, 5, 12, CE),
+    "synthetic",
+    functools.partial(classic.recall, "recall-12", steps=12, symbols=5),
+    "recall the symbol (1 of 5) stored at step 0 after 10 steps of distractors (held out of the zoo): "
+    "delayed-recall's question at half its length",
 )
 
 # behaviour cloning -------------------------------------------------------------------------------
@@ -431,6 +463,16 @@ COLLECTED = {
         (4, 3, 20),
         "forward dynamics in Pendulum-v1 under random torques (200 episodes "
         "of 100 steps, windows of 20): one smooth joint, 3 observations",
+    ),
+    "pusher-dynamics": (
+        (30, 23, 20),
+        "forward dynamics in Pusher-v5 under random actions (200 episodes of 100 steps, windows of 20; "
+        "held out of the zoo): a 7-joint arm and the object it pushes",
+    ),
+    "pusher-cloning": (
+        (23, 7, 50),
+        "behaviour cloning of smooth random actions in Pusher-v5 (200 episodes of 100 steps, windows "
+        "of 50; held out of the zoo): the Adroit tasks' question on a 7-joint arm",
     ),
 }
 for _name, ((_n_in, _n_out, _steps), _why) in COLLECTED.items():

@@ -77,6 +77,9 @@ COLLECTIONS = {  # dims, and why each task is in: the registry's descriptions
         window=5,
     ),
     "pendulum-dynamics": Collection("Pendulum-v1", "pendulum", DYNAMICS, "random", 200, 100, 20),
+    # held out of the zoo (sweeps/zoo-test.toml): the parent never learns from them
+    "pusher-dynamics": Collection("Pusher-v5", "pusher", DYNAMICS, "random", 200, window=20),
+    "pusher-cloning": Collection("Pusher-v5", "pusher", BC, "smooth", 200, window=50),
 }
 
 

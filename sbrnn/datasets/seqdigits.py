@@ -1,9 +1,11 @@
 """Sequential digits: read an 8x8 digit a few pixels per step and name it after the last step.
 
 scikit-learn's bundled 1,797 digits (values 0-16), label the digit (10 classes, ``cross_entropy``).
-Four readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64``:
+Five readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64``:
 
 - ``rows`` (``seq-digits``): one 8-pixel image row per step, top to bottom (8 in, 8 steps).
+- ``columns`` (``column-digits``, held out of the zoo): one 8-pixel column per step, left to right,
+  each top to bottom (8 in, 8 steps): seq-digits' shape, with the strokes met in another order.
 - ``pixels`` (``pixel-digits``): one pixel per step in raster order (1 in, 64 steps): the classic
   sequential-MNIST idea at 8x8, where the class is spread over 64 steps of memory.
 - ``permuted`` (``pixel-digits-permuted``): one pixel per step in a fixed random order drawn from
@@ -28,6 +30,7 @@ from sbrnn.errors import SbrnnError
 
 READINGS = {
     "rows": "one 8-pixel image row per step, top to bottom",
+    "columns": "one 8-pixel image column per step, left to right",
     "pixels": "one pixel per step in raster order",
     "permuted": "one pixel per step in a fixed order drawn from permutation_seed",
     "patches": "one 2x2 patch per step (pixels in raster order), patches in raster order",
@@ -47,6 +50,8 @@ def pixel_order(reading: str, permutation_seed: int = 0) -> torch.Tensor:
         return torch.randperm(64, generator=torch.Generator().manual_seed(permutation_seed + 104729))
     if reading == "patches":
         return torch.arange(64).view(4, 2, 4, 2).permute(0, 2, 1, 3).reshape(64)
+    if reading == "columns":
+        return torch.arange(64).view(8, 8).t().reshape(64)
     return torch.arange(64)
 
 
@@ -58,7 +63,7 @@ def _tensors(seed: int, reading: str, permutation_seed: int) -> dict[str, torch.
     labels = torch.as_tensor(bunch.target, dtype=torch.int64)
     parts = sources.stratified_split(labels, sources.DIGITS_FRACTIONS, sources.split_generator(seed))
     mean, std = images[parts[0]].mean(), images[parts[0]].std()
-    n_x = {"rows": 8, "patches": 4}.get(reading, 1)
+    n_x = {"rows": 8, "columns": 8, "patches": 4}.get(reading, 1)
     x = ((images - mean) / std)[:, pixel_order(reading, permutation_seed)].reshape(-1, 64 // n_x, n_x)
     out = {"mean": mean, "std": std}
     for split, i in zip(SPLITS, parts):
@@ -96,6 +101,11 @@ def build(name: str, reading: str, seed: int = 0, permutation_seed: int = 0) -> 
 def build_seq_digits(seed: int = 0) -> Task:
     """``seq-digits``: 8 inputs, 8 steps, 10 classes; about 1,258 / 270 / 269 sequences."""
     return build("seq-digits", "rows", seed)
+
+
+def build_column_digits(seed: int = 0) -> Task:
+    """``column-digits``: 8 inputs (an image column), 8 steps, 10 classes."""
+    return build("column-digits", "columns", seed)
 
 
 def build_pixel_digits(seed: int = 0) -> Task:
