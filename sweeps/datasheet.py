@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("records", type=Path)
     parser.add_argument("plan", type=Path)
     parser.add_argument("--notes", type=Path, default=None)
+    parser.add_argument(
+        "--what",
+        default="The meta-dataset the shipped parent learns from",
+        help="the first sentence's subject: what these records are for",
+    )
     args = parser.parse_args(argv)
     plan = load_plan(args.plan)
     planned = plan.planned_runs()
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     out = [
         f"# Datasheet: {plan.name}",
         "",
-        f"The meta-dataset the shipped parent learns from: {total:,} run records of {plan.name}'s "
+        f"{args.what}: {total:,} run records of {plan.name}'s "
         f"{len(planned):,} planned runs over {frame['task'].n_unique()} tasks, one Parquet file per task "
         f"({len(files)} files, {size / 1e6:.1f} MB). Read it with `sbrnn records summary {args.records}`, "
         f'`sbrnn.read_frame("{args.records}")` or `polars.read_parquet("{args.records}/*.parquet")`.',
