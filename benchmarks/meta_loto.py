@@ -26,6 +26,16 @@ beat TPE's best of 10 trials.
 
 With ``--workers N`` the closed loop's tasks run in ``N`` processes (one thread each), in the order
 given; the runs and the TPE studies share ``--runs`` (Optuna's journal file locks).
+
+**Held-out tasks** (``--test-plan``). Leave-one-task-out on the zoo measures a parent fitted
+without the task, but every choice made for the shipped parent was compared on those same tasks.
+``--test-plan sweeps/zoo-test.toml`` takes tasks that were never in the zoo instead (their random
+draws and baselines in ``--test-records``, swept with that plan): the shipped parent, as a user
+gets it, ranks their recorded runs (the offline metrics) and recommends for each in the closed
+loop, against TPE as above.
+
+    python benchmarks/meta_loto.py --test-plan sweeps/zoo-test.toml --test-records data/zoo-test \
+        --runs runs/closed-loop-test --workers 2 --json > test.json
 """
 
 from __future__ import annotations
@@ -116,29 +126,56 @@ def offline(records, kinds, trees, members, tasks=None) -> dict:
     return out
 
 
-def _plan_entry(task: str):
+def _plan_entry(task: str, plan: Path = PLAN):
     from sbrnn.child.sweep.plan_file import load_plan
     from sbrnn.errors import SbrnnError
 
     try:
-        return load_plan(PLAN).task(task)
+        return load_plan(plan).task(task)
     except SbrnnError as exc:
         raise SystemExit(str(exc)) from exc
+
+
+def shipped_offline(records) -> dict:
+    """The shipped parent ranks each task's recorded runs (tasks it never saw): the offline metrics
+    of :func:`offline`'s ``ranker`` row, with the shipped parent's ranker in place of one fitted
+    without the task."""
+    from sbrnn.parent.store import load_shipped
+
+    parent = load_shipped()[0]
+    data = training_data(records)
+    groups = loto.leave_one_task_out(
+        data, lambda _, test: parent.scores(test.X), is_random_draw(records, data)
+    )
+    return {"ranker": {**loto.summarise(groups), "by_group": [g.to_dict() for g in groups]}}
 
 
 def _percentile(value: float, drawn: list[float]) -> float:
     return float(np.mean([value < d for d in drawn])) if drawn else float("nan")
 
 
-def closed_loop(records, task: str, seeds: int, runs_dir: Path, trees, members, tpe_trials: int) -> dict:
-    """Train the parent's top-3 (per candidate seed) and TPE's trials for ``task`` at its middle budget."""
+def closed_loop(
+    records,
+    task: str,
+    seeds: int,
+    runs_dir: Path,
+    trees,
+    members,
+    tpe_trials: int,
+    plan: Path = PLAN,
+    shipped: bool = False,
+) -> dict:
+    """Train the parent's top-3 (per candidate seed) and TPE's trials for ``task`` at its middle budget
+    (of ``plan``). The parent is fitted on ``records`` without ``task``; with ``shipped`` it is the
+    shipped parent, and ``records`` holds only the held-out tasks' runs (their random draws)."""
     from sbrnn.child.config import RunConfig
     from sbrnn.child.train import train_run
     from sbrnn.datasets.summary import build_checked
     from sbrnn.parent.recommend import recommend
+    from sbrnn.parent.store import load_shipped
     from sbrnn.records import read_records, write_record
 
-    entry = _plan_entry(task)
+    entry = _plan_entry(task, plan)
     budget = sorted(entry.budgets)[len(entry.budgets) // 2]
     mine = [r for r in records if r.task == task and r.budget == budget]
     drawn = [
@@ -147,7 +184,10 @@ def closed_loop(records, task: str, seeds: int, runs_dir: Path, trees, members, 
         if (r.label or "").startswith("random")
     ]
     by_label = {r.label: r.min_val_loss for r in mine if r.status == "ok"}
-    parent = fit_held_out(records, task, "xgb", trees=trees, members=members)
+    if shipped:
+        parent = load_shipped()[0]
+    else:
+        parent = fit_held_out(records, task, "xgb", trees=trees, members=members)
     built = build_checked(task, 0, entry.options)
     context = TaskContext.of_task(built)
     done = {r.run_id: r for r in read_records(runs_dir)} if runs_dir.is_dir() else {}
@@ -344,9 +384,10 @@ def plot_closed_loop(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def print_offline(result: dict, records: Path, kind: str) -> None:
+def print_offline(result: dict, records: Path, kind: str, shipped: bool = False) -> None:
     """The offline part of ``result`` as text: a row per ranking, then ``kind``'s per held-out task."""
-    print(f"leave one task out over {result['runs']} runs of {records} ({result['seconds']} s)")
+    how = "the shipped parent ranks" if shipped else "leave one task out over"
+    print(f"{how} {result['runs']} runs of {records} ({result['seconds']} s)")
     print(
         f"{'model':18s} {'groups':>6s} {'regret@1':>9s} {'random':>7s} {'regret@3':>9s} {'random':>7s} "
         f"{'regret@10':>9s} {'top-1 pct':>9s} {'rho':>6s} {'rand-eq':>7s}"
@@ -383,23 +424,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="xgb with 100 rounds, offline only")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", type=Path, default=None, help="closed-loop percentiles to this PNG")
+    parser.add_argument(
+        "--test-plan",
+        type=Path,
+        default=None,
+        help="tasks never in the zoo (a plan file): the shipped parent ranks and recommends for them",
+    )
+    parser.add_argument("--test-records", type=Path, default=Path("data/zoo-test"))
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers {args.workers} is out of range; allowed: integers >= 1")
     warnings.filterwarnings("ignore", category=RuntimeWarning)
-    records = records_in(args.records)
     kinds = ["xgb"] if args.quick else args.kinds.split(",")
     trees = 100 if args.quick and args.trees is None else args.trees
     tasks = args.tasks.split(",") if args.tasks else None
     started = time.perf_counter()
-    result = {
-        "records": str(args.records),
-        "runs": len(records),
-        "offline": {} if args.no_offline else offline(records, kinds, trees, args.members, tasks),
-    }
-    if args.closed_loop:
-        settings = (args.seeds, args.runs, trees, args.members, args.tpe_trials)
-        result["closed_loop"] = closed_loops(records, args.closed_loop.split(","), settings, args.workers)
+    if args.test_plan is not None:
+        from sbrnn.child.sweep.plan_file import load_plan
+
+        args.records = args.test_records
+        records = records_in(args.records)
+        closed = (
+            args.closed_loop.split(",")
+            if args.closed_loop
+            else [t.name for t in load_plan(args.test_plan).tasks]
+        )
+        result = {
+            "records": str(args.records),
+            "runs": len(records),
+            "offline": {} if args.no_offline else shipped_offline(records),
+        }
+        settings = (args.seeds, args.runs, trees, args.members, args.tpe_trials, args.test_plan, True)
+        result["closed_loop"] = closed_loops(records, closed, settings, args.workers)
+        kinds = ["ranker"]
+    else:
+        records = records_in(args.records)
+        result = {
+            "records": str(args.records),
+            "runs": len(records),
+            "offline": {} if args.no_offline else offline(records, kinds, trees, args.members, tasks),
+        }
+        if args.closed_loop:
+            settings = (args.seeds, args.runs, trees, args.members, args.tpe_trials)
+            result["closed_loop"] = closed_loops(records, args.closed_loop.split(","), settings, args.workers)
     result["seconds"] = round(time.perf_counter() - started, 1)
     if args.plot is not None and result.get("closed_loop"):
         plot_closed_loop(result["closed_loop"], args.plot)
@@ -407,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=1, default=float))
         return 0
     if result["offline"]:
-        print_offline(result, args.records, kinds[0])
+        print_offline(result, args.records, kinds[0], shipped=args.test_plan is not None)
     for row in result.get("closed_loop", []):
         pct = statistics.median(r["top1_percentile"] for r in row["seeds"])
         pct3 = statistics.median(r["top3_percentile"] for r in row["seeds"])

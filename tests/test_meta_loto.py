@@ -69,3 +69,24 @@ def test_a_worker_count_below_one_is_refused_before_any_work(bench, capsys):
         bench.main(["--workers", "0", "--records", "no-such-directory"])
     assert exc.value.code == 2
     assert "--workers 0 is out of range; allowed: integers >= 1" in capsys.readouterr().err
+
+
+def test_tasks_held_out_of_the_zoo_are_ranked_by_the_shipped_parent(bench, synthetic_records):
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from sbrnn.parent.features import training_data
+    from sbrnn.parent.store import load_shipped
+
+    records = synthetic_records(120, seed=3)
+    result = bench.shipped_offline(records)["ranker"]
+    groups = {(g["task"], g["budget"]): g for g in result["by_group"]}
+    assert len(groups) == result["groups"] >= 8
+    parent, data = load_shipped()[0], training_data(records)
+    scores = parent.scores(data.X)
+    for (task, budget), group in groups.items():
+        rows = (data.task == task) & (data.budget == budget) & data.converged
+        expected = spearmanr(scores[rows], data.min_loss[rows]).statistic
+        assert group["spearman"] == pytest.approx(expected)
+        assert group["runs"] == int(((data.task == task) & (data.budget == budget)).sum())
+    assert np.isfinite(result["median_spearman"])
