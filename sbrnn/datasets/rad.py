@@ -58,9 +58,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "rad50-n5": {"n": 5},
     "rad24-n8": {"side": 24, "n": 8},
     "rad40-n6-none": {"side": 40, "n": 6, "no_anomaly_prob": 0.2},
+    "rad32-n4": {"side": 32, "n": 4},
 }
-"""The RAD variants on the embedded digits: preset name -> the options it changes. The last two are
-held out of the zoo (sweeps/zoo-test.toml)."""
+"""The RAD variants on the embedded digits: preset name -> the options it changes. The last three
+are held out of the zoo (sweeps/zoo-test.toml)."""
 SIDE_RANGE = (16, 256)
 N_RANGE = (2, 100)
 MAX_SEQUENCES = 1_000_000

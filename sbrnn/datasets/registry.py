@@ -258,6 +258,8 @@ RAD_WHY = {
     "rad28 in width, between them and the 5-image tasks in memory",
     "rad40-n6-none": "RAD at 40x40 with 6 images and a 'no anomaly' class in 20 % of sequences (held out "
     "of the zoo): rad28-n5-none's question at twice its width",
+    "rad32-n4": "RAD at 32x32 with 4 images then the query step (held out of the zoo): the shortest RAD "
+    "memory, at a width between rad28's and rad40's",
 }
 for _name, _preset in rad.PRESETS.items():
     _spec = rad.RadSpec(**_preset)
@@ -287,6 +289,14 @@ _add(
     seqdigits.build_column_digits,
     "8x8 digits read one 8-pixel column per step (held out of the zoo): seq-digits' shape, the strokes "
     "met in another order",
+)
+_add(
+    "quadrant-digits",
+    "sequential-digits",
+    (16, 10, 4, CE),
+    "digits",
+    seqdigits.build_quadrant_digits,
+    "8x8 digits read one 4x4 quarter per step (held out of the zoo): the widest and shortest digit reading",
 )
 _add(
     "pixel-digits",
@@ -370,6 +380,16 @@ _add(
     functools.partial(classic.recall, "recall-12", steps=12, symbols=5),
     "recall the symbol (1 of 5) stored at step 0 after 10 steps of distractors (held out of the zoo): "
     "delayed-recall's question at half its length",
+)
+
+_add(
+    "recall-18",
+    "classic",
+    (8, 6, 18, CE),
+    "synthetic",
+    functools.partial(classic.recall, "recall-18", steps=18, symbols=6),
+    "recall the symbol (1 of 6) stored at step 0 after 16 steps of distractors (held out of the zoo): "
+    "between recall-12 and delayed-recall",
 )
 
 # behaviour cloning -------------------------------------------------------------------------------
@@ -473,6 +493,16 @@ COLLECTED = {
         (23, 7, 50),
         "behaviour cloning of smooth random actions in Pusher-v5 (200 episodes of 100 steps, windows "
         "of 50; held out of the zoo): the Adroit tasks' question on a 7-joint arm",
+    ),
+    "swimmer-cloning": (
+        (8, 2, 50),
+        "behaviour cloning of smooth random actions in Swimmer-v5 (200 episodes of 100 steps, windows "
+        "of 50; held out of the zoo): two joints in fluid, two outputs",
+    ),
+    "halfcheetah-cloning": (
+        (17, 6, 50),
+        "behaviour cloning of smooth random actions in HalfCheetah-v5 (200 episodes of 100 steps, "
+        "windows of 50; held out of the zoo): a six-joint body that never falls",
     ),
 }
 for _name, ((_n_in, _n_out, _steps), _why) in COLLECTED.items():

@@ -80,6 +80,8 @@ COLLECTIONS = {  # dims, and why each task is in: the registry's descriptions
     # held out of the zoo (sweeps/zoo-test.toml): the parent never learns from them
     "pusher-dynamics": Collection("Pusher-v5", "pusher", DYNAMICS, "random", 200, window=20),
     "pusher-cloning": Collection("Pusher-v5", "pusher", BC, "smooth", 200, window=50),
+    "swimmer-cloning": Collection("Swimmer-v5", "swimmer", BC, "smooth", 200, 100, 50),
+    "halfcheetah-cloning": Collection("HalfCheetah-v5", "halfcheetah", BC, "smooth", 200, 100, 50),
 }
 
 

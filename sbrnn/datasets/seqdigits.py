@@ -1,7 +1,7 @@
 """Sequential digits: read an 8x8 digit a few pixels per step and name it after the last step.
 
 scikit-learn's bundled 1,797 digits (values 0-16), label the digit (10 classes, ``cross_entropy``).
-Five readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64``:
+Six readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64``:
 
 - ``rows`` (``seq-digits``): one 8-pixel image row per step, top to bottom (8 in, 8 steps).
 - ``columns`` (``column-digits``, held out of the zoo): one 8-pixel column per step, left to right,
@@ -13,6 +13,8 @@ Five readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64``
   network must hold evidence across the whole sequence.
 - ``patches`` (``patch-digits``): one 2x2 patch per step (its pixels in raster order), the 16
   patches in raster order (4 in, 16 steps).
+- ``quadrants`` (``quadrant-digits``, held out of the zoo): one 4x4 quarter of the image per step
+  (its pixels in raster order), the quarters in raster order (16 in, 4 steps).
 
 Pixels are scaled to [0, 1] then standardised with the train split's mean and standard deviation
 (one scalar each). The split is the same stratified 70 / 15 / 15 split, drawn from ``seed``, that
@@ -34,6 +36,7 @@ READINGS = {
     "pixels": "one pixel per step in raster order",
     "permuted": "one pixel per step in a fixed order drawn from permutation_seed",
     "patches": "one 2x2 patch per step (pixels in raster order), patches in raster order",
+    "quadrants": "one 4x4 quarter per step (pixels in raster order), quarters in raster order",
 }
 SPLITS = ("train", "val", "test")
 
@@ -50,6 +53,8 @@ def pixel_order(reading: str, permutation_seed: int = 0) -> torch.Tensor:
         return torch.randperm(64, generator=torch.Generator().manual_seed(permutation_seed + 104729))
     if reading == "patches":
         return torch.arange(64).view(4, 2, 4, 2).permute(0, 2, 1, 3).reshape(64)
+    if reading == "quadrants":
+        return torch.arange(64).view(2, 4, 2, 4).permute(0, 2, 1, 3).reshape(64)
     if reading == "columns":
         return torch.arange(64).view(8, 8).t().reshape(64)
     return torch.arange(64)
@@ -63,7 +68,7 @@ def _tensors(seed: int, reading: str, permutation_seed: int) -> dict[str, torch.
     labels = torch.as_tensor(bunch.target, dtype=torch.int64)
     parts = sources.stratified_split(labels, sources.DIGITS_FRACTIONS, sources.split_generator(seed))
     mean, std = images[parts[0]].mean(), images[parts[0]].std()
-    n_x = {"rows": 8, "columns": 8, "patches": 4}.get(reading, 1)
+    n_x = {"rows": 8, "columns": 8, "patches": 4, "quadrants": 16}.get(reading, 1)
     x = ((images - mean) / std)[:, pixel_order(reading, permutation_seed)].reshape(-1, 64 // n_x, n_x)
     out = {"mean": mean, "std": std}
     for split, i in zip(SPLITS, parts):
@@ -106,6 +111,11 @@ def build_seq_digits(seed: int = 0) -> Task:
 def build_column_digits(seed: int = 0) -> Task:
     """``column-digits``: 8 inputs (an image column), 8 steps, 10 classes."""
     return build("column-digits", "columns", seed)
+
+
+def build_quadrant_digits(seed: int = 0) -> Task:
+    """``quadrant-digits``: 16 inputs (a 4x4 quarter of the image), 4 steps, 10 classes."""
+    return build("quadrant-digits", "quadrants", seed)
 
 
 def build_pixel_digits(seed: int = 0) -> Task:
