@@ -439,18 +439,20 @@ def main(argv: list[str] | None = None) -> int:
     trees = 100 if args.quick and args.trees is None else args.trees
     tasks = args.tasks.split(",") if args.tasks else None
     started = time.perf_counter()
+    source = args.records if args.test_plan is None else args.test_records
     if args.test_plan is not None:
         from sbrnn.child.sweep.plan_file import load_plan
 
-        args.records = args.test_records
-        records = records_in(args.records)
+        if tasks is not None or args.quick:
+            parser.error("--tasks and --quick choose what the parent is fitted on; --test-plan fits none")
+        records = records_in(source)
         closed = (
             args.closed_loop.split(",")
             if args.closed_loop
             else [t.name for t in load_plan(args.test_plan).tasks]
         )
         result = {
-            "records": str(args.records),
+            "records": str(source),
             "runs": len(records),
             "offline": {} if args.no_offline else shipped_offline(records),
         }
@@ -458,9 +460,9 @@ def main(argv: list[str] | None = None) -> int:
         result["closed_loop"] = closed_loops(records, closed, settings, args.workers)
         kinds = ["ranker"]
     else:
-        records = records_in(args.records)
+        records = records_in(source)
         result = {
-            "records": str(args.records),
+            "records": str(source),
             "runs": len(records),
             "offline": {} if args.no_offline else offline(records, kinds, trees, args.members, tasks),
         }
@@ -474,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=1, default=float))
         return 0
     if result["offline"]:
-        print_offline(result, args.records, kinds[0], shipped=args.test_plan is not None)
+        print_offline(result, source, kinds[0], shipped=args.test_plan is not None)
     for row in result.get("closed_loop", []):
         pct = statistics.median(r["top1_percentile"] for r in row["seeds"])
         pct3 = statistics.median(r["top3_percentile"] for r in row["seeds"])

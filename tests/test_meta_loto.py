@@ -90,3 +90,9 @@ def test_tasks_held_out_of_the_zoo_are_ranked_by_the_shipped_parent(bench, synth
         assert group["spearman"] == pytest.approx(expected)
         assert group["runs"] == int(((data.task == task) & (data.budget == budget)).sum())
     assert np.isfinite(result["median_spearman"])
+
+
+def test_a_test_plan_refuses_the_options_that_choose_a_parents_fit(bench, capsys):
+    with pytest.raises(SystemExit) as info:
+        bench.main(["--test-plan", "sweeps/zoo-test.toml", "--tasks", "rad20"])
+    assert info.value.code == 2 and "--test-plan fits none" in capsys.readouterr().err
