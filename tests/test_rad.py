@@ -333,3 +333,6 @@ def test_idx_files_with_a_wrong_magic_or_length_are_refused(tmp_path):
     labels.write_bytes(b"\x00\x00\x0d\x01" + (10).to_bytes(4, "big") + bytes(40))  # float32 labels
     with pytest.raises(SbrnnError, match="magic 00000d01, allowed: 000008NN"):
         sources.mnist(tmp_path)
+    labels.write_bytes(b"\x00\x00\x08\x01" + (9).to_bytes(4, "big") + bytes(9))  # 9 labels, 10 images
+    with pytest.raises(SbrnnError, match=r"t10k files .* disagree: images \[10, 28, 28\], labels \[9\]"):
+        sources.mnist(tmp_path)

@@ -156,8 +156,9 @@ def download_mnist(
             except OSError as exc:
                 failures.append(f"{url}: {' '.join(str(exc).split())}")
                 continue
-            if hashlib.md5(blob).hexdigest() != md5[name]:
-                failures.append(f"{url}: MD5 {hashlib.md5(blob).hexdigest()}, expected {md5[name]}")
+            digest = hashlib.md5(blob).hexdigest()
+            if digest != md5[name]:
+                failures.append(f"{url}: MD5 {digest}, expected {md5[name]}")
                 continue
             part = raw / f"{name}.part"
             part.write_bytes(gzip.decompress(blob))
