@@ -17,6 +17,12 @@ the mean normalised regret of the top-1 among the task's candidates, ``(loss - b
 best)``. Tasks without TPE studies in ``--runs`` are left out and named.
 
     python benchmarks/ranker_seeds.py --runs runs/closed-loop --seeds 0,1,2 --workers 2
+
+With ``--train DIR`` the rankers are fitted on ``DIR``'s records instead (every task of them) and
+pick for the tasks of ``--records``: the tasks held out of the zoo, whose runs and TPE studies the
+held-out closed loop wrote (``benchmarks/meta_loto.py --test-plan``):
+
+    python benchmarks/ranker_seeds.py --train data/zoo-v1 --records data/zoo-test --runs RUNS
 """
 
 from __future__ import annotations
@@ -80,8 +86,8 @@ def tpe_best(runs, task: str, budget: float, tpe_seeds: int) -> list[float] | No
 
 
 def pick(args: tuple) -> dict:
-    records_dir, runs_dir, task, rankers, seeds, tpe_seeds = args
-    records, runs = _records(records_dir), _records(runs_dir)
+    records_dir, runs_dir, task, rankers, seeds, tpe_seeds, train_dir = args
+    records, runs, train = _records(records_dir), _records(runs_dir), _records(train_dir)
     budget = middle_budget(records, task)
     tpe = tpe_best(runs, task, budget, tpe_seeds)
     if tpe is None:
@@ -94,7 +100,7 @@ def pick(args: tuple) -> dict:
     losses = np.array([_loss(r) for r in candidates])
     finite = losses[np.isfinite(losses)]
     best, worst = finite.min(), finite.max()
-    data = training_data([r for r in records if r.task != task])
+    data = training_data([r for r in train if r.task != task])
     groups = group_keys(data.task, data.budget)
     X = np.stack([record_features(r) for r in candidates])
     rows = []
@@ -147,11 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="ranker subsample seeds, comma-separated")
     parser.add_argument("--tpe-seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--train", default=None, help="fit the rankers on these records (default: --records)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     tasks = args.tasks.split(",") if args.tasks else sorted({r.task for r in read_records(args.records)})
-    jobs = [(args.records, args.runs, t, RANKERS, seeds, args.tpe_seeds) for t in tasks]
+    train = args.train or args.records
+    jobs = [(args.records, args.runs, t, RANKERS, seeds, args.tpe_seeds, train) for t in tasks]
     # spawn, not fork: the parent has read records (Arrow's threads), which a forked child can hang on
     with ProcessPoolExecutor(max(1, args.workers), mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(pick, jobs))

@@ -41,3 +41,15 @@ def test_summary_counts_tasks_won_on_a_majority_of_tpe_seeds(bench):
     (s,) = bench.summarise(results, ["shipped"], [0])
     assert (s["tasks"], s["beats_tpe_tasks"], s["beats_tpe_pairs"], s["pairs"]) == (2, 1, 3, 6)
     assert (s["rad_tasks"], s["rad_beats_tpe"], s["mean_regret"]) == (1, 1, 0.25)
+
+
+def test_rankers_fitted_on_the_zoo_pick_among_a_held_out_tasks_runs(bench):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    test, loop, zoo = (str(root / "data" / d) for d in ("zoo-test", "zoo-test-loop", "zoo-v1"))
+    result = bench.pick((test, loop, "rad40-n6-none", ("shipped",), [0], 3, zoo))
+    assert result["budget"] == 43_000 and result["candidates"] == 79  # 46 swept, 3 picks, 30 TPE trials
+    assert [round(t, 4) for t in result["tpe"]] == [1.1342, 1.1102, 0.9659]  # docs/parent.md's studies
+    (row,) = result["rows"]
+    assert row["beats_tpe"] == [True, True, True] and row["regret"] == 0.0  # the closed loop's top-1
