@@ -53,3 +53,5 @@ def test_rankers_fitted_on_the_zoo_pick_among_a_held_out_tasks_runs(bench):
     assert [round(t, 4) for t in result["tpe"]] == [1.1342, 1.1102, 0.9659]  # docs/parent.md's studies
     (row,) = result["rows"]
     assert row["beats_tpe"] == [True, True, True] and row["regret"] == 0.0  # the closed loop's top-1
+    more = bench.pick((test, loop, "rad40-n6-none", ("shipped",), [0], 3, f"{zoo},{test}"))
+    assert more["candidates"] == 79 and more["tpe"] == result["tpe"]  # fitted on 40 tasks, not its own
