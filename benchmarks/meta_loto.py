@@ -439,36 +439,25 @@ def main(argv: list[str] | None = None) -> int:
     trees = 100 if args.quick and args.trees is None else args.trees
     tasks = args.tasks.split(",") if args.tasks else None
     started = time.perf_counter()
-    source = args.records if args.test_plan is None else args.test_records
-    if args.test_plan is not None:
+    test = args.test_plan is not None
+    if test and (tasks is not None or args.quick):
+        parser.error("--tasks and --quick choose what the parent is fitted on; --test-plan fits none")
+    source = args.test_records if test else args.records
+    records = records_in(source)
+    if args.no_offline:
+        ranked = {}
+    else:
+        ranked = shipped_offline(records) if test else offline(records, kinds, trees, args.members, tasks)
+    result = {"records": str(source), "runs": len(records), "offline": ranked}
+    settings: tuple = (args.seeds, args.runs, trees, args.members, args.tpe_trials)
+    closed = args.closed_loop.split(",") if args.closed_loop else []
+    if test:
         from sbrnn.child.sweep.plan_file import load_plan
 
-        if tasks is not None or args.quick:
-            parser.error("--tasks and --quick choose what the parent is fitted on; --test-plan fits none")
-        records = records_in(source)
-        closed = (
-            args.closed_loop.split(",")
-            if args.closed_loop
-            else [t.name for t in load_plan(args.test_plan).tasks]
-        )
-        result = {
-            "records": str(source),
-            "runs": len(records),
-            "offline": {} if args.no_offline else shipped_offline(records),
-        }
-        settings = (args.seeds, args.runs, trees, args.members, args.tpe_trials, args.test_plan, True)
+        closed = closed or [t.name for t in load_plan(args.test_plan).tasks]
+        settings, kinds = (*settings, args.test_plan, True), ["ranker"]
+    if closed:
         result["closed_loop"] = closed_loops(records, closed, settings, args.workers)
-        kinds = ["ranker"]
-    else:
-        records = records_in(source)
-        result = {
-            "records": str(source),
-            "runs": len(records),
-            "offline": {} if args.no_offline else offline(records, kinds, trees, args.members, tasks),
-        }
-        if args.closed_loop:
-            settings = (args.seeds, args.runs, trees, args.members, args.tpe_trials)
-            result["closed_loop"] = closed_loops(records, args.closed_loop.split(","), settings, args.workers)
     result["seconds"] = round(time.perf_counter() - started, 1)
     if args.plot is not None and result.get("closed_loop"):
         plot_closed_loop(result["closed_loop"], args.plot)
@@ -476,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=1, default=float))
         return 0
     if result["offline"]:
-        print_offline(result, source, kinds[0], shipped=args.test_plan is not None)
+        print_offline(result, source, kinds[0], shipped=test)
     for row in result.get("closed_loop", []):
         pct = statistics.median(r["top1_percentile"] for r in row["seeds"])
         pct3 = statistics.median(r["top3_percentile"] for r in row["seeds"])
