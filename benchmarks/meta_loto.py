@@ -324,7 +324,7 @@ def _tpe(built, entry, budget, seeds, trials, runs_dir) -> list[tuple[float, str
             seed=0,
             sampler_seed=seed,
             storage=str(runs_dir / "tpe.journal"),
-            study=f"loto-{task}-{budget:g}-tpe-{tune.space_tag('paper')}-{seed}",
+            study=loto.tpe_study(task, budget, "tpe", seed),
             warm_start=0,
             pruner="none",
             space="paper",

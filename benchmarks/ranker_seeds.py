@@ -4,7 +4,9 @@ For each zoo task held out in turn, the within-task ranker is fitted on every re
 ``--records`` but that task's (as ``benchmarks/meta_loto.py``'s closed loop fits it) and ranks
 every seed-0 run recorded at the task's middle budget, in ``--records`` and in ``--runs`` (the
 task's random draws, the a-priori configuration and the baselines, the closed loop's earlier
-recommendations and TPE's trials: all trained alike, data seed 0, the task's epochs and patience).
+recommendations and cold TPE's trials: all trained alike, data seed 0, the task's epochs and
+patience; the trials of warm-started studies, which ``tune_compare.py`` writes beside them, are not
+candidates).
 Its top-1 is a run with a known loss, so no training is needed: a cheap stand-in for the closed
 loop, with more candidates of known quality than a recommendation's fresh draws have.
 
@@ -42,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sbrnn.child import tune
+from sbrnn.parent import loto
 from sbrnn.parent.features import record_features, training_data
 from sbrnn.parent.models import ConfigRanker, group_keys
 from sbrnn.records import read_records
@@ -80,7 +82,7 @@ def tpe_best(runs, task: str, budget: float, tpe_seeds: int) -> list[float] | No
     """TPE's best minimum validation loss over its first :data:`TRIALS` trials, per sampler seed."""
     out = []
     for seed in range(tpe_seeds):
-        study = f"loto-{task}-{budget:g}-tpe-{tune.space_tag('paper')}-{seed}"
+        study = loto.tpe_study(task, budget, "tpe", seed)
         trials = [r for r in runs if r.study == study and r.trial is not None and r.trial < TRIALS]
         if len(trials) < TRIALS:
             return None
@@ -96,8 +98,11 @@ def pick(args: tuple) -> dict:
     tpe = tpe_best(runs, task, budget, tpe_seeds)
     if tpe is None:
         return {"task": task, "budget": budget, "tpe": None}
+    cold = {loto.tpe_study(task, budget, "tpe", seed) for seed in range(tpe_seeds)}
     candidates, seen = [], set()
     for r in (*records, *runs):
+        if r.study is not None and r.study not in cold:
+            continue
         if r.task == task and r.budget == budget and r.seed == 0 and r.run_id not in seen:
             seen.add(r.run_id)
             candidates.append(r)

@@ -19,6 +19,20 @@ sbrnn record in ``--runs`` with the study in ``--runs/studies.journal`` (rerunni
 
     python benchmarks/tune_compare.py --tasks rad20,seq-digits,hopper-dynamics --seeds 3 --trials 30
     python benchmarks/tune_compare.py --quick            # one small task, 1 seed, 8 trials
+
+**Held-out tasks** (``--test-plan``): the tasks of a plan that were never in the zoo
+(``sweeps/zoo-test.toml``), their random draws from ``--test-records``, and the parent that ships
+with sbrnn (fitted on the whole zoo) in place of one fitted without the task: what a user who runs
+``sbrnn child tune --warm-start 5`` on a new task gets. Each task is compared at the plan's budget,
+trial by trial and by the tally of tasks where warm-started TPE's best of 5 and of 10 trials beat
+cold TPE's best of 10 on a majority of sampler seeds.
+
+    python benchmarks/tune_compare.py --test-plan sweeps/zoo-test.toml --test-records data/zoo-test \
+        --variants tpe,tpe+parent --trials 10 --runs RUNS
+
+Study names and the journal (``RUNS/tpe.journal``) are those of ``meta_loto.py``'s closed loop
+(:func:`sbrnn.parent.loto.tpe_study`), whose cold TPE studies have the same settings: with a copy
+of ``data/zoo-test-loop`` as ``RUNS``, only the warm-started studies are trained.
 """
 
 from __future__ import annotations
@@ -30,19 +44,19 @@ import sys
 from pathlib import Path
 
 from sbrnn.parent.features import records_in
-from sbrnn.parent.loto import expected_best_of_random
+from sbrnn.parent.loto import expected_best_of_random, tpe_study
 
 PLAN = Path(__file__).resolve().parent.parent / "sweeps" / "zoo-v1.toml"
 KS = (1, 5, 10, 20, 30)
 VARIANTS = {"tpe": (0, "none"), "tpe+parent": (5, "none"), "tpe+parent+median": (5, "median")}
 
 
-def _entry(task: str):
+def _entry(task: str, plan: Path):
     from sbrnn.child.sweep.plan_file import load_plan
     from sbrnn.errors import SbrnnError
 
     try:
-        return load_plan(PLAN).task(task)
+        return load_plan(plan).task(task)
     except SbrnnError as exc:
         raise SystemExit(str(exc)) from exc
 
@@ -56,8 +70,9 @@ def best_so_far(values: list[float]) -> list[float]:
 
 
 def study(task, entry, budget, trials, variant, seed, runs, parent):
-    """One study's per-trial minimum validation losses (pruned and failed runs count as inf) and
-    the epochs each trial ran, in trial order."""
+    """One study's per-trial minimum validation losses (pruned and failed runs count as inf) and the
+    epochs each trial ran, in trial order, and the parent's ranks its warm start trained (a rank
+    outside the space, such as an LSTM, is skipped)."""
     from sbrnn.child import tune
     from sbrnn.datasets.summary import build_checked
     from sbrnn.records import read_records
@@ -74,8 +89,8 @@ def study(task, entry, budget, trials, variant, seed, runs, parent):
         batch_size=entry.batch_size,
         seed=0,
         sampler_seed=seed,
-        storage=str(runs / "studies.journal"),
-        study=f"{task}-{budget:g}-{variant}-{tune.space_tag('paper')}-{seed}",
+        storage=str(runs / "tpe.journal"),
+        study=tpe_study(task, budget, variant, seed),
         warm_start=warm,
         pruner=pruner,
         space="paper",
@@ -90,13 +105,16 @@ def study(task, entry, budget, trials, variant, seed, runs, parent):
     losses = [
         r.min_val_loss if r.status == "ok" and r.min_val_loss is not None else float("inf") for r in mine
     ]
-    return losses, [len(r.val_loss) for r in mine]
+    warm_ranks = sorted(int(r.label.split()[-1]) for r in mine if (r.label or "").startswith("warm start"))
+    return losses, [len(r.val_loss) for r in mine], warm_ranks
 
 
-def compare(records, task: str, seeds: int, trials: int, runs: Path) -> dict:
+def compare(records, task: str, seeds: int, trials: int, runs: Path, parent, plan: Path, variants) -> dict:
+    """The searches ``variants`` for ``task`` at its middle budget of ``plan``; ``parent`` warm-starts
+    them (None: one fitted on ``records`` without the task)."""
     from sbrnn.parent.evaluate import fit_held_out
 
-    entry = _entry(task)
+    entry = _entry(task, plan)
     budget = sorted(entry.budgets)[len(entry.budgets) // 2]
     drawn = [
         r.min_val_loss if r.status == "ok" else float("inf")
@@ -113,15 +131,20 @@ def compare(records, task: str, seeds: int, trials: int, runs: Path) -> dict:
             str(k): expected_best_of_random([min(d, worst) for d in drawn], k) for k in KS if k <= len(drawn)
         },
     }
-    parent = fit_held_out(records, task)
+    parent = fit_held_out(records, task) if parent is None else parent
     per_seed = {}
-    for variant in VARIANTS:
+    for variant in variants:
+        warm = VARIANTS[variant][0]
         curves, epochs = [], []
         for seed in range(seeds):
-            losses, ran = study(task, entry, budget, trials, variant, seed, runs, parent)
+            losses, ran, warm_ranks = study(task, entry, budget, trials, variant, seed, runs, parent)
             curves.append(best_so_far(losses))
             epochs.append(best_so_far_epochs(ran))
+            if warm:
+                out.setdefault(variant + " warm ranks", []).append(warm_ranks)
         per_seed[variant] = (curves, epochs)
+        out[variant + " seeds"] = [c[-1] for c in curves]
+        out[variant + " seeds@5"] = [c[min(5, trials) - 1] for c in curves]
         out[variant + " curve"] = [statistics.median(c[i] for c in curves) for i in range(trials)]
         out[variant] = {str(k): statistics.median(c[k - 1] for c in curves) for k in KS if k <= trials}
         out[variant + " epochs"] = {
@@ -130,6 +153,13 @@ def compare(records, task: str, seeds: int, trials: int, runs: Path) -> dict:
     cold_best = out["tpe"][str(min(trials, 30))] if str(min(trials, 30)) in out["tpe"] else None
     warm10 = out["tpe+parent"].get("10")
     out["warm_reaches_cold_best_in_10"] = None if cold_best is None or warm10 is None else warm10 <= cold_best
+    # Per sampler seed: does warm-started TPE's best of k trials beat cold TPE's best of 10?
+    cold10 = [c[min(10, trials) - 1] for c in per_seed["tpe"][0]]
+    out["warm_beats_cold_at_10"] = {
+        str(k): [c[k - 1] < cold for c, cold in zip(per_seed["tpe+parent"][0], cold10)]
+        for k in (1, 5, 10)
+        if k <= trials
+    }
     # Compute to reach cold TPE's best: per seed, the epochs a study had spent when its best-so-far
     # first matched the cold study of the same sampler seed (None where it never did).
     reach = {
@@ -137,13 +167,14 @@ def compare(records, task: str, seeds: int, trials: int, runs: Path) -> dict:
             epochs_to_reach(curve, spent, cold[-1])
             for curve, spent, cold in zip(*per_seed[variant], per_seed["tpe"][0])
         ]
-        for variant in VARIANTS
+        for variant in variants
     }
     out["epochs_to_cold_best"] = reach
-    out["pruned_half_epochs"] = [
-        p is not None and c is not None and p <= c / 2
-        for p, c in zip(reach["tpe+parent+median"], reach["tpe"])
-    ]
+    if "tpe+parent+median" in reach:
+        out["pruned_half_epochs"] = [
+            p is not None and c is not None and p <= c / 2
+            for p, c in zip(reach["tpe+parent+median"], reach["tpe"])
+        ]
     return out
 
 
@@ -172,13 +203,21 @@ def plot(rows: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.4), squeeze=False)
-    for ax, row in zip(axes[0], rows):
+    columns = min(len(rows), 4)
+    lines = -(-len(rows) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 3.4 * lines), squeeze=False)
+    for ax in axes.flat[len(rows) :]:
+        ax.set_visible(False)
+    for ax, row in zip(axes.flat, rows):
         ks = [int(k) for k in row["random"]]
         ax.plot(ks, list(row["random"].values()), "k--", label="random (expected)")
         for name in VARIANTS:
-            curve = row[name + " curve"]
-            ax.plot(range(1, len(curve) + 1), curve, label=name)
+            if name + " curve" in row:
+                curve = row[name + " curve"]
+                ax.plot(range(1, len(curve) + 1), curve, label=name)
+        values = [v for line in ax.get_lines() for v in line.get_ydata() if 0 < v < float("inf")]
+        if values and max(values) > 100 * min(values):  # losses near zero (a solved task): decades
+            ax.set_yscale("log")
         ax.set_title(f"{row['task']} at {row['budget']:,.0f}")
         ax.set_xlabel("trials")
         ax.set_ylabel("best min. validation loss")
@@ -190,35 +229,79 @@ def plot(rows: list[dict], path: Path) -> Path:
     return path
 
 
+def tally(rows: list[dict]) -> dict:
+    """Per k: on how many tasks warm-started TPE's best of k trials beat cold TPE's best of 10 on a
+    majority of sampler seeds, and on how many task-seed pairs."""
+    out = {}
+    for k in ("1", "5", "10"):
+        wins = [row["warm_beats_cold_at_10"][k] for row in rows if k in row["warm_beats_cold_at_10"]]
+        out[k] = {
+            "tasks": sum(sum(w) > len(w) / 2 for w in wins),
+            "pairs": sum(map(sum, wins)),
+            "of_tasks": len(wins),
+            "of_pairs": sum(map(len, wins)),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=Path, default=Path("data/zoo-v1"))
-    parser.add_argument("--tasks", default="seq-digits")
+    parser.add_argument(
+        "--tasks", default=None, help="comma-separated tasks (default seq-digits; all with --test-plan)"
+    )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="searches to run, of " + ", ".join(VARIANTS)
+    )
     parser.add_argument("--runs", type=Path, default=Path("runs/tune-compare"))
     parser.add_argument("--quick", action="store_true", help="one small task, one seed, 8 trials")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", type=Path, default=None, help="write the best-so-far curves to this PNG")
+    parser.add_argument(
+        "--test-plan",
+        type=Path,
+        default=None,
+        help="tasks never in the zoo (a plan file): the shipped parent warm-starts TPE on them",
+    )
+    parser.add_argument("--test-records", type=Path, default=Path("data/zoo-test"))
     args = parser.parse_args(argv)
+    variants = args.variants.split(",")
+    if any(v not in VARIANTS for v in variants) or not {"tpe", "tpe+parent"} <= set(variants):
+        parser.error(
+            f"--variants {args.variants!r}: allowed are {', '.join(VARIANTS)}, with tpe and tpe+parent"
+        )
     if args.quick:
+        if args.test_plan is not None:
+            parser.error("--quick chooses a zoo task; --test-plan takes the plan's tasks")
         args.tasks, args.seeds, args.trials = "toy-regression", 1, 8
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    records = records_in(args.records)
-    rows = [compare(records, task, args.seeds, args.trials, args.runs) for task in args.tasks.split(",")]
+    if args.test_plan is not None:
+        from sbrnn.child.sweep.plan_file import load_plan
+        from sbrnn.parent.store import load_shipped
+
+        plan, records, parent = args.test_plan, records_in(args.test_records), load_shipped()[0]
+        tasks = args.tasks.split(",") if args.tasks else [t.name for t in load_plan(plan).tasks]
+    else:
+        plan, records, parent = PLAN, records_in(args.records), None
+        tasks = (args.tasks or "seq-digits").split(",")
+    rows = [
+        compare(records, task, args.seeds, args.trials, args.runs, parent, plan, variants) for task in tasks
+    ]
     if args.plot is not None:
         plot(rows, args.plot)
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps({"tasks": rows, "tally": tally(rows)}, indent=1))
         return 0
     for row in rows:
         print(
             f"{row['task']} at budget {row['budget']:,.0f} ({row['random_draws']} recorded random draws); "
             f"best minimum validation loss after k trials, median over seeds (epochs spent):"
         )
-        for name in ("random", *VARIANTS):
+        for name in ("random", *variants):
             cells = []
             for k in KS:
                 value = row[name].get(str(k))
@@ -227,11 +310,22 @@ def main(argv: list[str] | None = None) -> int:
                 spent = row.get(name + " epochs", {}).get(str(k))
                 cells.append(f"k={k}: {value:.4g}" + (f" ({spent:.0f} ep)" if spent is not None else ""))
             print(f"  {name:18s} " + "  ".join(cells))
+        for ranks in map(list, {tuple(r) for r in row["tpe+parent warm ranks"]}):
+            print(f"  warm start trained the parent's ranks {ranks} of its top {VARIANTS['tpe+parent'][0]}")
         print(f"  warm start reaches cold TPE's best within 10 trials: {row['warm_reaches_cold_best_in_10']}")
         print(
             "  epochs to reach cold TPE's best, per seed: "
-            + "; ".join(f"{name} {row['epochs_to_cold_best'][name]}" for name in VARIANTS)
-            + f"; pruned study within half of cold's epochs: {row['pruned_half_epochs']}"
+            + "; ".join(f"{name} {row['epochs_to_cold_best'][name]}" for name in variants)
+            + (
+                f"; pruned study within half of cold's epochs: {row['pruned_half_epochs']}"
+                if "pruned_half_epochs" in row
+                else ""
+            )
+        )
+    for k, t in tally(rows).items():
+        print(
+            f"warm-started TPE's best of {k} beats cold TPE's best of 10 on {t['tasks']} of "
+            f"{t['of_tasks']} tasks (a majority of seeds), {t['pairs']} of {t['of_pairs']} task-seed pairs"
         )
     return 0
 

@@ -35,3 +35,46 @@ def test_plot_writes_one_panel_per_task(bench, tmp_path):
     }
     path = bench.plot([row, {**row, "task": "seq-digits"}], tmp_path / "tune.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tally_counts_tasks_won_on_a_majority_of_seeds(bench):
+    rows = [
+        {"warm_beats_cold_at_10": {"1": [True, False, False], "5": [True, True, False], "10": [True] * 3}},
+        {"warm_beats_cold_at_10": {"1": [False] * 3, "5": [False, False, True], "10": [True, True, False]}},
+    ]
+    assert bench.tally(rows) == {
+        "1": {"tasks": 0, "pairs": 1, "of_tasks": 2, "of_pairs": 6},
+        "5": {"tasks": 1, "pairs": 3, "of_tasks": 2, "of_pairs": 6},
+        "10": {"tasks": 2, "pairs": 5, "of_tasks": 2, "of_pairs": 6},
+    }
+
+
+def test_cold_studies_are_the_closed_loops_so_one_trains_them_for_both(bench, tmp_path, monkeypatch):
+    """tune_compare's cold TPE study and meta_loto's closed-loop TPE study of a task have the same
+    name, journal and settings: with the closed loop's runs as ``--runs`` they are read, not retrained."""
+    from types import SimpleNamespace
+
+    from sbrnn.child import tune
+    from sbrnn.child.sweep.plan_file import load_plan
+    from sbrnn.datasets.summary import build_checked
+
+    seen = []
+
+    def fake_tune(settings, task, **_):
+        seen.append(settings)
+        return SimpleNamespace(best=None, warm_start=SimpleNamespace(notes=()))
+
+    monkeypatch.setattr(tune, "tune", fake_tune)
+    entry = load_plan(bench.PLAN.parent / "zoo-test.toml").task("recall-12")
+    bench.study("recall-12", entry, 7600.0, 10, "tpe", 1, tmp_path, None)
+    meta = imported_benchmark("meta_loto")
+    meta_loto = next(meta)
+    try:
+        meta_loto._tpe(build_checked("recall-12", 0, entry.options), entry, 7600.0, 2, 10, tmp_path)
+    finally:
+        next(meta, None)
+    ours, theirs = seen[0], seen[2]  # sampler seed 1 of each
+    assert ours.study_name == theirs.study_name == f"loto-recall-12-7600-tpe-{tune.space_tag('paper')}-1"
+    assert ours.storage == theirs.storage == str(tmp_path / "tpe.journal")
+    assert ours.identity() == theirs.identity() and ours.trials == theirs.trials == 10
+    assert (ours.warm_start, ours.pruner, ours.sampler_seed) == (theirs.warm_start, theirs.pruner, 1)

@@ -34,6 +34,16 @@ FitPredict = Callable[[TrainingData, TrainingData], np.ndarray]
 """``fit_predict(train, test) -> scores [len(test)]`` (lower = better): fit on ``train``, score ``test``."""
 
 
+def tpe_study(task: str, budget: float, search: str, seed: int) -> str:
+    """The Optuna study of one search of the closed-loop benchmarks (``benchmarks/meta_loto.py``,
+    ``tune_compare.py``, ``ranker_seeds.py``): ``search`` (``tpe``, ``tpe+parent``, ...) for ``task``
+    at ``budget`` with sampler ``seed`` in the paper's space, ``loto-<task>-<budget>-<search>-<space
+    tag>-<seed>``. One name for all three, so a cold TPE study one of them trained serves the others."""
+    from sbrnn.child.tune import space_tag
+
+    return f"loto-{task}-{budget:g}-{search}-{space_tag('paper')}-{seed}"
+
+
 def expected_best_of_random(values: np.ndarray, k: int) -> float:
     """``E[min]`` of ``k`` values drawn without replacement from ``values`` (exact)."""
     v = np.sort(np.asarray(values, dtype=np.float64))
