@@ -262,6 +262,11 @@ def test_cli_json_then_table_on_sqlite(tmp_path, parent_dir):
     [
         (["--pruner", "hyperband"], "pruner 'hyperband' is unknown; allowed: median, asha, none"),
         (["--space", "huge"], "space 'huge' is unknown; allowed: paper, wide"),
+        (["--archs", "sbrnn,gru"], "arch 'gru' is unknown; allowed: sbrnn, lstm"),
+        (
+            ["--archs", "lstm,lstm"],
+            "archs 'lstm,lstm' is not allowed; allowed: distinct names of sbrnn, lstm",
+        ),
         (["--warm-start", "2", "--no-warm-start"], "give either --warm-start K or --no-warm-start"),
         (["--trials", "0"], "--trials 0 is out of range"),
     ],
@@ -368,3 +373,54 @@ def test_kill_9_in_a_trial_then_the_same_command_finishes(tmp_path):
         and summary["states"] == {"complete": 2, "fail": 1}
     )
     assert sorted(recorded(s)) == [1, 2]
+
+
+@needs_optuna
+def test_a_study_of_two_architectures_takes_the_lstm_a_parent_ranks_first(tmp_path, task, monkeypatch):
+    """With ``archs = (sbrnn, lstm)`` the warm start enqueues an LSTM recommendation (only ``arch`` and
+    ``lr``), every trial draws the parameters of its architecture, and records say which it trained;
+    an sbrnn-only study skips that rank with a note, and neither continues the other."""
+    from types import SimpleNamespace
+
+    from sbrnn.errors import SbrnnError
+    from sbrnn.parent import recommend as recommending
+
+    ones, zeros, stds = ((1.0,) * 3,) * 2, ((0.0,) * 3,) * 2, ((0.05,) * 3,) * 2
+    top = [
+        SimpleNamespace(rank=1, arch="lstm", densities=None, means=None, stds=None, lr=1e-3),
+        SimpleNamespace(rank=2, arch="dense", densities=ones, means=zeros, stds=stds, lr=2e-3),
+    ]
+    made = SimpleNamespace(top=top, parent={"name": "stub"}, mode="ranked")
+    monkeypatch.setattr(recommending, "recommend", lambda *args, **kwargs: made)
+
+    both = settings(tmp_path, trials=6, warm_start=2, archs=("sbrnn", "lstm"), study="both")
+    summary = tuning.tune(both, task, parent=SimpleNamespace(name="stub"))
+    assert summary.warm_start.enqueued == 2 and summary.archs == ("sbrnn", "lstm")
+    trials, runs = load(both).trials, recorded(both)
+    assert trials[0].params == {"arch": "lstm", "lr": 1e-3} and runs[0].label == "warm start 1"
+    assert (
+        trials[1].params["arch"] == "sbrnn"
+        and trials[1].params["d_hh"] == 1.0
+        and len(trials[1].params) == 20
+    )
+    for trial in trials:
+        sparse = trial.params["arch"] == "sbrnn"
+        assert runs[trial.number].arch == trial.params["arch"] and len(trial.params) == (20 if sparse else 2)
+        assert runs[trial.number].lr == pytest.approx(trial.params["lr"])
+    assert {row.arch for row in summary.top} <= {"sbrnn", "lstm"}
+
+    journal = dict(storage=str(tmp_path / "runs" / "optuna.journal"), records=tmp_path / "sparse-runs")
+    sparse_only = settings(tmp_path, trials=1, warm_start=2, study="sparse", **journal)
+    summary = tuning.tune(sparse_only, task, parent=SimpleNamespace(name="stub"))
+    assert summary.warm_start.enqueued == 1 and summary.archs == ("sbrnn",)
+    assert summary.warm_start.notes == (
+        "warm start 1 skipped: its lstm is not among the study's architectures (sbrnn)",
+    )
+    assert recorded(sparse_only)[0].label == "warm start 2" and "archs" not in sparse_only.identity()
+    with pytest.raises(SbrnnError, match=r"tunes archs = \['sbrnn', 'lstm'\], not \['sbrnn'\]"):
+        tuning.tune(settings(tmp_path, trials=7, warm_start=0, study="both"), task)
+    with pytest.raises(SbrnnError, match=r"tunes archs = \['sbrnn'\], not \['sbrnn', 'lstm'\]"):
+        tuning.tune(
+            settings(tmp_path, trials=2, warm_start=0, archs=("sbrnn", "lstm"), study="sparse", **journal),
+            task,
+        )

@@ -25,10 +25,17 @@ study name and trial number (:func:`tuned_run_id`): two trials are two runs, eve
 Warm start: the parent's top-K recommendations for the task (dims, length, loss, traits) and budget
 are enqueued before the sampler's own trials, labelled ``warm start 1`` .. ``K``, and the parent
 is named in the study's user attribute ``warm_start``. A rank already in the study (waiting,
-running or finished) is never enqueued again; an LSTM recommendation is skipped (the space has
-no LSTM; dense and uniform are all densities at 1 or at 0.2), and values outside the space are
-clipped into it, each with a note. (Processes started at the same instant on a new study may both
-enqueue it: each copy is then a trial and a record of its own. Start one process first.)
+running or finished) is never enqueued again; an LSTM recommendation is skipped unless the study
+chooses between architectures (dense and uniform are all densities at 1 or at 0.2), and values
+outside the space are clipped into it, each with a note. (Processes started at the same instant on
+a new study may both enqueue it: each copy is then a trial and a record of its own. Start one
+process first.)
+
+Architectures: by default every trial is a sparse child. A study of ``archs = ("sbrnn", "lstm")``
+also chooses the architecture, the categorical parameter ``arch``: an LSTM trial draws only ``lr``
+(its ``h`` follows from the budget), an sbrnn trial the 19 as above (Optuna's define-by-run
+conditional space), so a parent that ranks the equal-budget LSTM first can warm-start the study
+with it.
 
 Resume and concurrency: the target is ``trials`` trials in the study that trained (COMPLETE,
 PRUNED, and FAIL with a record). A trial cut short (Ctrl-C, kill -9) ends FAIL without a record,
@@ -86,6 +93,8 @@ POLL_S = 5.0
 """Seconds between looks at the study while waiting for other processes' trials."""
 DEFAULT_WARM_START = 3
 """Parent recommendations enqueued when ``warm_start`` is not given."""
+ARCHS = ("sbrnn", "lstm")
+"""Architectures a study may choose between (``TuneSettings.archs``); the default is sbrnn only."""
 DEFAULT_JOURNAL = "optuna.journal"
 """The study's journal file inside the records directory when no storage is given."""
 PRUNERS = ("median", "asha", "none")
@@ -184,6 +193,8 @@ class TuneSettings:
             epochs on, after :data:`MEDIAN_STARTUP` trials), ``asha`` (asynchronous successive
             halving, Optuna's defaults) or ``none``.
         space: a key of :data:`SPACES`.
+        archs: the architectures the study chooses between (of :data:`ARCHS`); sbrnn only by
+            default, where no trial has an ``arch`` parameter.
         device, threads: as :func:`sbrnn.child.train.train_run` takes them.
     """
 
@@ -204,10 +215,18 @@ class TuneSettings:
     threads: int | None = 1
     patience: int | None = None
     sampler_seed: int | None = None
+    archs: tuple[str, ...] = ("sbrnn",)
 
     def __post_init__(self) -> None:
         check_choice("pruner", self.pruner, PRUNERS)
         check_choice("space", self.space, tuple(SPACES))
+        for arch in self.archs:
+            check_choice("arch", arch, ARCHS)
+        if not self.archs or len(set(self.archs)) != len(self.archs):
+            raise SbrnnError(
+                f"archs {','.join(self.archs) or '(none)'!r} is not allowed; allowed: distinct names of "
+                + ", ".join(ARCHS)
+            )
         for name, value, least in (
             ("trials", self.trials, 1),
             ("warm start", self.warm_start, 0),
@@ -217,7 +236,8 @@ class TuneSettings:
                 raise SbrnnError(f"{name} = {value} is out of range; allowed: integers >= {least}")
         if not self.budget > 0:
             raise SbrnnError(f"budget = {self.budget:g} is out of range; allowed: a number > 0")
-        self.config({name: r.low for name, r in SPACES[self.space].items()})  # RunConfig checks the rest
+        for arch in self.archs:  # RunConfig checks the rest
+            self.config({"arch": arch, **{name: r.low for name, r in self.ranges(arch).items()}})
 
     @property
     def storage_spec(self) -> str:
@@ -235,23 +255,33 @@ class TuneSettings:
         """What every trial of the study shares: a study made with other values is refused."""
         keys = ("task", "task_options", "budget", "epochs", "batch_size", "seed", "space", "patience")
         made = {k: getattr(self, k) for k in keys} | {"ranges": space_ranges(self.space)}
+        if self.archs != ("sbrnn",):  # sbrnn-only studies keep the identity they had before archs
+            made["archs"] = list(self.archs)
         return json.loads(json.dumps(made))
 
+    def ranges(self, arch: str) -> dict[str, Range]:
+        """The hyperparameters a trial of ``arch`` draws: the space's 19 for sbrnn, ``lr`` for an LSTM."""
+        space = SPACES[self.space]
+        return {"lr": space["lr"]} if arch == "lstm" else space
+
     def config(self, params: dict) -> RunConfig:
-        """The run of a trial with hyperparameters ``params`` (named as the record columns)."""
-        densities, means, stds = (_grid(params, prefix) for prefix in ("d", "mu", "sigma"))
+        """The run of a trial with hyperparameters ``params`` (named as the record columns; ``arch``
+        where the study chooses it, else its one architecture)."""
+        arch = params.get("arch", self.archs[0])
+        sparse = arch == "sbrnn"
         return RunConfig(
             task=self.task,
             task_options=self.task_options,
+            arch=arch,
             budget=self.budget,
             lr=params["lr"],
             epochs=self.epochs,
             batch_size=self.batch_size,
             seed=self.seed,
             patience=self.patience,
-            densities=densities,
-            means=means,
-            stds=stds,
+            densities=_grid(params, "d") if sparse else None,
+            means=_grid(params, "mu") if sparse else None,
+            stds=_grid(params, "sigma") if sparse else None,
         )
 
 
@@ -266,15 +296,20 @@ def tuned_run_id(config: RunConfig, study: str, trial: int) -> str:
     return hashlib.sha256(f"{config.run_id()}/{study}/{trial}".encode()).hexdigest()[:16]
 
 
-def recommendation_params(scored) -> dict | None:
-    """A recommended configuration (:class:`sbrnn.parent.recommend.Scored`) as trial parameters;
-    None for an LSTM, which no sbrnn space can express (dense and uniform are block grids)."""
-    if scored.densities is None:
+def recommendation_params(scored, archs: tuple[str, ...] = ("sbrnn",)) -> dict | None:
+    """A recommended configuration (:class:`sbrnn.parent.recommend.Scored`) as the parameters of a
+    trial of a study of ``archs``; None where its architecture is not one of them (dense and uniform
+    are sbrnn block grids). ``arch`` is a parameter only where the study chooses between several."""
+    arch = "sbrnn" if scored.densities is not None else "lstm"
+    if arch not in archs:
         return None
+    chosen = {"arch": arch} if len(archs) > 1 else {}
+    if arch == "lstm":
+        return {**chosen, "lr": float(scored.lr)}
     params = {}
     for prefix, grid in (("d", scored.densities), ("mu", scored.means), ("sigma", scored.stds)):
         params.update({f"{prefix}_{b}": float(v) for b, v in grid_blocks(grid).items()})
-    return {**params, "lr": float(scored.lr)}
+    return {**chosen, **params, "lr": float(scored.lr)}
 
 
 def open_storage(spec: str, heartbeat: bool = False):
@@ -470,15 +505,19 @@ class _WarmStarter:
                 seed=self.settings.seed,
                 task_name=self.task.name,
             )
-        top, space = self.recommendation.top, SPACES[self.settings.space]
+        top, space, archs = self.recommendation.top, SPACES[self.settings.space], self.settings.archs
         for rank in missing:
-            params = recommendation_params(top[rank - 1]) if rank <= len(top) else None
+            params = recommendation_params(top[rank - 1], archs) if rank <= len(top) else None
             if params is None:
-                why = f"its {top[rank - 1].arch} is not in the space" if rank <= len(top) else "it gave fewer"
+                why = (
+                    f"its {top[rank - 1].arch} is not among the study's architectures ({', '.join(archs)})"
+                    if rank <= len(top)
+                    else "it gave fewer"
+                )
                 self.notes.append(f"warm start {rank} skipped: {why}")
                 skipped.add(rank)
                 continue
-            clipped = {name: space[name].clip(v) for name, v in params.items()}
+            clipped = {name: space[name].clip(v) if name in space else v for name, v in params.items()}
             moved = [f"{name} {params[name]:g} -> {v:g}" for name, v in clipped.items() if v != params[name]]
             if moved:
                 where = f"the {self.settings.space} space"
@@ -537,11 +576,13 @@ class _Objective:
         self.liveness.claim(trial)
         label = trial.user_attrs.get(LABEL) or "tpe"
         trial.set_user_attr(LABEL, label)
+        archs = settings.archs
+        arch = trial.suggest_categorical("arch", archs) if len(archs) > 1 else archs[0]
         params = {  # clip: onto the grid without float noise (0.48, not 0.48000000000000004)
             name: r.clip(trial.suggest_float(name, r.low, r.high, step=r.step, log=r.log))
-            for name, r in SPACES[settings.space].items()
+            for name, r in settings.ranges(arch).items()
         }
-        config = settings.config(params)
+        config = settings.config({"arch": arch, **params})
 
         def report(epoch: int, metrics: dict) -> bool:
             trial.report(metrics["val_loss"], epoch)
@@ -594,11 +635,23 @@ class TrialRow:
             trial.user_attrs.get(STATUS),
             len(trial.intermediate_values),
             trial.user_attrs.get(RUN_ID),
-            {name: float(f"{v:.12g}") for name, v in trial.params.items()},  # 0.69, not 0.6900000000000001
+            {  # 0.69, not 0.6900000000000001; the architecture as its name
+                name: v if isinstance(v, str) else float(f"{v:.12g}") for name, v in trial.params.items()
+            },
         )
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def arch(self) -> str | None:
+        """The trial's architecture: its ``arch`` parameter where the study chooses one, else sbrnn
+        where it drew densities and lstm where it drew only ``lr`` (None before it drew any)."""
+        if "arch" in self.params:
+            return str(self.params["arch"])
+        if self.densities is not None:
+            return "sbrnn"
+        return "lstm" if "lr" in self.params else None
 
     @property
     def densities(self) -> str | None:
@@ -655,6 +708,7 @@ class TuneSummary:
     warm_start: WarmStart
     pruner: str
     space: str
+    archs: tuple[str, ...]
     records: str
     stopped: bool
 
@@ -692,10 +746,11 @@ def _open_study(settings: TuneSettings, storage, pruner):
     if made is None:
         study.set_user_attr(STUDY_ATTR, identity)
     elif made != identity:
-        key = next(k for k in identity if made.get(k) != identity[k])
+        made, identity = ({"archs": ["sbrnn"], **d} for d in (made, identity))  # sbrnn-only: no archs key
+        key = next(k for k in {**made, **identity} if made.get(k) != identity.get(k))
         raise SbrnnError(
-            f"study {name!r} in {spec!r} tunes {key} = {made.get(key)!r}, not {identity[key]!r}; allowed: "
-            "the study's own settings, or another study name"
+            f"study {name!r} in {spec!r} tunes {key} = {made.get(key)!r}, not {identity.get(key)!r}; "
+            "allowed: the study's own settings, or another study name"
         )
     return study
 
@@ -776,6 +831,7 @@ def tune(
         warm_start=warm.info(),
         pruner=settings.pruner if pruner is None else type(pruner).__name__,
         space=settings.space,
+        archs=settings.archs,
         records=str(settings.records),
         stopped=stopped,
     )

@@ -615,6 +615,7 @@ TRIAL_COLUMNS = (
     Column("label"),
     number("value", "min val loss", ".4f"),
     number("epochs"),
+    Column("arch"),
     number("lr", fmt=".3g"),
     Column("densities"),
     Column("run_id", "run id"),
@@ -638,6 +639,7 @@ def _tune_fields(summary) -> list[tuple[str, str]]:
         ("best", "-" if best is None else f"{best.value:.4f} (trial {best.number}, {best.label})"),
         ("warm start", "; ".join(line for line in [warm_line, *warm.notes] if line) or "none"),
         ("pruner, space", f"{summary.pruner}, {summary.space}"),
+        ("architectures", ", ".join(summary.archs)),
         ("records", summary.records),
     ]
 
@@ -670,6 +672,13 @@ def tune(
     ] = None,
     pruner: Annotated[str, typer.Option(help="median, asha or none.")] = "median",
     space: Annotated[str, typer.Option(help="Search space: paper (the sweep's ranges) or wide.")] = "paper",
+    archs: Annotated[
+        str,
+        typer.Option(
+            help="Architectures the study chooses between, comma-separated: sbrnn, lstm (an LSTM trial "
+            "draws only its learning rate)."
+        ),
+    ] = "sbrnn",
     batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 16,
     seed: Annotated[
         int, typer.Option(help="Task data, masks, init and data order of every trial; seeds the sampler.")
@@ -716,6 +725,7 @@ def tune(
         threads=threads,
         patience=patience,
         sampler_seed=sampler_seed,
+        archs=tuple(a.strip() for a in archs.split(",")),
     )
     resolve_device(device)
     parent, parent_note = tuning.load_warm_start_parent(model) if settings.warm_start else (None, None)
@@ -746,7 +756,10 @@ def tune(
         print_json(summary)
     else:
         render_fields(_tune_fields(summary), title=f"Study {summary.study}: {task} at budget {budget:,.0f}")
-        rows = [{**r.to_dict(), "lr": r.params.get("lr"), "densities": r.densities} for r in summary.top]
+        rows = [
+            {**r.to_dict(), "arch": r.arch, "lr": r.params.get("lr"), "densities": r.densities or "-"}
+            for r in summary.top
+        ]
         if rows:
             render(rows, TRIAL_COLUMNS, title="Best trials (complete, ok)")
     if summary.stopped:
