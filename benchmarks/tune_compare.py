@@ -30,6 +30,11 @@ cold TPE's best of 10 on a majority of sampler seeds.
     python benchmarks/tune_compare.py --test-plan sweeps/zoo-test.toml --test-records data/zoo-test \
         --variants tpe,tpe+parent --trials 10 --runs RUNS
 
+With ``--archs sbrnn,lstm`` every study also chooses the architecture (``sbrnn child tune --archs``):
+cold and warm-started TPE search the same space with the equal-budget LSTM in it (an LSTM trial
+draws only its learning rate), so a parent that ranks the LSTM first warm-starts with it. Those
+studies are named ``tpe+lstm`` and ``tpe+parent+lstm``.
+
 Study names and the journal (``RUNS/tpe.journal``) are those of ``meta_loto.py``'s closed loop
 (:func:`sbrnn.parent.loto.tpe_study`), whose cold TPE studies have the same settings: with a copy
 of ``data/zoo-test-loop`` as ``RUNS``, only the warm-started studies are trained.
@@ -42,6 +47,8 @@ import json
 import statistics
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from sbrnn.parent.features import records_in
 from sbrnn.parent.loto import expected_best_of_random, tpe_study
@@ -69,10 +76,11 @@ def best_so_far(values: list[float]) -> list[float]:
     return out
 
 
-def study(task, entry, budget, trials, variant, seed, runs, parent):
+def study(task, entry, budget, trials, variant, seed, runs, parent, archs=("sbrnn",)):
     """One study's per-trial minimum validation losses (pruned and failed runs count as inf) and the
     epochs each trial ran, in trial order, and the parent's ranks its warm start trained (a rank
-    outside the space, such as an LSTM, is skipped)."""
+    outside the study's architectures ``archs``, such as an LSTM by default, is skipped). A study of
+    more architectures than sbrnn is named after them too (``tpe+parent+lstm``)."""
     from sbrnn.child import tune
     from sbrnn.datasets.summary import build_checked
     from sbrnn.records import read_records
@@ -90,10 +98,11 @@ def study(task, entry, budget, trials, variant, seed, runs, parent):
         seed=0,
         sampler_seed=seed,
         storage=str(runs / "tpe.journal"),
-        study=tpe_study(task, budget, variant, seed),
+        study=tpe_study(task, budget, "+".join((variant, *(a for a in archs if a != "sbrnn"))), seed),
         warm_start=warm,
         pruner=pruner,
         space="paper",
+        archs=archs,
     )
     tune.tune(
         settings,
@@ -109,9 +118,11 @@ def study(task, entry, budget, trials, variant, seed, runs, parent):
     return losses, [len(r.val_loss) for r in mine], warm_ranks
 
 
-def compare(records, task: str, seeds: int, trials: int, runs: Path, parent, plan: Path, variants) -> dict:
-    """The searches ``variants`` for ``task`` at its middle budget of ``plan``; ``parent`` warm-starts
-    them (None: one fitted on ``records`` without the task)."""
+def compare(
+    records, task: str, seeds: int, trials: int, runs: Path, parent, plan: Path, variants, archs=("sbrnn",)
+) -> dict:
+    """The searches ``variants`` of the architectures ``archs`` for ``task`` at its middle budget of
+    ``plan``; ``parent`` warm-starts them (None: one fitted on ``records`` without the task)."""
     from sbrnn.parent.evaluate import fit_held_out
 
     entry = _entry(task, plan)
@@ -126,6 +137,7 @@ def compare(records, task: str, seeds: int, trials: int, runs: Path, parent, pla
     out = {
         "task": task,
         "budget": budget,
+        "archs": list(archs),
         "random_draws": len(drawn),
         "random": {
             str(k): expected_best_of_random([min(d, worst) for d in drawn], k) for k in KS if k <= len(drawn)
@@ -137,7 +149,7 @@ def compare(records, task: str, seeds: int, trials: int, runs: Path, parent, pla
         warm = VARIANTS[variant][0]
         curves, epochs = [], []
         for seed in range(seeds):
-            losses, ran, warm_ranks = study(task, entry, budget, trials, variant, seed, runs, parent)
+            losses, ran, warm_ranks = study(task, entry, budget, trials, variant, seed, runs, parent, archs)
             curves.append(best_so_far(losses))
             epochs.append(best_so_far_epochs(ran))
             if warm:
@@ -153,10 +165,12 @@ def compare(records, task: str, seeds: int, trials: int, runs: Path, parent, pla
     cold_best = out["tpe"][str(min(trials, 30))] if str(min(trials, 30)) in out["tpe"] else None
     warm10 = out["tpe+parent"].get("10")
     out["warm_reaches_cold_best_in_10"] = None if cold_best is None or warm10 is None else warm10 <= cold_best
-    # Per sampler seed: does warm-started TPE's best of k trials beat cold TPE's best of 10?
+    # Per sampler seed: warm-started TPE's best of k trials against cold TPE's best of 10 (1: lower,
+    # 0: equal, -1: higher). Equal is common at k = 10: both studies' trials 6-10 are TPE's random
+    # start-up draws, seeded by the sampler seed and the trial number, so the same configurations.
     cold10 = [c[min(10, trials) - 1] for c in per_seed["tpe"][0]]
-    out["warm_beats_cold_at_10"] = {
-        str(k): [c[k - 1] < cold for c, cold in zip(per_seed["tpe+parent"][0], cold10)]
+    out["warm_vs_cold_at_10"] = {
+        str(k): [int(np.sign(cold - c[k - 1])) for c, cold in zip(per_seed["tpe+parent"][0], cold10)]
         for k in (1, 5, 10)
         if k <= trials
     }
@@ -231,15 +245,18 @@ def plot(rows: list[dict], path: Path) -> Path:
 
 def tally(rows: list[dict]) -> dict:
     """Per k: on how many tasks warm-started TPE's best of k trials beat cold TPE's best of 10 on a
-    majority of sampler seeds, and on how many task-seed pairs."""
+    majority of sampler seeds (``tasks``), on how many it was no worse on a majority (``tasks_no_worse``),
+    and on how many task-seed pairs it was lower (``pairs``) and equal (``ties``)."""
     out = {}
     for k in ("1", "5", "10"):
-        wins = [row["warm_beats_cold_at_10"][k] for row in rows if k in row["warm_beats_cold_at_10"]]
+        signs = [row["warm_vs_cold_at_10"][k] for row in rows if k in row["warm_vs_cold_at_10"]]
         out[k] = {
-            "tasks": sum(sum(w) > len(w) / 2 for w in wins),
-            "pairs": sum(map(sum, wins)),
-            "of_tasks": len(wins),
-            "of_pairs": sum(map(len, wins)),
+            "tasks": sum(sum(v > 0 for v in s) > len(s) / 2 for s in signs),
+            "tasks_no_worse": sum(sum(v >= 0 for v in s) > len(s) / 2 for s in signs),
+            "pairs": sum(v > 0 for s in signs for v in s),
+            "ties": sum(v == 0 for s in signs for v in s),
+            "of_tasks": len(signs),
+            "of_pairs": sum(map(len, signs)),
         }
     return out
 
@@ -254,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help="searches to run, of " + ", ".join(VARIANTS)
+    )
+    parser.add_argument(
+        "--archs",
+        default="sbrnn",
+        help="architectures every study chooses between (sbrnn child tune --archs): sbrnn, or sbrnn,lstm",
     )
     parser.add_argument("--runs", type=Path, default=Path("runs/tune-compare"))
     parser.add_argument("--quick", action="store_true", help="one small task, one seed, 8 trials")
@@ -288,8 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         plan, records, parent = PLAN, records_in(args.records), None
         tasks = (args.tasks or "seq-digits").split(",")
+    archs = tuple(args.archs.split(","))
     rows = [
-        compare(records, task, args.seeds, args.trials, args.runs, parent, plan, variants) for task in tasks
+        compare(records, task, args.seeds, args.trials, args.runs, parent, plan, variants, archs)
+        for task in tasks
     ]
     if args.plot is not None:
         plot(rows, args.plot)
@@ -298,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for row in rows:
         print(
-            f"{row['task']} at budget {row['budget']:,.0f} ({row['random_draws']} recorded random draws); "
+            f"{row['task']} at budget {row['budget']:,.0f} ({row['random_draws']} recorded random draws; "
+            f"studies of {', '.join(row['archs'])}); "
             f"best minimum validation loss after k trials, median over seeds (epochs spent):"
         )
         for name in ("random", *variants):
@@ -325,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, t in tally(rows).items():
         print(
             f"warm-started TPE's best of {k} beats cold TPE's best of 10 on {t['tasks']} of "
-            f"{t['of_tasks']} tasks (a majority of seeds), {t['pairs']} of {t['of_pairs']} task-seed pairs"
+            f"{t['of_tasks']} tasks (a majority of seeds; no worse on {t['tasks_no_worse']}), "
+            f"{t['pairs']} of {t['of_pairs']} task-seed pairs ({t['ties']} ties)"
         )
     return 0
 

@@ -37,15 +37,15 @@ def test_plot_writes_one_panel_per_task(bench, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_tally_counts_tasks_won_on_a_majority_of_seeds(bench):
+def test_tally_counts_tasks_won_on_a_majority_of_seeds_and_ties(bench):
     rows = [
-        {"warm_beats_cold_at_10": {"1": [True, False, False], "5": [True, True, False], "10": [True] * 3}},
-        {"warm_beats_cold_at_10": {"1": [False] * 3, "5": [False, False, True], "10": [True, True, False]}},
+        {"warm_vs_cold_at_10": {"1": [1, -1, -1], "5": [1, 1, -1], "10": [1, 1, 1]}},
+        {"warm_vs_cold_at_10": {"1": [-1] * 3, "5": [-1, 0, 1], "10": [1, 0, 0]}},
     ]
     assert bench.tally(rows) == {
-        "1": {"tasks": 0, "pairs": 1, "of_tasks": 2, "of_pairs": 6},
-        "5": {"tasks": 1, "pairs": 3, "of_tasks": 2, "of_pairs": 6},
-        "10": {"tasks": 2, "pairs": 5, "of_tasks": 2, "of_pairs": 6},
+        "1": {"tasks": 0, "tasks_no_worse": 0, "pairs": 1, "ties": 0, "of_tasks": 2, "of_pairs": 6},
+        "5": {"tasks": 1, "tasks_no_worse": 2, "pairs": 3, "ties": 1, "of_tasks": 2, "of_pairs": 6},
+        "10": {"tasks": 1, "tasks_no_worse": 2, "pairs": 4, "ties": 2, "of_tasks": 2, "of_pairs": 6},
     }
 
 
