@@ -15,7 +15,7 @@ seeds), the epochs spent to get there (pruning saves epochs, not trials), and pe
 warm-started TPE reached cold TPE's best of ``--trials`` within 10 trials, and with pruning the
 same best loss for at most half of cold TPE's epochs (per sampler seed: the epochs each study had
 spent when its best-so-far first matched the cold study's best of ``--trials``). Every trial is an
-sbrnn record in ``--runs`` with the study in ``--runs/studies.journal`` (rerunning resumes).
+sbrnn record in ``--runs`` with the study in ``--runs/tpe.journal`` (rerunning resumes).
 
     python benchmarks/tune_compare.py --tasks rad20,seq-digits,hopper-dynamics --seeds 3 --trials 30
     python benchmarks/tune_compare.py --quick            # one small task, 1 seed, 8 trials
@@ -25,7 +25,9 @@ sbrnn record in ``--runs`` with the study in ``--runs/studies.journal`` (rerunni
 with sbrnn (fitted on the whole zoo) in place of one fitted without the task: what a user who runs
 ``sbrnn child tune --warm-start 5`` on a new task gets. Each task is compared at the plan's budget,
 trial by trial and by the tally of tasks where warm-started TPE's best of 5 and of 10 trials beat
-cold TPE's best of 10 on a majority of sampler seeds.
+cold TPE's best of 10 on a majority of sampler seeds, with the task-seed pairs where they tie (TPE's
+first 10 trials are random start-up draws seeded by the sampler seed and the trial number, so a warm
+study's trials 6-10 are the cold study's trials 6-10).
 
     python benchmarks/tune_compare.py --test-plan sweeps/zoo-test.toml --test-records data/zoo-test \
         --variants tpe,tpe+parent --trials 10 --runs RUNS

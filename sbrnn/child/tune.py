@@ -93,8 +93,10 @@ POLL_S = 5.0
 """Seconds between looks at the study while waiting for other processes' trials."""
 DEFAULT_WARM_START = 3
 """Parent recommendations enqueued when ``warm_start`` is not given."""
-ARCHS = ("sbrnn", "lstm")
-"""Architectures a study may choose between (``TuneSettings.archs``); the default is sbrnn only."""
+STUDY_ARCHS = ("sbrnn", "lstm")
+"""Architectures a study may choose between (``TuneSettings.archs``; the default is sbrnn only): of
+:data:`sbrnn.vocabulary.ARCHS`, those a trial cannot express as sbrnn densities (dense and uniform are
+block grids of the space)."""
 DEFAULT_JOURNAL = "optuna.journal"
 """The study's journal file inside the records directory when no storage is given."""
 PRUNERS = ("median", "asha", "none")
@@ -193,7 +195,7 @@ class TuneSettings:
             epochs on, after :data:`MEDIAN_STARTUP` trials), ``asha`` (asynchronous successive
             halving, Optuna's defaults) or ``none``.
         space: a key of :data:`SPACES`.
-        archs: the architectures the study chooses between (of :data:`ARCHS`); sbrnn only by
+        archs: the architectures the study chooses between (of :data:`STUDY_ARCHS`); sbrnn only by
             default, where no trial has an ``arch`` parameter.
         device, threads: as :func:`sbrnn.child.train.train_run` takes them.
     """
@@ -221,11 +223,11 @@ class TuneSettings:
         check_choice("pruner", self.pruner, PRUNERS)
         check_choice("space", self.space, tuple(SPACES))
         for arch in self.archs:
-            check_choice("arch", arch, ARCHS)
+            check_choice("arch", arch, STUDY_ARCHS)
         if not self.archs or len(set(self.archs)) != len(self.archs):
             raise SbrnnError(
                 f"archs {','.join(self.archs) or '(none)'!r} is not allowed; allowed: distinct names of "
-                + ", ".join(ARCHS)
+                + ", ".join(STUDY_ARCHS)
             )
         for name, value, least in (
             ("trials", self.trials, 1),
