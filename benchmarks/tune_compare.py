@@ -78,18 +78,15 @@ def best_so_far(values: list[float]) -> list[float]:
     return out
 
 
-def study(task, entry, budget, trials, variant, seed, runs, parent, archs=("sbrnn",)):
-    """One study's per-trial minimum validation losses (pruned and failed runs count as inf) and the
-    epochs each trial ran, in trial order, and the parent's ranks its warm start trained (a rank
-    outside the study's architectures ``archs``, such as an LSTM by default, is skipped). A study of
+def study(built, entry, budget, trials, variant, seed, runs, parent, archs=("sbrnn",)) -> str:
+    """Run (or resume) one study of the ``built`` task and return its name. A rank of the parent's
+    outside the study's architectures ``archs``, such as an LSTM by default, is skipped; a study of
     more architectures than sbrnn is named after them too (``tpe+parent+lstm``)."""
     from sbrnn.child import tune
-    from sbrnn.datasets.summary import build_checked
-    from sbrnn.records import read_records
 
     warm, pruner = VARIANTS[variant]
     settings = tune.TuneSettings(
-        task=task,
+        task=built.name,
         budget=budget,
         trials=trials,
         records=runs,
@@ -100,7 +97,7 @@ def study(task, entry, budget, trials, variant, seed, runs, parent, archs=("sbrn
         seed=0,
         sampler_seed=seed,
         storage=str(runs / "tpe.journal"),
-        study=tpe_study(task, budget, "+".join((variant, *(a for a in archs if a != "sbrnn"))), seed),
+        study=tpe_study(built.name, budget, "+".join((variant, *(a for a in archs if a != "sbrnn"))), seed),
         warm_start=warm,
         pruner=pruner,
         space="paper",
@@ -108,11 +105,17 @@ def study(task, entry, budget, trials, variant, seed, runs, parent, archs=("sbrn
     )
     tune.tune(
         settings,
-        build_checked(task, 0, entry.options),
+        built,
         parent=parent if warm else None,
         parent_note=None if parent is not None or not warm else "no parent",
     )
-    mine = sorted((r for r in read_records(runs) if r.study == settings.study_name), key=lambda r: r.trial)
+    return settings.study_name
+
+
+def study_trials(runs_records, name: str) -> tuple[list[float], list[int], list[int]]:
+    """Study ``name``'s per-trial minimum validation losses (pruned and failed runs count as inf) and
+    the epochs each trial ran, in trial order, and the parent's ranks its warm start trained."""
+    mine = sorted((r for r in runs_records if r.study == name), key=lambda r: r.trial)
     losses = [
         r.min_val_loss if r.status == "ok" and r.min_val_loss is not None else float("inf") for r in mine
     ]
@@ -125,7 +128,9 @@ def compare(
 ) -> dict:
     """The searches ``variants`` of the architectures ``archs`` for ``task`` at its middle budget of
     ``plan``; ``parent`` warm-starts them (None: one fitted on ``records`` without the task)."""
+    from sbrnn.datasets.summary import build_checked
     from sbrnn.parent.evaluate import fit_held_out
+    from sbrnn.records import read_records
 
     entry = _entry(task, plan)
     budget = sorted(entry.budgets)[len(entry.budgets) // 2]
@@ -146,12 +151,19 @@ def compare(
         },
     }
     parent = fit_held_out(records, task) if parent is None else parent
+    built = build_checked(task, 0, entry.options)
+    names = {
+        (variant, seed): study(built, entry, budget, trials, variant, seed, runs, parent, archs)
+        for variant in variants
+        for seed in range(seeds)
+    }
+    trained = read_records(runs)  # once, after every study of the task has run
     per_seed = {}
     for variant in variants:
         warm = VARIANTS[variant][0]
         curves, epochs = [], []
         for seed in range(seeds):
-            losses, ran, warm_ranks = study(task, entry, budget, trials, variant, seed, runs, parent, archs)
+            losses, ran, warm_ranks = study_trials(trained, names[variant, seed])
             curves.append(best_so_far(losses))
             epochs.append(best_so_far_epochs(ran))
             if warm:

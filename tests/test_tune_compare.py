@@ -66,11 +66,12 @@ def test_cold_studies_are_the_closed_loops_so_one_trains_them_for_both(bench, tm
 
     monkeypatch.setattr(tune, "tune", fake_tune)
     entry = load_plan(bench.PLAN.parent / "zoo-test.toml").task("recall-12")
-    bench.study("recall-12", entry, 7600.0, 10, "tpe", 1, tmp_path, None)
+    built = build_checked("recall-12", 0, entry.options)
+    assert bench.study(built, entry, 7600.0, 10, "tpe", 1, tmp_path, None) == seen[0].study_name
     meta = imported_benchmark("meta_loto")
     meta_loto = next(meta)
     try:
-        meta_loto._tpe(build_checked("recall-12", 0, entry.options), entry, 7600.0, 2, 10, tmp_path)
+        meta_loto._tpe(built, entry, 7600.0, 2, 10, tmp_path)
     finally:
         next(meta, None)
     ours, theirs = seen[0], seen[2]  # sampler seed 1 of each

@@ -97,6 +97,9 @@ STUDY_ARCHS = ("sbrnn", "lstm")
 """Architectures a study may choose between (``TuneSettings.archs``; the default is sbrnn only): of
 :data:`sbrnn.vocabulary.ARCHS`, those a trial cannot express as sbrnn densities (dense and uniform are
 block grids of the space)."""
+DEFAULT_ARCHS = ("sbrnn",)
+"""A study's architectures unless it says otherwise: its identity then carries no ``archs``, as
+studies made before architectures could be chosen did not."""
 DEFAULT_JOURNAL = "optuna.journal"
 """The study's journal file inside the records directory when no storage is given."""
 PRUNERS = ("median", "asha", "none")
@@ -217,7 +220,7 @@ class TuneSettings:
     threads: int | None = 1
     patience: int | None = None
     sampler_seed: int | None = None
-    archs: tuple[str, ...] = ("sbrnn",)
+    archs: tuple[str, ...] = DEFAULT_ARCHS
 
     def __post_init__(self) -> None:
         check_choice("pruner", self.pruner, PRUNERS)
@@ -257,7 +260,7 @@ class TuneSettings:
         """What every trial of the study shares: a study made with other values is refused."""
         keys = ("task", "task_options", "budget", "epochs", "batch_size", "seed", "space", "patience")
         made = {k: getattr(self, k) for k in keys} | {"ranges": space_ranges(self.space)}
-        if self.archs != ("sbrnn",):  # sbrnn-only studies keep the identity they had before archs
+        if self.archs != DEFAULT_ARCHS:
             made["archs"] = list(self.archs)
         return json.loads(json.dumps(made))
 
@@ -298,7 +301,7 @@ def tuned_run_id(config: RunConfig, study: str, trial: int) -> str:
     return hashlib.sha256(f"{config.run_id()}/{study}/{trial}".encode()).hexdigest()[:16]
 
 
-def recommendation_params(scored, archs: tuple[str, ...] = ("sbrnn",)) -> dict | None:
+def recommendation_params(scored, archs: tuple[str, ...] = DEFAULT_ARCHS) -> dict | None:
     """A recommended configuration (:class:`sbrnn.parent.recommend.Scored`) as the parameters of a
     trial of a study of ``archs``; None where its architecture is not one of them (dense and uniform
     are sbrnn block grids). ``arch`` is a parameter only where the study chooses between several."""
@@ -748,7 +751,7 @@ def _open_study(settings: TuneSettings, storage, pruner):
     if made is None:
         study.set_user_attr(STUDY_ATTR, identity)
     elif made != identity:
-        made, identity = ({"archs": ["sbrnn"], **d} for d in (made, identity))  # sbrnn-only: no archs key
+        made, identity = ({"archs": list(DEFAULT_ARCHS), **d} for d in (made, identity))
         key = next(k for k in {**made, **identity} if made.get(k) != identity.get(k))
         raise SbrnnError(
             f"study {name!r} in {spec!r} tunes {key} = {made.get(key)!r}, not {identity.get(key)!r}; "
