@@ -86,6 +86,14 @@ def test_a_plan_file_plans_runs_and_resumes_over_compacted_records(tmp_path, one
         ("[[task]]\nname = 'toy-anomaly'\n", "no epochs"),
         ("[[task]]\nname = 'toy-anomaly'\nepochs = 1\nbudgets = [-5]\n", "budgets = [-5] is out of range"),
         ("[[task\n", "is not valid TOML"),
+        (
+            "lstm_lrs = [0.001, 0]\n[[task]]\nname = 'toy-anomaly'\nepochs = 1\n",
+            "lstm_lrs = [0.001, 0] is out",
+        ),
+        (
+            "[[task]]\nname = 'toy-anomaly'\nepochs = 1\nlstm_lrs = 0.001\n",
+            "lstm_lrs = 0.001 has the wrong type",
+        ),
     ],
 )
 def test_bad_plan_files_are_one_line_errors(tmp_path, text, fragment):
@@ -110,6 +118,49 @@ def test_plan_and_task_flags_do_not_mix(tmp_path):
     assert stratified.exit_code == 2 and "either --plan or --stratify-hp" in stratified.stderr
     file_as_records = runner.invoke(app, ["child", "sweep", "--plan", str(plan), "--records", str(plan)])
     assert file_as_records.exit_code == 2 and "is a file" in file_as_records.stderr
+
+
+def test_lstm_lrs_add_the_lstm_at_each_rate_and_a_task_may_opt_out(tmp_path):
+    plan = tmp_path / "lstm.toml"
+    plan.write_text(
+        PLAN.replace("patience = 2\n", "patience = 2\nlstm_lrs = [3e-4, 1e-3, 2.2e-3]\n").replace(
+            "runs = 1\n", "runs = 1\nlstm_lrs = []\n"
+        )
+    )
+    parsed = load_plan(plan)
+    assert [t.lstm_lrs for t in parsed.tasks] == [(3e-4, 1e-3, 2.2e-3), ()]
+    planned = parsed.planned_runs()
+    extra = [p for p in planned if p.label.startswith("lstm lr")]
+    # 1e-3 is the LSTM baseline's own rate: planned once, labelled as the baseline
+    assert sorted(p.label for p in extra) == [
+        "lstm lr 0.0003",
+        "lstm lr 0.0003",
+        "lstm lr 0.0022",
+        "lstm lr 0.0022",
+    ]
+    assert {(p.config.arch, p.config.task) for p in extra} == {("lstm", "toy-anomaly")}
+    assert {p.config.lr for p in extra} == {3e-4, 2.2e-3} and {p.config.budget for p in extra} == {
+        200.0,
+        2000.0,
+    }
+    assert len(planned) == 17 + 4
+    plain = tmp_path / "plain.toml"
+    plain.write_text(PLAN)
+    without = {p.run_id for p in load_plan(plain).planned_runs()}
+    assert without <= {p.run_id for p in planned}  # adding rates leaves every other run's id alone
+
+
+def test_the_zoo_plan_still_plans_every_committed_zoo_run():
+    """``lstm_lrs`` was added to zoo-v1.toml after its sweep: the runs recorded before keep their ids."""
+    from pathlib import Path
+
+    from sbrnn.records import read_frame
+
+    root = Path(__file__).resolve().parents[1]
+    planned = load_plan(root / "sweeps" / "zoo-v1.toml").planned_runs()
+    recorded = set(read_frame(root / "data" / "zoo-v1")["run_id"])
+    assert recorded <= {p.run_id for p in planned}
+    assert len(planned) == 4002 + 24 * 3 * 4
 
 
 def test_jobs_go_round_robin_across_tasks():

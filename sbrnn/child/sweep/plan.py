@@ -52,9 +52,10 @@ def plan_sweep(
     task_options: Mapping[str, object] | None = None,
     patience: int | None = None,
     stratify: sampling.Stratify | int | str | None = None,
+    lstm_lrs: Sequence[float] = (),
 ) -> list[PlannedRun]:
-    """The runs of a sweep, in a fixed order: per task, per budget, baselines, balanced, draws,
-    stratified draws.
+    """The runs of a sweep, in a fixed order: per task, per budget, baselines, the LSTM at
+    ``lstm_lrs``, balanced, draws, stratified draws.
 
     Draw ``i`` at (task, budget) takes densities, init means and stds and the learning rate
     from ``space`` (``pins`` fix any of them for every draw) with the generator
@@ -66,6 +67,8 @@ def plan_sweep(
     (early stopping) to every run. ``stratify`` (a :class:`sbrnn.child.sampling.Stratify`, a
     count per bin or its text, :func:`sbrnn.child.sampling.as_stratify`) adds that many draws per
     hidden-proportion bin at the task's dims and each budget, labelled ``stratified <bin> <i>``.
+    ``lstm_lrs`` trains the LSTM also at each of these learning rates, labelled ``lstm lr <lr>``
+    (``lstm lr 0.0015``): its only hyperparameter at a budget, which the baselines fix.
     Raises :class:`SbrnnError` for an unknown task or option, a budget too small for a task's dims,
     a bin the space does not reach, or an empty sweep.
     """
@@ -76,6 +79,9 @@ def plan_sweep(
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 0:
         raise SbrnnError(f"runs = {runs!r} is out of range; allowed: integers >= 0")
     sampling.check_space(space)
+    for rate in lstm_lrs:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+            raise SbrnnError(f"lstm_lrs: {rate!r} is out of range; allowed: learning rates > 0")
     strata = None if stratify is None else sampling.as_stratify(stratify)
     pins = pins or sampling.Pins()
     lr = pins.lr if pins.lr is not None else RunConfig.lr
@@ -107,6 +113,9 @@ def plan_sweep(
             if include_baselines:
                 for arch in BASELINE_ARCHS:
                     add(arch, RunConfig(**common, arch=arch, lr=lr, seed=seed), info.n_x, info.n_y)
+            for rate in lstm_lrs:
+                config = RunConfig(**common, arch="lstm", lr=float(rate), seed=seed)
+                add(f"lstm lr {float(rate):g}", config, info.n_x, info.n_y)
             if balanced:
                 add("balanced", RunConfig(**common, lr=lr, seed=seed), info.n_x, info.n_y)
             for i in range(runs):

@@ -9,6 +9,7 @@ is unchanged. The file::
     space = "paper"            # sampling space of the random draws
     runs = 48                  # random draws per task and budget
     include_baselines = true   # dense, uniform-0.2 and LSTM per task and budget
+    lstm_lrs = [3e-4, 1.5e-3]  # the LSTM also at these learning rates ("lstm lr 0.0003")
     balanced = true            # the a-priori balanced configuration per task and budget
     batch_size = 16
     budget_factors = [1.2, 3.8, 12]  # budgets = factor x the task's reference budget
@@ -20,8 +21,8 @@ is unchanged. The file::
     name = "rad"
     epochs = 20
     options = { n_train = 2000 }   # builder options (--task-option)
-    # runs, budgets (explicit list), budget_factors, patience, batch_size and stratify_hp may be set
-    # per task
+    # runs, budgets (explicit list), budget_factors, patience, batch_size, stratify_hp and
+    # lstm_lrs (lstm_lrs = [] for none) may be set per task
 
 Budgets: a task's *reference budget* is ``max(min_budget, n_y (n_x + n_y))``, the weights of a
 dense y row (``W_yx`` and ``W_yy``: what every child of the task must hold before its hidden layer
@@ -59,6 +60,7 @@ _TOP_KEYS = {
     "patience": int,
     "epochs": int,
     "stratify_hp": (int, str),
+    "lstm_lrs": list,
     "task": list,
     "rule": dict,
 }
@@ -72,6 +74,7 @@ _TASK_KEYS = {
     "patience": int,
     "batch_size": int,
     "stratify_hp": (int, str),
+    "lstm_lrs": list,
     "why": str,
 }
 
@@ -92,8 +95,8 @@ def task_budgets(n_x: int, n_y: int, factors, min_budget: float = 1000) -> list[
 
 @dataclass(frozen=True)
 class TaskEntry:
-    """One ``[[task]]`` of a plan: the task, its options, budgets, draws, epochs, patience and
-    stratified draws (None: none)."""
+    """One ``[[task]]`` of a plan: the task, its options, budgets, draws, epochs, patience,
+    stratified draws (None: none) and the LSTM's extra learning rates."""
 
     name: str
     options: dict
@@ -104,6 +107,7 @@ class TaskEntry:
     batch_size: int
     why: str = ""
     stratify: Stratify | None = None
+    lstm_lrs: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,7 @@ class PlanFile:
                 task_options=entry.options,
                 patience=entry.patience,
                 stratify=entry.stratify,
+                lstm_lrs=entry.lstm_lrs,
             ):
                 planned.setdefault(run.run_id, run)
         return list(planned.values())
@@ -219,6 +224,9 @@ def load_plan(path: str | Path) -> PlanFile:
             budgets = tuple(task_budgets(info.n_x, info.n_y, own, min_budget))
         epochs = task.get("epochs", data.get("epochs"))
         stratify = task.get("stratify_hp", data.get("stratify_hp"))
+        lstm_lrs = task.get("lstm_lrs", data.get("lstm_lrs", []))
+        if lstm_lrs:
+            lstm_lrs = _numbers(where, "lstm_lrs", lstm_lrs)
         if epochs is None:
             raise SbrnnError(f"{where}: no epochs; allowed: epochs = N here or at the top of the file")
         entries.append(
@@ -232,6 +240,7 @@ def load_plan(path: str | Path) -> PlanFile:
                 batch_size=task.get("batch_size", data.get("batch_size", 16)),
                 why=task.get("why", ""),
                 stratify=None if stratify is None else _stratify(where, stratify),
+                lstm_lrs=tuple(lstm_lrs),
             )
         )
     return PlanFile(
