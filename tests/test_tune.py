@@ -424,3 +424,32 @@ def test_a_study_of_two_architectures_takes_the_lstm_a_parent_ranks_first(tmp_pa
             settings(tmp_path, trials=2, warm_start=0, archs=("sbrnn", "lstm"), study="sparse", **journal),
             task,
         )
+
+
+@needs_optuna
+def test_ranks_that_clip_to_one_configuration_are_enqueued_once(tmp_path, task, monkeypatch):
+    """Two ranks that differ only outside the space (``d_hh`` 0.01 and 0.02; the paper space starts
+    at 0.02) clip to one configuration: the second is skipped with a note, not trained twice."""
+    from types import SimpleNamespace
+
+    from sbrnn.parent import recommend as recommending
+
+    means, stds = ((0.0,) * 3,) * 2, ((0.05,) * 3,) * 2
+    top = [
+        SimpleNamespace(
+            rank=r, arch="sbrnn", densities=((0.5, d_hh, 0.5), (1.0,) * 3), means=means, stds=stds, lr=1e-3
+        )
+        for r, d_hh in ((1, 0.01), (2, 0.02), (3, 0.3))
+    ]
+    made = SimpleNamespace(top=top, parent={"name": "stub"}, mode="ranked")
+    monkeypatch.setattr(recommending, "recommend", lambda *args, **kwargs: made)
+
+    first = settings(tmp_path, trials=3, warm_start=3)
+    summary = tuning.tune(first, task, parent=SimpleNamespace(name="stub"))
+    assert summary.warm_start.enqueued == 2
+    assert "warm start 2 skipped: clipped into the paper space it is warm start 1" in summary.warm_start.notes
+    runs = recorded(first)
+    assert [runs[n].label for n in sorted(runs)] == ["warm start 1", "warm start 3", "tpe"]
+    assert runs[0].d_hh == pytest.approx(0.02) and runs[1].d_hh == pytest.approx(0.3)
+    again = tuning.tune(settings(tmp_path, trials=4, warm_start=3), task, parent=SimpleNamespace(name="stub"))
+    assert again.warm_start.enqueued == 0 and again.warm_start.already == 2 and again.finished == 4

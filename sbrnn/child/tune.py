@@ -27,9 +27,10 @@ are enqueued before the sampler's own trials, labelled ``warm start 1`` .. ``K``
 is named in the study's user attribute ``warm_start``. A rank already in the study (waiting,
 running or finished) is never enqueued again; an LSTM recommendation is skipped unless the study
 chooses between architectures (dense and uniform are all densities at 1 or at 0.2), and values
-outside the space are clipped into it, each with a note. (Processes started at the same instant on
-a new study may both enqueue it: each copy is then a trial and a record of its own. Start one
-process first.)
+outside the space are clipped into it, each with a note; a rank that clipping makes the same as
+an earlier rank is skipped with a note (it would train that configuration twice). (Processes
+started at the same instant on a new study may both enqueue it: each copy is then a trial and a
+record of its own. Start one process first.)
 
 Architectures: by default every trial is a sparse child. A study of ``archs = ("sbrnn", "lstm")``
 also chooses the architecture, the categorical parameter ``arch``: an LSTM trial draws only ``lr``
@@ -511,9 +512,17 @@ class _WarmStarter:
                 task_name=self.task.name,
             )
         top, space, archs = self.recommendation.top, SPACES[self.settings.space], self.settings.archs
-        for rank in missing:
+        where = f"the {self.settings.space} space"
+        first_of: dict[tuple, int] = {}  # clipped parameters -> the first rank that has them
+        for rank in range(1, k + 1):
             params = recommendation_params(top[rank - 1], archs) if rank <= len(top) else None
-            if params is None:
+            clipped = None
+            if params is not None:
+                clipped = {name: space[name].clip(v) if name in space else v for name, v in params.items()}
+            first = rank if clipped is None else first_of.setdefault(tuple(sorted(clipped.items())), rank)
+            if rank not in missing:
+                continue
+            if params is None or clipped is None:
                 why = (
                     f"its {top[rank - 1].arch} is not among the study's architectures ({', '.join(archs)})"
                     if rank <= len(top)
@@ -522,10 +531,12 @@ class _WarmStarter:
                 self.notes.append(f"warm start {rank} skipped: {why}")
                 skipped.add(rank)
                 continue
-            clipped = {name: space[name].clip(v) if name in space else v for name, v in params.items()}
+            if first != rank:
+                self.notes.append(f"warm start {rank} skipped: clipped into {where} it is warm start {first}")
+                skipped.add(rank)
+                continue
             moved = [f"{name} {params[name]:g} -> {v:g}" for name, v in clipped.items() if v != params[name]]
             if moved:
-                where = f"the {self.settings.space} space"
                 self.notes.append(f"warm start {rank} clipped into {where}: {', '.join(moved)}")
             study.enqueue_trial(clipped, user_attrs={LABEL: f"warm start {rank}"})
             self.enqueued += 1
