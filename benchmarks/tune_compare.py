@@ -35,7 +35,8 @@ study's trials 6-10 are the cold study's trials 6-10).
 With ``--archs sbrnn,lstm`` every study also chooses the architecture (``sbrnn child tune --archs``):
 cold and warm-started TPE search the same space with the equal-budget LSTM in it (an LSTM trial
 draws only its learning rate), so a parent that ranks the LSTM first warm-starts with it. Those
-studies are named ``tpe+lstm`` and ``tpe+parent+lstm``.
+studies are named ``tpe+lstm`` and ``tpe+parent+lstm``. Warm-started studies are also named after
+the parent's training records (``tpe+parent@1a2b3c4d``), so a refitted parent trains its own.
 
 Study names and the journal (``RUNS/tpe.journal``) are those of ``meta_loto.py``'s closed loop
 (:func:`sbrnn.parent.loto.tpe_study`), whose cold TPE studies have the same settings: with a copy
@@ -81,10 +82,15 @@ def best_so_far(values: list[float]) -> list[float]:
 def study(built, entry, budget, trials, variant, seed, runs, parent, archs=("sbrnn",)) -> str:
     """Run (or resume) one study of the ``built`` task and return its name. A rank of the parent's
     outside the study's architectures ``archs``, such as an LSTM by default, is skipped; a study of
-    more architectures than sbrnn is named after them too (``tpe+parent+lstm``)."""
+    more architectures than sbrnn is named after them too (``tpe+parent+lstm``), and a warm-started
+    study after the parent's training records (``tpe+parent@1a2b3c4d``: the first 8 hex digits of
+    their SHA-256), so a refitted parent starts studies of its own instead of reading another's."""
     from sbrnn.child import tune
 
     warm, pruner = VARIANTS[variant]
+    search = "+".join((variant, *(a for a in archs if a != "sbrnn")))
+    if warm:
+        search += "@" + parent.records_sha256[:8]
     settings = tune.TuneSettings(
         task=built.name,
         budget=budget,
@@ -97,7 +103,7 @@ def study(built, entry, budget, trials, variant, seed, runs, parent, archs=("sbr
         seed=0,
         sampler_seed=seed,
         storage=str(runs / "tpe.journal"),
-        study=tpe_study(built.name, budget, "+".join((variant, *(a for a in archs if a != "sbrnn"))), seed),
+        study=tpe_study(built.name, budget, search, seed),
         warm_start=warm,
         pruner=pruner,
         space="paper",

@@ -79,3 +79,7 @@ def test_cold_studies_are_the_closed_loops_so_one_trains_them_for_both(bench, tm
     assert ours.storage == theirs.storage == str(tmp_path / "tpe.journal")
     assert ours.identity() == theirs.identity() and ours.trials == theirs.trials == 10
     assert (ours.warm_start, ours.pruner, ours.sampler_seed) == (theirs.warm_start, theirs.pruner, 1)
+    shipped = SimpleNamespace(records_sha256="1a2b3c4d" + "0" * 56)
+    warm = bench.study(built, entry, 7600.0, 10, "tpe+parent", 0, tmp_path, shipped, ("sbrnn", "lstm"))
+    assert warm == f"loto-recall-12-7600-tpe+parent+lstm@1a2b3c4d-{tune.space_tag('paper')}-0"
+    assert seen[-1].study_name == warm and seen[-1].warm_start == 5  # a refitted parent: a study of its own

@@ -435,7 +435,7 @@ def fit_held_out(
             budgets.setdefault(r.task, set()).add(float(r.budget))
     parent.tasks, parent.typical = contexts, typical_traits(contexts)
     parent.budgets = {t: tuple(sorted(b)) for t, b in budgets.items()}
-    parent.name = f"without {task}"
+    parent.name, parent.records_sha256 = f"without {task}", records_sha256(held)
     return parent
 
 
