@@ -150,6 +150,20 @@ def test_lstm_lrs_add_the_lstm_at_each_rate_and_a_task_may_opt_out(tmp_path):
     assert without <= {p.run_id for p in planned}  # adding rates leaves every other run's id alone
 
 
+def test_sweep_lstm_lr_from_the_command_line(tmp_path):
+    args = ["child", "sweep", "--task", "toy-regression", "--budget", "500", "--runs", "1"]
+    dry = runner.invoke(app, [*args, "--lstm-lr", "2e-3", "--records", str(tmp_path), "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    rows = {row["label"]: row for row in json.loads(dry.stdout)}
+    assert set(rows) == {"random 0", "lstm lr 0.002"} and rows["lstm lr 0.002"]["lr"] == 2e-3
+    bad = runner.invoke(app, [*args, "--lstm-lr", "-1", "--records", str(tmp_path)])
+    assert bad.exit_code == 2 and "LSTM learning rate -1.0 is out of range" in bad.stderr
+    plan = tmp_path / "p.toml"
+    plan.write_text(PLAN)
+    mixed = runner.invoke(app, ["child", "sweep", "--plan", str(plan), "--lstm-lr", "1e-3", "--records", "r"])
+    assert mixed.exit_code == 2 and "either --plan or --lstm-lr" in mixed.stderr
+
+
 def test_the_zoo_plan_still_plans_every_committed_zoo_run():
     """``lstm_lrs`` was added to zoo-v1.toml after its sweep: the runs recorded before keep their ids."""
     from pathlib import Path

@@ -456,6 +456,13 @@ def sweep(
     balanced: Annotated[
         bool, typer.Option("--balanced", help="Add the a-priori balanced configuration per budget.")
     ] = False,
+    lstm_lr: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--lstm-lr",
+            help="Add the LSTM at this learning rate per budget, labelled 'lstm lr LR'; repeat for several.",
+        ),
+    ] = None,
     stratify_hp: Annotated[
         str | None,
         typer.Option(
@@ -535,6 +542,7 @@ def sweep(
                 ("--runs", runs),
                 ("--task-option", task_option),
                 ("--stratify-hp", stratify_hp),
+                ("--lstm-lr", lstm_lr),
             )
             if value
         ]
@@ -565,6 +573,7 @@ def sweep(
             batch_size=batch_size,
             task_options=task_options(task_option),
             stratify=stratify_hp,
+            lstm_lrs=lstm_lr or (),
         )
     if records.exists() and not records.is_dir():
         raise SbrnnError(f"--records {str(records)!r} is a file; allowed: a directory (new or existing)")

@@ -81,7 +81,7 @@ def plan_sweep(
     sampling.check_space(space)
     for rate in lstm_lrs:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
-            raise SbrnnError(f"lstm_lrs: {rate!r} is out of range; allowed: learning rates > 0")
+            raise SbrnnError(f"LSTM learning rate {rate!r} is out of range; allowed: a number > 0")
     strata = None if stratify is None else sampling.as_stratify(stratify)
     pins = pins or sampling.Pins()
     lr = pins.lr if pins.lr is not None else RunConfig.lr
