@@ -21,6 +21,19 @@ from sbrnn.datasets.registry import get_info
 from sbrnn.records import read_frame, record_files
 
 
+def _lstm_rates(plan) -> str:
+    """Which tasks' LSTM also trains at other learning rates (``lstm_lrs``), in words."""
+    by_rates: dict[tuple[float, ...], int] = {}
+    for entry in plan.tasks:
+        if entry.lstm_lrs:
+            by_rates[entry.lstm_lrs] = by_rates.get(entry.lstm_lrs, 0) + 1
+    return "".join(
+        f", the LSTM also at learning rates {', '.join(f'{r:g}' for r in rates)} on {n} of "
+        f"{len(plan.tasks)} tasks"
+        for rates, n in by_rates.items()
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("records", type=Path)
@@ -53,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         f'`sbrnn.read_frame("{args.records}")` or `polars.read_parquet("{args.records}/*.parquet")`.',
         "",
         f"Plan: `{args.plan}` (seed {plan.seed}, space `{plan.space}`; per task and budget the balanced "
-        f"configuration, the dense, uniform-0.2 and LSTM baselines and the random draws of the plan). "
+        f"configuration, the dense, uniform-0.2 and LSTM baselines{_lstm_rates(plan)} and the random "
+        "draws of the plan). "
         f"Records written from {started} to {ended} (UTC).",
         "",
         "## Runs by task",
