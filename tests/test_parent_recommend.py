@@ -95,3 +95,42 @@ def test_balanced_family_holds_every_reachable_target_at_each_family_learning_ra
     assert all(sorted(lrs) == sorted(FAMILY_LRS) for lrs in by_shape.values())
     assert {s.split()[1] for s in by_shape} == {"hx", "hh", "hy"}
     assert len(by_shape) <= 3 * len(BALANCED_TARGETS) and "balanced hh 0.5" in by_shape
+
+
+def test_the_parent_recommends_the_lstm_at_the_rate_that_wins(synthetic_records):
+    """Records where the LSTM's loss depends on its learning rate and, at 1.5e-3, beats every sparse
+    run: the top-1 is the LSTM at 1.5e-3, once in the top whatever the rates beside it."""
+    import dataclasses
+    import math
+
+    from sbrnn.parent.evaluate import fit_and_evaluate
+    from sbrnn.parent.recommend import LSTM_LRS
+
+    def shift(lr: float) -> float:  # log-loss change from the records' LSTM, lowest at 1.5e-3
+        return -1.5 + 6.0 * math.log10(lr / 1.5e-3) ** 2
+
+    records = []
+    for record in synthetic_records(300, seed=1):
+        if record.arch != "lstm":
+            records.append(record)
+            continue
+        for i, lr in enumerate(LSTM_LRS):
+            scale = math.exp(shift(lr))
+            curve = [v * scale for v in record.val_loss]
+            records.append(
+                dataclasses.replace(
+                    record,
+                    run_id=f"{record.run_id}-lr{i}",
+                    lr=lr,
+                    label=f"lstm lr {lr:g}",
+                    val_loss=curve,
+                    min_val_loss=min(curve),
+                )
+            )
+    parent, _ = fit_and_evaluate(records, ["xgb"], folds=3, trees=60, members=3, name="lstm-rates")
+    result = recommend(parent, TaskContext(20, 4, 12, "cross_entropy"), 3000, top=4, draws=64)
+    assert result.mode == "learned"
+    assert (result.top[0].arch, result.top[0].lr) == ("lstm", 1.5e-3)
+    assert [s.arch for s in result.top].count("lstm") == 1
+    assert result.baselines["lstm"].lr == 1e-3  # the baseline stays at the default rate
+    assert "--arch lstm" in result.train_command() and "--lr 0.0015" in result.train_command()

@@ -52,6 +52,12 @@ family had 1e-3 only, and the parent could not pick the higher rate that wins on
 digit tasks without also taking a random draw's densities (docs/parent.md, closed loop)."""
 
 
+LSTM_LRS = (3e-4, 6e-4, 1e-3, 1.5e-3, 2.2e-3)
+"""Learning rates the parent ranks the LSTM at: the rates the zoo trains it at (``lstm_lrs`` of
+sweeps/zoo-v1.toml beside the baselines' 1e-3), up to the top of ``child tune``'s box. Until
+2026-12-01 the zoo trained the LSTM at 1e-3 only and the parent recommended it there."""
+
+
 def a_priori(n_x: int, n_y: int, budget: float, target: float = 0.5) -> dict:
     """The paper's a-priori recommendation, with the equal-budget baselines beside it.
 
@@ -117,6 +123,12 @@ def baseline_candidates(n_x: int, n_y: int, budget: float) -> dict[str, Candidat
             Configuration("lstm", budget, DEFAULT_LR, hidden=lstm_hidden(n_x, n_y, budget)), "lstm"
         ),
     }
+
+
+def lstm_rates(n_x: int, n_y: int, budget: float) -> list[Candidate]:
+    """The LSTM at ``budget`` at each of :data:`LSTM_LRS`."""
+    hidden = lstm_hidden(n_x, n_y, budget)
+    return [Candidate(Configuration("lstm", budget, lr, hidden=hidden), f"lstm lr {lr:g}") for lr in LSTM_LRS]
 
 
 def configuration(
@@ -399,9 +411,11 @@ def recommend(
 ) -> Recommendation:
     """Rank candidates for ``task`` at ``budget`` by ``parent`` (see the module doc).
 
-    Candidates: the a-priori :func:`balanced_family`, ``draws`` :func:`sweep_draws` and the three
-    baselines, all with ``h`` from ``budget``. Outside the parent's tasks only the a-priori family is
-    ranked, with the paper's rule (the largest h-row block at 0.5) first.
+    Candidates: the a-priori :func:`balanced_family`, ``draws`` :func:`sweep_draws`, the three
+    baselines and the LSTM at each of :data:`LSTM_LRS`, all with ``h`` from ``budget``; the top
+    holds one learning rate per configuration (the LSTM once, at its best rate). Outside the
+    parent's tasks only the a-priori family is ranked, with the paper's rule (the largest h-row
+    block at 0.5) first.
     """
     if not (isinstance(top, int) and top >= 1):
         raise SbrnnError(f"top = {top!r} is out of range; allowed: integers >= 1")
@@ -423,7 +437,13 @@ def recommend(
     family = balanced_family(n_x, n_y, budget)
     if where.inside:
         mode = "learned"
-        candidates = [paper, *family, *base.values(), *sweep_draws(n_x, n_y, budget, rng, draws)]
+        candidates = [
+            paper,
+            *family,
+            *base.values(),
+            *lstm_rates(n_x, n_y, budget),
+            *sweep_draws(n_x, n_y, budget, rng, draws),
+        ]
         rows = _score(parent, kind, candidates, task)
         chosen = _distinct_best(rows, top)
     else:
