@@ -134,3 +134,16 @@ def test_the_parent_recommends_the_lstm_at_the_rate_that_wins(synthetic_records)
     assert [s.arch for s in result.top].count("lstm") == 1
     assert result.baselines["lstm"].lr == 1e-3  # the baseline stays at the default rate
     assert "--arch lstm" in result.train_command() and "--lr 0.0015" in result.train_command()
+
+
+def test_the_lstm_rates_ranked_are_those_the_zoo_trains():
+    """``LSTM_LRS`` and the zoo plan's ``lstm_lrs`` (beside the baselines' rate) name one set."""
+    from pathlib import Path
+
+    from sbrnn.child.config import RunConfig
+    from sbrnn.child.sweep.plan_file import load_plan
+    from sbrnn.parent.recommend import LSTM_LRS
+
+    plan = load_plan(Path(__file__).resolve().parents[1] / "sweeps" / "zoo-v1.toml")
+    swept = {rate for entry in plan.tasks for rate in entry.lstm_lrs}
+    assert set(LSTM_LRS) == swept | {RunConfig.lr}
