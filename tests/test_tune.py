@@ -453,3 +453,39 @@ def test_ranks_that_clip_to_one_configuration_are_enqueued_once(tmp_path, task, 
     assert runs[0].d_hh == pytest.approx(0.02) and runs[1].d_hh == pytest.approx(0.3)
     again = tuning.tune(settings(tmp_path, trials=4, warm_start=3), task, parent=SimpleNamespace(name="stub"))
     assert again.warm_start.enqueued == 0 and again.warm_start.already == 2 and again.finished == 4
+
+
+@needs_optuna
+def test_a_study_warm_started_by_another_parent_takes_no_ranks_from_this_one(tmp_path, task, monkeypatch):
+    """Ranks missing from a study warm-started by a parent fitted on other records (another data
+    SHA-256) are not filled from this parent: one study's warm start comes from one parent."""
+    from types import SimpleNamespace
+
+    from sbrnn.parent import recommend as recommending
+
+    ones, zeros, stds = ((1.0,) * 3,) * 2, ((0.0,) * 3,) * 2, ((0.05,) * 3,) * 2
+    top = [
+        SimpleNamespace(rank=r, arch="sbrnn", densities=ones, means=zeros, stds=stds, lr=lr)
+        for r, lr in ((1, 1e-3), (2, 2e-3), (3, 5e-4))
+    ]
+
+    def parent_of(sha):
+        made = SimpleNamespace(top=top, parent={"name": sha, "records_sha256": sha * 16}, mode="ranked")
+        monkeypatch.setattr(recommending, "recommend", lambda *args, **kwargs: made)
+        return SimpleNamespace(name=f"parent {sha}")
+
+    first = tuning.tune(settings(tmp_path, trials=2, warm_start=2), task, parent=parent_of("a"))
+    assert first.warm_start.enqueued == 2
+    other = tuning.tune(settings(tmp_path, trials=3, warm_start=3), task, parent=parent_of("b"))
+    assert other.warm_start.enqueued == 0 and other.finished == 3
+    assert other.warm_start.notes == (
+        "warm start: the study was warm-started by another parent (data aaaaaaaaaaaa); parent b "
+        "(data bbbbbbbbbbbb) enqueues none of its ranks [3]",
+    )
+    assert [r.label for _, r in sorted(recorded(settings(tmp_path)).items())] == [
+        "warm start 1",
+        "warm start 2",
+        "tpe",
+    ]
+    same = tuning.tune(settings(tmp_path, trials=4, warm_start=3), task, parent=parent_of("a"))
+    assert same.warm_start.enqueued == 1  # the first parent fills its own missing rank

@@ -28,7 +28,9 @@ is named in the study's user attribute ``warm_start``. A rank already in the stu
 running or finished) is never enqueued again; an LSTM recommendation is skipped unless the study
 chooses between architectures (dense and uniform are all densities at 1 or at 0.2), and values
 outside the space are clipped into it, each with a note; a rank that clipping makes the same as
-an earlier rank is skipped with a note (it would train that configuration twice). (Processes
+an earlier rank is skipped with a note (it would train that configuration twice). A study
+warm-started by a parent fitted on other records (another data SHA-256) takes no ranks from this
+one, with a note: one study's warm start comes from one parent. (Processes
 started at the same instant on a new study may both enqueue it: each copy is then a trial and a
 record of its own. Start one process first.)
 
@@ -487,6 +489,7 @@ class _WarmStarter:
         self.recommendation: Recommendation | None = None
         self.enqueued = 0
         self.already: int | None = None
+        self.foreign = False  # the study's warm start came from a parent fitted on other records
 
     def ensure(self, study, trials) -> None:
         k = self.settings.warm_start
@@ -497,7 +500,7 @@ class _WarmStarter:
         missing = [r for r in range(1, k + 1) if f"warm start {r}" not in live and r not in skipped]
         if self.already is None:
             self.already = k - len(missing) - len(skipped)
-        if not missing:
+        if not missing or self.foreign:
             return
         if self.recommendation is None:
             from sbrnn.parent.features import TaskContext
@@ -511,6 +514,15 @@ class _WarmStarter:
                 seed=self.settings.seed,
                 task_name=self.task.name,
             )
+        stored = study.user_attrs.get(WARM_ATTR, {}).get("records_sha256")
+        ours = self.recommendation.parent.get("records_sha256")
+        if stored and ours and stored != ours:
+            self.foreign = True
+            self.notes.append(
+                f"warm start: the study was warm-started by another parent (data {stored[:12]}); "
+                f"{self.parent.name} (data {ours[:12]}) enqueues none of its ranks {missing}"
+            )
+            return
         top, space, archs = self.recommendation.top, SPACES[self.settings.space], self.settings.archs
         where = f"the {self.settings.space} space"
         first_of: dict[tuple, int] = {}  # clipped parameters -> the first rank that has them
