@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 import polars as pl
@@ -23,10 +24,7 @@ from sbrnn.records import read_frame, record_files
 
 def _lstm_rates(plan) -> str:
     """Which tasks' LSTM also trains at other learning rates (``lstm_lrs``), in words."""
-    by_rates: dict[tuple[float, ...], int] = {}
-    for entry in plan.tasks:
-        if entry.lstm_lrs:
-            by_rates[entry.lstm_lrs] = by_rates.get(entry.lstm_lrs, 0) + 1
+    by_rates = Counter(entry.lstm_lrs for entry in plan.tasks if entry.lstm_lrs)
     return "".join(
         f", the LSTM also at learning rates {', '.join(f'{r:g}' for r in rates)} on {n} of "
         f"{len(plan.tasks)} tasks"

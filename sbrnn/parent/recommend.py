@@ -126,9 +126,13 @@ def baseline_candidates(n_x: int, n_y: int, budget: float) -> dict[str, Candidat
 
 
 def lstm_rates(n_x: int, n_y: int, budget: float) -> list[Candidate]:
-    """The LSTM at ``budget`` at each of :data:`LSTM_LRS`."""
-    hidden = lstm_hidden(n_x, n_y, budget)
-    return [Candidate(Configuration("lstm", budget, lr, hidden=hidden), f"lstm lr {lr:g}") for lr in LSTM_LRS]
+    """The LSTM at ``budget`` at each of :data:`LSTM_LRS` but :data:`DEFAULT_LR`, the LSTM
+    baseline's own (:func:`baseline_candidates`)."""
+    return [
+        Candidate(configuration("lstm", n_x, n_y, budget, lr), f"lstm lr {lr:g}")
+        for lr in LSTM_LRS
+        if lr != DEFAULT_LR
+    ]
 
 
 def configuration(
@@ -412,10 +416,10 @@ def recommend(
     """Rank candidates for ``task`` at ``budget`` by ``parent`` (see the module doc).
 
     Candidates: the a-priori :func:`balanced_family`, ``draws`` :func:`sweep_draws`, the three
-    baselines and the LSTM at each of :data:`LSTM_LRS`, all with ``h`` from ``budget``; the top
-    holds one learning rate per configuration (the LSTM once, at its best rate). Outside the
-    parent's tasks only the a-priori family is ranked, with the paper's rule (the largest h-row
-    block at 0.5) first.
+    baselines and the LSTM at the other :data:`LSTM_LRS` (:func:`lstm_rates`), all with ``h`` from
+    ``budget``; the top holds one learning rate per configuration (the LSTM once, at its best
+    rate). Outside the parent's tasks only the a-priori family is ranked, with the paper's rule
+    (the largest h-row block at 0.5) first.
     """
     if not (isinstance(top, int) and top >= 1):
         raise SbrnnError(f"top = {top!r} is out of range; allowed: integers >= 1")
