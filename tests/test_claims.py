@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import linecache
 import os
 import socket
 import subprocess
@@ -177,3 +178,64 @@ def test_a_sweep_waits_for_a_live_holder_and_takes_over_a_dead_one(tmp_path):
     assert (report.finished, report.by_others, report.statuses) == (2, 1, {"ok": 2})
     assert sorted(r for r, _ in log_lines(log)) == sorted([dead.run_id, plan[2].run_id])
     holder.close()
+
+
+def _interrupted_at(line: int, action) -> bool:
+    """Run ``action`` with KeyboardInterrupt raised at the ``line``-th line it executes in
+    :mod:`sbrnn.child.sweep.claims` (as Ctrl-C or ``kill`` would); True when it was interrupted.
+
+    Not counted: the line event a ``with`` statement's line gets again as its block ends, just
+    before its ``__exit__`` runs. Python raises a signal's KeyboardInterrupt only after a call
+    returns, by when a lock's ``__exit__`` (a C method) has released it.
+    """
+    seen = 0
+    entered: set[tuple[int, int]] = set()
+
+    def trace(frame, event, arg):
+        nonlocal seen
+        if frame.f_code.co_filename != claims_module.__file__:
+            return None
+        if event == "line":
+            where = (id(frame), frame.f_lineno)
+            if where in entered and linecache.getline(
+                frame.f_code.co_filename, frame.f_lineno
+            ).lstrip().startswith("with "):
+                return trace
+            entered.add(where)
+            seen += 1
+            if seen == line:
+                raise KeyboardInterrupt
+        return trace
+
+    sys.settrace(trace)
+    try:
+        action()
+    except KeyboardInterrupt:
+        return True
+    finally:
+        sys.settrace(None)
+    return False
+
+
+@pytest.mark.parametrize("step", ["claim", "release", "take over"])
+def test_an_interrupt_at_any_line_of_a_claim_or_release_leaves_no_file_after_close(tmp_path, step):
+    line = 0
+    while True:
+        line += 1
+        records = tmp_path / f"{step}-{line}"
+        if step == "take over":
+            _plant(records, "r", expires_at=time.time() - 1)
+        claims = Claims(records)
+        if step == "release":
+            assert claims.claim("r")
+        action = partial(claims.release if step == "release" else claims.claim, "r")
+        interrupted = _interrupted_at(line, action)
+        claims.close()
+        left = set(os.listdir(records / ".claims")) if (records / ".claims").exists() else set()
+        dead = {"r.0.claim"} if step == "take over" else set()  # another host's dead claim may stay
+        assert left <= dead, (step, line)
+        if not interrupted:  # every line was interrupted once
+            break
+        with Claims(records) as other:  # the run is free for the next sweep
+            assert other.claim("r")
+    assert line > 10

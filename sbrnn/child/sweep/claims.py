@@ -7,6 +7,12 @@ exactly one process can do, holding the claimer's host, pid, claim time and leas
 times in UNIX seconds). A run claimed by another live sweep is left to it; the claim is removed
 once the run's record is written (or when the sweep stops without it).
 
+A claim file appears whole: it is written to a temporary file named after the claiming
+:class:`Claims` (``.<token>.*.tmp``) and hard-linked into place, which fails when the name exists
+(as ``O_EXCL`` does). So whatever moment Ctrl-C or ``kill`` interrupts a claim or a release at,
+every file the sweep leaves names it, in its name or its content, and :meth:`Claims.close`
+removes them all.
+
 Leases: the holder renews its claims every :data:`RENEW_SECONDS` from a background thread
 (:meth:`Claims.start`), each time moving their expiry :data:`LEASE_SECONDS` ahead. A claim can be
 taken over when its lease has expired (the holder died or hangs, on any host; hosts' clocks must
@@ -155,7 +161,7 @@ class Claims:
             text, modified = "", time.time()
         try:
             return Claim(**json.loads(text))
-        except (ValueError, TypeError):  # being written right now, or written by a process that died
+        except (ValueError, TypeError):  # cut short (a full disk), or being written by an older sbrnn
             return Claim(run_id, generation, "", "", 0, "", modified, modified + self.lease_seconds)
 
     def current(self, run_id: str) -> Claim | None:
@@ -189,15 +195,23 @@ class Claims:
     def _path(self, claim: Claim) -> Path:
         return self.directory / f"{claim.run_id}.{claim.generation}.claim"
 
-    def _create(self, claim: Claim) -> bool:
-        """Create ``claim``'s file if no file of that run and generation exists (atomic)."""
-        path = self._path(claim)
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
+    def _written(self, claim: Claim) -> str:
+        """A temporary file in the claims folder holding ``claim``, named after this :class:`Claims`
+        (so :meth:`close` finds it, should an interrupt leave it behind)."""
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.token}.", suffix=".tmp", dir=self.directory)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(claim.to_json())
+        return tmp
+
+    def _create(self, claim: Claim) -> bool:
+        """Create ``claim``'s file, whole, if no file of that run and generation exists (atomic)."""
+        tmp = self._written(claim)
+        try:
+            os.link(tmp, self._path(claim))
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
         return True
 
     def claim(self, run_id: str) -> bool:
@@ -263,10 +277,8 @@ class Claims:
                     del self._held[run_id]
                     continue
                 fresh = Claim(**{**asdict(claim), "expires_at": time.time() + self.lease_seconds})
-                fd, tmp = tempfile.mkstemp(prefix=f".{run_id}.", suffix=".tmp", dir=self.directory)
+                tmp = self._written(fresh)
                 try:
-                    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                        handle.write(fresh.to_json())
                     os.replace(tmp, self._path(fresh))
                 except BaseException:
                     Path(tmp).unlink(missing_ok=True)
@@ -291,13 +303,26 @@ class Claims:
         return self
 
     def close(self) -> None:
-        """Stop renewing and release every claim still held."""
+        """Stop renewing and remove every file of this :class:`Claims`: the claims still held, and
+        any claim or temporary file an interrupted :meth:`claim` or :meth:`release` left."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        for run_id in self.held:
-            self.release(run_id)
+        with self._lock:
+            self._held.clear()
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            path = self.directory / name
+            if name.startswith(f".{self.token}."):
+                path.unlink(missing_ok=True)
+            elif (parsed := _parse_name(name)) is not None:
+                found = self._read(path, *parsed)
+                if found is not None and found.token == self.token:
+                    path.unlink(missing_ok=True)
         _LIVE_TOKENS.discard(self.token)
 
     def __enter__(self) -> Claims:
