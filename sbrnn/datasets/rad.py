@@ -59,8 +59,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "rad24-n8": {"side": 24, "n": 8},
     "rad40-n6-none": {"side": 40, "n": 6, "no_anomaly_prob": 0.2},
     "rad32-n4": {"side": 32, "n": 4},
+    "rad20-n6": {"side": 20, "n": 6},
+    "rad36-n5": {"side": 36, "n": 5},
+    "rad28-n8-none": {"side": 28, "n": 8, "no_anomaly_prob": 0.2},
+    "rad44-n5-noquery": {"side": 44, "n": 5, "query_step": False},
 }
-"""The RAD variants on the embedded digits: preset name -> the options it changes. The last three
+"""The RAD variants on the embedded digits: preset name -> the options it changes. The last seven
 are held out of the zoo (sweeps/zoo-test.toml)."""
 SIDE_RANGE = (16, 256)
 N_RANGE = (2, 100)

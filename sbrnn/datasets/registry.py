@@ -260,6 +260,14 @@ RAD_WHY = {
     "of the zoo): rad28-n5-none's question at twice its width",
     "rad32-n4": "RAD at 32x32 with 4 images then the query step (held out of the zoo): the shortest RAD "
     "memory, at a width between rad28's and rad40's",
+    "rad20-n6": "RAD at 20x20 with 6 images then the query step (held out of the zoo): rad20's width "
+    "with a memory between the 5-image tasks' and rad20's",
+    "rad36-n5": "RAD at 36x36 with 5 images then the query step (held out of the zoo): the 5-image "
+    "question at a width between rad28's and rad50's",
+    "rad28-n8-none": "RAD at 28x28 with 8 images and a 'no anomaly' class in 20 % of sequences (held out "
+    "of the zoo): rad28-n5-none's question with a longer memory",
+    "rad44-n5-noquery": "RAD at 44x44 with 5 images and no query step (held out of the zoo): "
+    "rad16-n5-noquery's answer on the last image's own step, at a wide input",
 }
 for _name, _preset in rad.PRESETS.items():
     _spec = rad.RadSpec(**_preset)
@@ -289,6 +297,24 @@ _add(
     seqdigits.build_column_digits,
     "8x8 digits read one 8-pixel column per step (held out of the zoo): seq-digits' shape, the strokes "
     "met in another order",
+)
+_add(
+    "snake-digits",
+    "sequential-digits",
+    (8, 10, 8, CE),
+    "digits",
+    seqdigits.build_snake_digits,
+    "8x8 digits read one 8-pixel row per step, top to bottom, every other row right to left (held out "
+    "of the zoo): seq-digits' shape, each stroke met where the last row ended",
+)
+_add(
+    "halfrow-digits",
+    "sequential-digits",
+    (4, 10, 16, CE),
+    "digits",
+    seqdigits.build_halfrow_digits,
+    "8x8 digits read one 4-pixel half row per step in raster order (held out of the zoo): "
+    "patch-digits' shape, two steps per image row",
 )
 _add(
     "quadrant-digits",
@@ -390,6 +416,25 @@ _add(
     functools.partial(classic.recall, "recall-18", steps=18, symbols=6),
     "recall the symbol (1 of 6) stored at step 0 after 16 steps of distractors (held out of the zoo): "
     "between recall-12 and delayed-recall",
+)
+
+_add(
+    "recall-30",
+    "classic",
+    (10, 8, 30, CE),
+    "synthetic",
+    functools.partial(classic.recall, "recall-30", steps=30, symbols=8),
+    "recall the symbol (1 of 8) stored at step 0 after 28 steps of distractors (held out of the zoo): "
+    "delayed-recall's question, five steps longer",
+)
+_add(
+    "adding-20",
+    "classic",
+    (2, 1, 20, MSE),
+    "synthetic",
+    functools.partial(classic.adding, "adding-20", steps=20),
+    "the adding problem over 20 steps (held out of the zoo): adding-50's memory at two fifths of "
+    "its distance",
 )
 
 # behaviour cloning -------------------------------------------------------------------------------
@@ -503,6 +548,27 @@ COLLECTED = {
         (17, 6, 50),
         "behaviour cloning of smooth random actions in HalfCheetah-v5 (200 episodes of 100 steps, "
         "windows of 50; held out of the zoo): a six-joint body that never falls",
+    ),
+    "reacher-cloning": (
+        (10, 2, 25),
+        "behaviour cloning of smooth random actions in Reacher-v5 (200 episodes of 50 steps, windows of "
+        "25; held out of the zoo): reacher-dynamics' arm, its two torques as outputs",
+    ),
+    "ant-cloning": (
+        (27, 8, 20),
+        "behaviour cloning of smooth random actions in Ant-v5 (contact forces left out of the "
+        "observation; 300 episodes of up to 100 steps, windows of 20; held out of the zoo): eight "
+        "joints of a body that may flip",
+    ),
+    "walker2d-cloning": (
+        (17, 6, 10),
+        "behaviour cloning of smooth random actions in Walker2d-v5 (600 episodes, windows of 10; held "
+        "out of the zoo): a biped that falls within tens of steps",
+    ),
+    "hopper-cloning": (
+        (11, 3, 10),
+        "behaviour cloning of smooth random actions in Hopper-v5 (400 episodes, windows of 10; held out "
+        "of the zoo): hopper-dynamics' body, its three torques as outputs",
     ),
 }
 for _name, ((_n_in, _n_out, _steps), _why) in COLLECTED.items():

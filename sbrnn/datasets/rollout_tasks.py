@@ -82,6 +82,12 @@ COLLECTIONS = {  # dims, and why each task is in: the registry's descriptions
     "pusher-cloning": Collection("Pusher-v5", "pusher", BC, "smooth", 200, window=50),
     "swimmer-cloning": Collection("Swimmer-v5", "swimmer", BC, "smooth", 200, 100, 50),
     "halfcheetah-cloning": Collection("HalfCheetah-v5", "halfcheetah", BC, "smooth", 200, 100, 50),
+    "reacher-cloning": Collection("Reacher-v5", "reacher", BC, "smooth", 200, window=25),
+    "ant-cloning": Collection(
+        "Ant-v5", "ant", BC, "smooth", 300, 100, 20, {"include_cfrc_ext_in_observation": False}
+    ),
+    "walker2d-cloning": Collection("Walker2d-v5", "walker2d", BC, "smooth", 600, window=10),
+    "hopper-cloning": Collection("Hopper-v5", "hopper", BC, "smooth", 400, window=10),
 }
 
 

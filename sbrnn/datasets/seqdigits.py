@@ -1,7 +1,7 @@
 """Sequential digits: read an 8x8 digit a few pixels per step and name it after the last step.
 
 scikit-learn's bundled 1,797 digits (values 0-16), label the digit (10 classes, ``cross_entropy``).
-Six readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64``:
+Eight readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64``:
 
 - ``rows`` (``seq-digits``): one 8-pixel image row per step, top to bottom (8 in, 8 steps).
 - ``columns`` (``column-digits``, held out of the zoo): one 8-pixel column per step, left to right,
@@ -13,6 +13,10 @@ Six readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64``:
   network must hold evidence across the whole sequence.
 - ``patches`` (``patch-digits``): one 2x2 patch per step (its pixels in raster order), the 16
   patches in raster order (4 in, 16 steps).
+- ``snake`` (``snake-digits``, held out of the zoo): one 8-pixel row per step, top to bottom, the
+  even rows left to right and the odd rows right to left (8 in, 8 steps).
+- ``halfrows`` (``halfrow-digits``, held out of the zoo): one 4-pixel half row per step in raster
+  order (4 in, 16 steps): patch-digits' shape, two steps per image row.
 - ``quadrants`` (``quadrant-digits``, held out of the zoo): one 4x4 quarter of the image per step
   (its pixels in raster order), the quarters in raster order (16 in, 4 steps).
 
@@ -37,6 +41,8 @@ READINGS = {
     "permuted": "one pixel per step in a fixed order drawn from permutation_seed",
     "patches": "one 2x2 patch per step (pixels in raster order), patches in raster order",
     "quadrants": "one 4x4 quarter per step (pixels in raster order), quarters in raster order",
+    "snake": "one 8-pixel image row per step, top to bottom, every other row right to left",
+    "halfrows": "one 4-pixel half row per step in raster order",
 }
 SPLITS = ("train", "val", "test")
 
@@ -57,6 +63,10 @@ def pixel_order(reading: str, permutation_seed: int = 0) -> torch.Tensor:
         return torch.arange(64).view(2, 4, 2, 4).permute(0, 2, 1, 3).reshape(64)
     if reading == "columns":
         return torch.arange(64).view(8, 8).t().reshape(64)
+    if reading == "snake":
+        rows = torch.arange(64).view(8, 8)
+        rows[1::2] = rows[1::2].flip(1)
+        return rows.reshape(64)
     return torch.arange(64)
 
 
@@ -68,7 +78,7 @@ def _tensors(seed: int, reading: str, permutation_seed: int) -> dict[str, torch.
     labels = torch.as_tensor(bunch.target, dtype=torch.int64)
     parts = sources.stratified_split(labels, sources.DIGITS_FRACTIONS, sources.split_generator(seed))
     mean, std = images[parts[0]].mean(), images[parts[0]].std()
-    n_x = {"rows": 8, "columns": 8, "patches": 4, "quadrants": 16}.get(reading, 1)
+    n_x = {"rows": 8, "columns": 8, "snake": 8, "patches": 4, "halfrows": 4, "quadrants": 16}.get(reading, 1)
     x = ((images - mean) / std)[:, pixel_order(reading, permutation_seed)].reshape(-1, 64 // n_x, n_x)
     out = {"mean": mean, "std": std}
     for split, i in zip(SPLITS, parts):
@@ -131,3 +141,13 @@ def build_permuted_digits(seed: int = 0, permutation_seed: int = 0) -> Task:
 def build_patch_digits(seed: int = 0) -> Task:
     """``patch-digits``: 4 inputs (a 2x2 patch), 16 steps, 10 classes."""
     return build("patch-digits", "patches", seed)
+
+
+def build_snake_digits(seed: int = 0) -> Task:
+    """``snake-digits``: 8 in, 8 steps, the rows read back and forth (held out of the zoo)."""
+    return build("snake-digits", "snake", seed)
+
+
+def build_halfrow_digits(seed: int = 0) -> Task:
+    """``halfrow-digits``: 4 in, 16 steps, half rows in raster order (held out of the zoo)."""
+    return build("halfrow-digits", "halfrows", seed)
