@@ -2,23 +2,23 @@
 
 Several sweeps may run on one records directory at the same time (two terminals, or machines on
 a shared filesystem). Before a coordinator sends a run to a worker it *claims* it: it creates the
-file ``DIR/.claims/<run_id>.<generation>.claim`` with ``os.open(O_CREAT | O_EXCL)``, which
-exactly one process can do, holding the claimer's host, pid, claim time and lease expiry (JSON;
-times in UNIX seconds). A run claimed by another live sweep is left to it; the claim is removed
-once the run's record is written (or when the sweep stops without it).
+file ``DIR/.claims/<run_id>.<generation>.claim``, which exactly one process can do, holding the
+claimer's host, pid, token, claim time and lease expiry (JSON; times in UNIX seconds). A run
+claimed by another live sweep is left to it; the claim is removed once the run's record is
+written (or when the sweep stops without it).
 
-A claim file appears whole: it is written to a temporary file named after the claiming
-:class:`Claims` (``.<token>.*.tmp``) and hard-linked into place, which fails when the name exists
-(as ``O_EXCL`` does). So whatever moment Ctrl-C or ``kill`` interrupts a claim or a release at,
-every file the sweep leaves names it, in its name or its content, and :meth:`Claims.close`
-removes them all.
+A claim file appears whole: the claim is written to a temporary file named after the claiming
+:class:`Claims` (``.<token>.*.tmp``) and hard-linked to the claim's name, which fails when that
+name exists (``os.link``, atomic as ``O_CREAT | O_EXCL`` is). So whatever moment Ctrl-C or SIGTERM
+interrupts a claim or a release at, every file the sweep leaves carries its token, in its name or
+its content, and :meth:`Claims.close` removes them all.
 
 Leases: the holder renews its claims every :data:`RENEW_SECONDS` from a background thread
 (:meth:`Claims.start`), each time moving their expiry :data:`LEASE_SECONDS` ahead. A claim can be
 taken over when its lease has expired (the holder died or hangs, on any host; hosts' clocks must
 agree to well within the lease, as NTP keeps them) or, at once, when its holder was a process of
-this machine that no longer exists. Taking over creates the *next generation*'s file, again with
-``O_EXCL``, so of several sweeps that find the same dead claim exactly one wins; the winner then
+this machine that no longer exists. Taking over creates the *next generation*'s file, again by a
+link, so of several sweeps that find the same dead claim exactly one wins; the winner then
 removes the older generations. The current claim of a run is its highest generation.
 
 What remains: a pid reused by an unrelated process keeps a dead holder's claim until its lease
