@@ -188,6 +188,11 @@ def test_digit_readings_are_the_same_pixels():
     assert torch.equal(columns, rows.train.x.transpose(1, 2))
     quadrants = build_task("quadrant-digits").train.x.reshape(-1, 2, 2, 4, 4)  # [N, qr, qc, r, c]
     assert torch.equal(quadrants.permute(0, 1, 3, 2, 4).reshape(-1, 8, 8), rows.train.x)
+    snake = build_task("snake-digits").train.x  # even rows as read, odd rows right to left
+    assert torch.equal(snake[:, 0::2], rows.train.x[:, 0::2])
+    assert torch.equal(snake[:, 1::2], rows.train.x[:, 1::2].flip(2))
+    halfrows = build_task("halfrow-digits").train.x  # [N, 16, 4]: step 2r + k is half k of row r
+    assert halfrows.shape[1:] == (16, 4) and torch.equal(halfrows.reshape(-1, 8, 8), rows.train.x)
 
 
 def test_swingup_policy_balances_the_pendulum_and_only_it():
