@@ -200,6 +200,19 @@ def _add(
 
 CE, MSE = "cross_entropy", "mse"
 
+
+def _adding(name: str, steps: int, description: str) -> None:
+    """The adding problem over ``steps`` steps: 2 in, 1 out (``mse``)."""
+    builder = functools.partial(classic.adding, name, steps=steps)
+    _add(name, "classic", (2, 1, steps, MSE), "synthetic", builder, description)
+
+
+def _recall(name: str, steps: int, symbols: int, description: str) -> None:
+    """Delayed recall of 1 of ``symbols`` over ``steps`` steps: ``symbols + 2`` in, ``symbols`` out."""
+    builder = functools.partial(classic.recall, name, steps=steps, symbols=symbols)
+    _add(name, "classic", (symbols + 2, symbols, steps, CE), "synthetic", builder, description)
+
+
 # synthetic: for tests and smoke runs -------------------------------------------------------------
 _add(
     "toy-anomaly",
@@ -361,12 +374,9 @@ _add(
     "the adding problem over 50 steps (target at every step: the marked values summed so far): a "
     "memoryless network cannot beat the running mean; 2,000 training sequences",
 )
-_add(
+_adding(
     "adding-200",
-    "classic",
-    (2, 1, 200, MSE),
-    "synthetic",
-    functools.partial(classic.adding, "adding-200", steps=200),
+    200,
     "the adding problem over 200 steps: adding-50's memory across four times the distance",
 )
 _add(
@@ -398,41 +408,32 @@ _add(
     "parity of 16 bits, one per step (held out of the zoo): parity's running XOR over 16 steps, "
     "validation and test patterns never seen in training",
 )
-_add(
+_recall(
     "recall-12",
-    "classic",
-    (7, 5, 12, CE),
-    "synthetic",
-    functools.partial(classic.recall, "recall-12", steps=12, symbols=5),
+    12,
+    5,
     "recall the symbol (1 of 5) stored at step 0 after 10 steps of distractors (held out of the zoo): "
     "delayed-recall's question at half its length",
 )
 
-_add(
+_recall(
     "recall-18",
-    "classic",
-    (8, 6, 18, CE),
-    "synthetic",
-    functools.partial(classic.recall, "recall-18", steps=18, symbols=6),
+    18,
+    6,
     "recall the symbol (1 of 6) stored at step 0 after 16 steps of distractors (held out of the zoo): "
     "between recall-12 and delayed-recall",
 )
 
-_add(
+_recall(
     "recall-30",
-    "classic",
-    (10, 8, 30, CE),
-    "synthetic",
-    functools.partial(classic.recall, "recall-30", steps=30, symbols=8),
+    30,
+    8,
     "recall the symbol (1 of 8) stored at step 0 after 28 steps of distractors (held out of the zoo): "
     "delayed-recall's question, five steps longer",
 )
-_add(
+_adding(
     "adding-20",
-    "classic",
-    (2, 1, 20, MSE),
-    "synthetic",
-    functools.partial(classic.adding, "adding-20", steps=20),
+    20,
     "the adding problem over 20 steps (held out of the zoo): adding-50's memory at two fifths of "
     "its distance",
 )
