@@ -23,7 +23,12 @@ pytestmark = pytest.mark.usefixtures("offline_minari")
 TINY = {"n_train": 24, "n_val": 8, "n_test": 8, "episodes": 3}
 """Options that shrink a task, where it takes them; collected tasks keep their windows and horizons,
 so their dims are the registry's."""
-EPISODES = {"hopper-dynamics": 6, "walker2d-dynamics": 6, "inverted-double-pendulum-dynamics": 20}
+EPISODES = {
+    "hopper-dynamics": 6,
+    "walker2d-dynamics": 6,
+    "inverted-double-pendulum-dynamics": 20,
+    "inverted-double-pendulum-cloning": 100,
+}
 """Tasks whose episodes can be shorter than a window need a few more for every split to hold one."""
 ZOO = sorted(name for name, info in registry._REGISTRY.items() if info.source not in ("mnist", "minari"))
 """Every registered task but those that read data from outside (MNIST files, a Minari download)."""
@@ -193,6 +198,10 @@ def test_digit_readings_are_the_same_pixels():
     assert torch.equal(snake[:, 1::2], rows.train.x[:, 1::2].flip(2))
     halfrows = build_task("halfrow-digits").train.x  # [N, 16, 4]: step 2r + k is half k of row r
     assert halfrows.shape[1:] == (16, 4) and torch.equal(halfrows.reshape(-1, 8, 8), rows.train.x)
+    upward = build_task("upward-digits").train.x  # step t is image row 7 - t
+    assert torch.equal(upward, rows.train.x.flip(1))
+    halfcolumns = build_task("halfcolumn-digits").train.x  # step 2c + k is half k of column c
+    assert halfcolumns.shape[1:] == (16, 4) and torch.equal(halfcolumns.reshape(-1, 8, 8), columns)
 
 
 def test_swingup_policy_balances_the_pendulum_and_only_it():

@@ -281,6 +281,16 @@ RAD_WHY = {
     "of the zoo): rad28-n5-none's question with a longer memory",
     "rad44-n5-noquery": "RAD at 44x44 with 5 images and no query step (held out of the zoo): "
     "rad16-n5-noquery's answer on the last image's own step, at a wide input",
+    "rad40-n8": "RAD at 40x40 with 8 images then the query step (held out of the zoo, third batch): "
+    "rad24-n8's memory at nearly three times its width",
+    "rad32-n6-noquery": "RAD at 32x32 with 6 images and no query step (held out of the zoo, third "
+    "batch): the no-query question with a memory longer than the zoo's and the second batch's",
+    "rad24-n5-none": "RAD at 24x24 with 5 images and a 'no anomaly' class in 20 % of sequences (held "
+    "out of the zoo, third batch): rad28-n5-none's question at a narrower input",
+    "rad48-n6": "RAD at 48x48 with 6 images then the query step (held out of the zoo, third batch): "
+    "nearly rad's width with a memory between the 5-image tasks' and rad's",
+    "rad16-n8": "RAD at 16x16 with 8 images then the query step (held out of the zoo, third batch): "
+    "the narrowest RAD input with a long memory, where the recurrent blocks hold most of a budget",
 }
 for _name, _preset in rad.PRESETS.items():
     _spec = rad.RadSpec(**_preset)
@@ -328,6 +338,24 @@ _add(
     seqdigits.build_halfrow_digits,
     "8x8 digits read one 4-pixel half row per step in raster order (held out of the zoo): "
     "patch-digits' shape, two steps per image row",
+)
+_add(
+    "upward-digits",
+    "sequential-digits",
+    (8, 10, 8, CE),
+    "digits",
+    seqdigits.build_upward_digits,
+    "8x8 digits read one 8-pixel row per step, bottom to top (held out of the zoo, third batch): "
+    "seq-digits' rows, the strokes met in the reverse order",
+)
+_add(
+    "halfcolumn-digits",
+    "sequential-digits",
+    (4, 10, 16, CE),
+    "digits",
+    seqdigits.build_halfcolumn_digits,
+    "8x8 digits read one 4-pixel half column per step, columns left to right (held out of the zoo, "
+    "third batch): halfrow-digits' shape, the image turned a quarter",
 )
 _add(
     "quadrant-digits",
@@ -436,6 +464,18 @@ _adding(
     20,
     "the adding problem over 20 steps (held out of the zoo): adding-50's memory at two fifths of "
     "its distance",
+)
+_recall(
+    "recall-24",
+    24,
+    7,
+    "recall the symbol (1 of 7) stored at step 0 after 22 steps of distractors (held out of the zoo, "
+    "third batch): between recall-18 and delayed-recall",
+)
+_adding(
+    "adding-100",
+    100,
+    "the adding problem over 100 steps (held out of the zoo, third batch): between adding-50 and adding-200",
 )
 
 # behaviour cloning -------------------------------------------------------------------------------
@@ -570,6 +610,23 @@ COLLECTED = {
         (11, 3, 10),
         "behaviour cloning of smooth random actions in Hopper-v5 (400 episodes, windows of 10; held out "
         "of the zoo): hopper-dynamics' body, its three torques as outputs",
+    ),
+    "humanoid-cloning": (
+        (45, 17, 10),
+        "behaviour cloning of smooth random actions in Humanoid-v5 (positions and velocities only; 1,200 "
+        "episodes of 15-35 steps, windows of 10; held out of the zoo, third batch): 17 outputs from a "
+        "body that falls",
+    ),
+    "pendulum-cloning": (
+        (3, 1, 20),
+        "behaviour cloning of smooth random actions in Pendulum-v1 (200 episodes of 100 steps, windows "
+        "of 20; held out of the zoo, third batch): pendulum-swingup's body under another policy",
+    ),
+    "inverted-double-pendulum-cloning": (
+        (9, 1, 5),
+        "behaviour cloning of smooth random actions in InvertedDoublePendulum-v5 (2,000 episodes of "
+        "5-12 steps, windows of 5; held out of the zoo, third batch): one output, the zoo's shortest "
+        "windows",
     ),
 }
 for _name, ((_n_in, _n_out, _steps), _why) in COLLECTED.items():

@@ -88,6 +88,25 @@ COLLECTIONS = {  # dims, and why each task is in: the registry's descriptions
     ),
     "walker2d-cloning": Collection("Walker2d-v5", "walker2d", BC, "smooth", 600, window=10),
     "hopper-cloning": Collection("Hopper-v5", "hopper", BC, "smooth", 400, window=10),
+    # the third batch held out of the zoo (sweeps/zoo-test3.toml)
+    "humanoid-cloning": Collection(
+        "Humanoid-v5",
+        "humanoid",
+        BC,
+        "smooth",
+        1200,
+        window=10,
+        env_kwargs={
+            "include_cinert_in_observation": False,
+            "include_cvel_in_observation": False,
+            "include_qfrc_actuator_in_observation": False,
+            "include_cfrc_ext_in_observation": False,
+        },
+    ),
+    "pendulum-cloning": Collection("Pendulum-v1", "pendulum", BC, "smooth", 200, 100, 20),
+    "inverted-double-pendulum-cloning": Collection(
+        "InvertedDoublePendulum-v5", "inverted-double-pendulum", BC, "smooth", 2000, window=5
+    ),
 }
 
 

@@ -1,7 +1,7 @@
 """Sequential digits: read an 8x8 digit a few pixels per step and name it after the last step.
 
 scikit-learn's bundled 1,797 digits (values 0-16), label the digit (10 classes, ``cross_entropy``).
-Eight readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64``:
+Ten readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64``:
 
 - ``rows`` (``seq-digits``): one 8-pixel image row per step, top to bottom (8 in, 8 steps).
 - ``columns`` (``column-digits``, held out of the zoo): one 8-pixel column per step, left to right,
@@ -19,6 +19,10 @@ Eight readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64`
   order (4 in, 16 steps): patch-digits' shape, two steps per image row.
 - ``quadrants`` (``quadrant-digits``, held out of the zoo): one 4x4 quarter of the image per step
   (its pixels in raster order), the quarters in raster order (16 in, 4 steps).
+- ``upward`` (``upward-digits``, held out of the zoo): one 8-pixel row per step, bottom to top,
+  each left to right (8 in, 8 steps): seq-digits' rows in the reverse order.
+- ``halfcolumns`` (``halfcolumn-digits``, held out of the zoo): one 4-pixel half column per step,
+  the columns left to right, each top half then bottom half (4 in, 16 steps).
 
 Pixels are scaled to [0, 1] then standardised with the train split's mean and standard deviation
 (one scalar each). The split is the same stratified 70 / 15 / 15 split, drawn from ``seed``, that
@@ -43,6 +47,8 @@ READINGS = {
     "quadrants": "one 4x4 quarter per step (pixels in raster order), quarters in raster order",
     "snake": "one 8-pixel image row per step, top to bottom, every other row right to left",
     "halfrows": "one 4-pixel half row per step in raster order",
+    "upward": "one 8-pixel image row per step, bottom to top",
+    "halfcolumns": "one 4-pixel half column per step, columns left to right, each top half first",
 }
 SPLITS = ("train", "val", "test")
 
@@ -61,8 +67,10 @@ def pixel_order(reading: str, permutation_seed: int = 0) -> torch.Tensor:
         return torch.arange(64).view(4, 2, 4, 2).permute(0, 2, 1, 3).reshape(64)
     if reading == "quadrants":
         return torch.arange(64).view(2, 4, 2, 4).permute(0, 2, 1, 3).reshape(64)
-    if reading == "columns":
+    if reading in ("columns", "halfcolumns"):
         return torch.arange(64).view(8, 8).t().reshape(64)
+    if reading == "upward":
+        return torch.arange(64).view(8, 8).flip(0).reshape(64)
     if reading == "snake":
         rows = torch.arange(64).view(8, 8)
         rows[1::2] = rows[1::2].flip(1)
@@ -78,7 +86,8 @@ def _tensors(seed: int, reading: str, permutation_seed: int) -> dict[str, torch.
     labels = torch.as_tensor(bunch.target, dtype=torch.int64)
     parts = sources.stratified_split(labels, sources.DIGITS_FRACTIONS, sources.split_generator(seed))
     mean, std = images[parts[0]].mean(), images[parts[0]].std()
-    n_x = {"rows": 8, "columns": 8, "snake": 8, "patches": 4, "halfrows": 4, "quadrants": 16}.get(reading, 1)
+    widths = {"rows": 8, "columns": 8, "snake": 8, "upward": 8, "patches": 4, "halfrows": 4, "halfcolumns": 4}
+    n_x = {**widths, "quadrants": 16}.get(reading, 1)
     x = ((images - mean) / std)[:, pixel_order(reading, permutation_seed)].reshape(-1, 64 // n_x, n_x)
     out = {"mean": mean, "std": std}
     for split, i in zip(SPLITS, parts):
@@ -151,3 +160,13 @@ def build_snake_digits(seed: int = 0) -> Task:
 def build_halfrow_digits(seed: int = 0) -> Task:
     """``halfrow-digits``: 4 in, 16 steps, half rows in raster order (held out of the zoo)."""
     return build("halfrow-digits", "halfrows", seed)
+
+
+def build_upward_digits(seed: int = 0) -> Task:
+    """``upward-digits``: 8 in, 8 steps, the rows bottom to top (held out of the zoo)."""
+    return build("upward-digits", "upward", seed)
+
+
+def build_halfcolumn_digits(seed: int = 0) -> Task:
+    """``halfcolumn-digits``: 4 in, 16 steps, half columns left to right (held out of the zoo)."""
+    return build("halfcolumn-digits", "halfcolumns", seed)
