@@ -36,6 +36,10 @@ loop, against TPE as above.
 
     python benchmarks/meta_loto.py --test-plan sweeps/zoo-test.toml --test-records data/zoo-test \
         --runs runs/closed-loop-test --workers 2 --json > test.json
+
+``--parent DIR`` puts another parent in the shipped one's place (one fitted on fewer tasks, to
+compare the two on the same held-out tasks; both parents' picks can share ``--runs``, a run being
+found by its configuration).
 """
 
 from __future__ import annotations
@@ -136,13 +140,18 @@ def _plan_entry(task: str, plan: Path = PLAN):
         raise SystemExit(str(exc)) from exc
 
 
-def shipped_offline(records) -> dict:
-    """The shipped parent ranks each task's recorded runs (tasks it never saw): the offline metrics
-    of :func:`offline`'s ``ranker`` row, with the shipped parent's ranker in place of one fitted
-    without the task."""
-    from sbrnn.parent.store import load_shipped
+def given_parent(directory: Path):
+    """The parent in ``directory`` (the shipped one where it is the shipped parent's directory)."""
+    from sbrnn.parent.store import load_parent, load_shipped, shipped_directory
 
-    parent = load_shipped()[0]
+    return (load_shipped() if directory == shipped_directory() else load_parent(directory))[0]
+
+
+def shipped_offline(records, directory: Path) -> dict:
+    """The parent in ``directory`` (by default the shipped one) ranks each task's recorded runs
+    (tasks it never saw): the offline metrics of :func:`offline`'s ``ranker`` row, with that
+    parent's ranker in place of one fitted without the task."""
+    parent = given_parent(directory)
     data = training_data(records)
     groups = loto.leave_one_task_out(
         data, lambda _, test: parent.scores(test.X), is_random_draw(records, data)
@@ -163,16 +172,16 @@ def closed_loop(
     members,
     tpe_trials: int,
     plan: Path = PLAN,
-    shipped: bool = False,
+    given: Path | None = None,
 ) -> dict:
     """Train the parent's top-3 (per candidate seed) and TPE's trials for ``task`` at its middle budget
-    (of ``plan``). The parent is fitted on ``records`` without ``task``; with ``shipped`` it is the
-    shipped parent, and ``records`` holds only the held-out tasks' runs (their random draws)."""
+    (of ``plan``). The parent is fitted on ``records`` without ``task``; where ``given`` names a
+    parent's directory (the shipped one, or another) it is that parent, and ``records`` holds only
+    the held-out tasks' runs (their random draws)."""
     from sbrnn.child.config import RunConfig
     from sbrnn.child.train import train_run
     from sbrnn.datasets.summary import build_checked
     from sbrnn.parent.recommend import recommend
-    from sbrnn.parent.store import load_shipped
     from sbrnn.records import read_records, write_record
 
     entry = _plan_entry(task, plan)
@@ -184,8 +193,8 @@ def closed_loop(
         if (r.label or "").startswith("random")
     ]
     by_label = {r.label: r.min_val_loss for r in mine if r.status == "ok"}
-    if shipped:
-        parent = load_shipped()[0]
+    if given is not None:
+        parent = given_parent(given)
     else:
         parent = fit_held_out(records, task, "xgb", trees=trees, members=members)
     built = build_checked(task, 0, entry.options)
@@ -431,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
         help="tasks never in the zoo (a plan file): the shipped parent ranks and recommends for them",
     )
     parser.add_argument("--test-records", type=Path, default=Path("data/zoo-test"))
+    parser.add_argument(
+        "--parent", type=Path, default=None, help="with --test-plan: this parent instead of the shipped one"
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers {args.workers} is out of range; allowed: integers >= 1")
@@ -442,12 +454,20 @@ def main(argv: list[str] | None = None) -> int:
     test = args.test_plan is not None
     if test and (tasks is not None or args.quick):
         parser.error("--tasks and --quick choose what the parent is fitted on; --test-plan fits none")
+    if args.parent is not None and not test:
+        parser.error("--parent is the parent --test-plan measures; without it each parent is fitted")
+    if test:
+        from sbrnn.parent.store import shipped_directory
+
+        given = args.parent if args.parent is not None else shipped_directory()
     source = args.test_records if test else args.records
     records = records_in(source)
     if args.no_offline:
         ranked = {}
+    elif test:
+        ranked = shipped_offline(records, given)
     else:
-        ranked = shipped_offline(records) if test else offline(records, kinds, trees, args.members, tasks)
+        ranked = offline(records, kinds, trees, args.members, tasks)
     result = {"records": str(source), "runs": len(records), "offline": ranked}
     settings: tuple = (args.seeds, args.runs, trees, args.members, args.tpe_trials)
     closed = args.closed_loop.split(",") if args.closed_loop else []
@@ -455,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         from sbrnn.child.sweep.plan_file import load_plan
 
         closed = closed or [t.name for t in load_plan(args.test_plan).tasks]
-        settings, kinds = (*settings, args.test_plan, True), ["ranker"]
+        settings, kinds = (*settings, args.test_plan, given), ["ranker"]
     if closed:
         result["closed_loop"] = closed_loops(records, closed, settings, args.workers)
     result["seconds"] = round(time.perf_counter() - started, 1)

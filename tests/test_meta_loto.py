@@ -71,18 +71,27 @@ def test_a_worker_count_below_one_is_refused_before_any_work(bench, capsys):
     assert "--workers 0 is out of range; allowed: integers >= 1" in capsys.readouterr().err
 
 
-def test_tasks_held_out_of_the_zoo_are_ranked_by_the_shipped_parent(bench, synthetic_records):
+@pytest.mark.parametrize("which", ["shipped", "given"])
+def test_tasks_held_out_of_the_zoo_are_ranked_by_the_shipped_or_a_given_parent(
+    bench, synthetic_records, synthetic_parent, tmp_path, which
+):
     import numpy as np
     from scipy.stats import spearmanr
 
     from sbrnn.parent.features import training_data
-    from sbrnn.parent.store import load_shipped
+    from sbrnn.parent.store import load_shipped, save_parent, shipped_directory
 
     records = synthetic_records(120, seed=3)
-    result = bench.shipped_offline(records)["ranker"]
+    if which == "shipped":
+        directory, parent = shipped_directory(), load_shipped()[0]
+    else:
+        parent = synthetic_parent[0]
+        directory = tmp_path / "parent"
+        save_parent(parent, directory, synthetic_parent[1])
+    result = bench.shipped_offline(records, directory)["ranker"]
     groups = {(g["task"], g["budget"]): g for g in result["by_group"]}
     assert len(groups) == result["groups"] >= 8
-    parent, data = load_shipped()[0], training_data(records)
+    data = training_data(records)
     scores = parent.scores(data.X)
     for (task, budget), group in groups.items():
         rows = (data.task == task) & (data.budget == budget) & data.converged
@@ -96,3 +105,6 @@ def test_a_test_plan_refuses_the_options_that_choose_a_parents_fit(bench, capsys
     with pytest.raises(SystemExit) as info:
         bench.main(["--test-plan", "sweeps/zoo-test.toml", "--tasks", "rad20"])
     assert info.value.code == 2 and "--test-plan fits none" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        bench.main(["--parent", "sbrnn/parent/zoo"])
+    assert info.value.code == 2 and "--parent is the parent --test-plan measures" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from conftest import make_synthetic_records
 from typer.testing import CliRunner
 
 from sbrnn.cli import app
+from sbrnn.parent.features import records_sha256
 from sbrnn.records import read_records, records_table, write_atomic, write_record
 
 runner = CliRunner()
@@ -58,6 +59,15 @@ def test_fit_json_and_table(fitted_dir, tmp_path):
     assert report["ranked_by"] in ("within-task ranker", "xgb predicted minimum")
     assert report["models"]["xgb"]["n_estimators"] == 20 and len(report["records_sha256"]) == 64
     assert any("only 3 tasks" in w for w in report["warnings"])
+    both = invoke(  # several directories: one parent on all of their runs
+        "parent", "fit", root / "records", root / "unseen", "--out", tmp_path / "both", "--folds", 2,
+        "--trees", 5, "--members", 1, "--json",
+    )  # fmt: skip
+    assert both.exit_code == 0, both.output
+    together = json.loads(both.stdout)
+    assert together["counts"]["runs"] == 195 and together["records_sha256"] != report["records_sha256"]
+    records = read_records(root / "records") + read_records(root / "unseen")
+    assert together["records_sha256"] == records_sha256(records)
     table = invoke(
         "parent", "fit", root / "records", "--out", tmp_path / "p", "--folds", 2, "--trees", 5, "--members", 1
     )
@@ -193,6 +203,10 @@ def test_evaluate(fitted_dir, tmp_path):
         ),
         (["parent", "fit", "{root}/records", "--out", "{tmp}/p", "--folds", "1"], "folds = 1"),
         (["parent", "fit", "{tmp}/nothing", "--out", "{tmp}/p"], "does not exist"),
+        (
+            ["parent", "fit", "{root}/records", "{root}/unseen", "{root}/records", "--out", "{tmp}/p"],
+            "records; allowed: directories that share no run",
+        ),
         (
             ["parent", "fit", "{root}/records", "--out", "{tmp}/p", "--trees", "0", "--folds", "2"],
             "trees = 0",

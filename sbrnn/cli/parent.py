@@ -145,7 +145,9 @@ def _render_fit(report: dict, folds: int) -> None:
 
 @app.command("fit")
 def fit(
-    records: Annotated[Path, typer.Argument(help="Records directory (shards or compacted files).")],
+    records: Annotated[
+        list[Path], typer.Argument(help="Records directories (shards or compacted files), one or more.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Parent directory to write.")],
     model: Annotated[str, typer.Option("--model", help="rf, xgb, mlp or all.")] = "xgb",
     folds: Annotated[int, typer.Option(help="Folds of the cross-validation (>= 2).")] = 5,
@@ -173,7 +175,7 @@ def fit(
         CurveRegressor(kind, n_estimators=trees, n_members=members).params()
     check_output_dir(out, "--out")  # before the fit, not after it
     with held_warnings():
-        runs = records_in(records)
+        runs = records_in(*records)
     progress, on_step = bars.steps("fitting")
     started = False
 

@@ -458,12 +458,24 @@ def records_sha256(records: Sequence[RunRecord]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def records_in(directory: str | Path) -> list[RunRecord]:
-    """The readable records of a directory; an :class:`SbrnnError` when there are none."""
-    path = Path(directory)
-    if not path.is_dir():
-        raise SbrnnError(f"records directory {directory} does not exist")
-    records = read_records(path)
-    if not records:
-        raise SbrnnError(f"records directory {directory} holds no readable records (*.parquet)")
+def records_in(*directories: str | Path) -> list[RunRecord]:
+    """The readable records of one or more directories, in the order given; an
+    :class:`SbrnnError` when one holds none or when a run id is in two of them."""
+    records: list[RunRecord] = []
+    seen: dict[str, Path] = {}
+    for directory in directories:
+        path = Path(directory)
+        if not path.is_dir():
+            raise SbrnnError(f"records directory {directory} does not exist")
+        found = read_records(path)
+        if not found:
+            raise SbrnnError(f"records directory {directory} holds no readable records (*.parquet)")
+        for record in found:
+            if record.run_id in seen:
+                raise SbrnnError(
+                    f"run {record.run_id!r} is in both {seen[record.run_id]} and {path}; allowed: "
+                    "directories that share no run"
+                )
+        seen.update((record.run_id, path) for record in found)
+        records.extend(found)
     return records
