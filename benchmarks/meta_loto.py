@@ -222,6 +222,7 @@ def closed_loop(
                 record = train_run(config, built, threads=1)
                 record.origin, record.label = "config", f"loto {task} seed {seed} rank {scored.rank}"
                 write_record(record, runs_dir)
+                done[record.run_id] = record  # another candidate seed's same pick is this run
             losses.append(record.min_val_loss if record.status == "ok" else float("inf"))
             tests.append(_test_loss(record))
         rows.append(

@@ -108,3 +108,28 @@ def test_a_test_plan_refuses_the_options_that_choose_a_parents_fit(bench, capsys
     with pytest.raises(SystemExit) as info:
         bench.main(["--parent", "sbrnn/parent/zoo"])
     assert info.value.code == 2 and "--parent is the parent --test-plan measures" in capsys.readouterr().err
+
+
+def test_a_pick_shared_by_candidate_seeds_is_trained_once(bench, monkeypatch, tmp_path):
+    """The closed loop's candidate seeds often agree on a pick: it is one run, trained once."""
+    import dataclasses
+
+    import sbrnn.child.train as train
+    import sbrnn.parent.recommend as rec
+    from sbrnn.parent.store import shipped_directory
+
+    real_train, real_recommend, trained = train.train_run, rec.recommend, []
+
+    def one_epoch(config, built, threads):
+        trained.append(config.run_id())
+        record = real_train(dataclasses.replace(config, epochs=1), built, threads=threads)
+        record.run_id = config.run_id()
+        return record
+
+    monkeypatch.setattr(train, "train_run", one_epoch)
+    monkeypatch.setattr(rec, "recommend", lambda *a, **k: real_recommend(*a, **{**k, "seed": 0}))
+    monkeypatch.setattr(bench, "_tpe", lambda *a: None)
+    runs = tmp_path / "runs"
+    row = bench.closed_loop([], "toy-regression", 3, runs, None, 3, 10, given=shipped_directory())
+    assert len(row["seeds"]) == 3 and len({s["top1"] for s in row["seeds"]}) == 1
+    assert len(trained) == len(set(trained)) == 3
