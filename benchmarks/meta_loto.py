@@ -141,13 +141,13 @@ def _plan_entry(task: str, plan: Path = PLAN):
 
 
 def given_parent(directory: Path):
-    """The parent in ``directory`` (the shipped one where it is the shipped parent's directory)."""
-    from sbrnn.parent.store import load_parent, load_shipped, shipped_directory
+    """The parent in ``directory`` (the shipped one's is :func:`sbrnn.parent.store.shipped_directory`)."""
+    from sbrnn.parent.store import load_parent
 
-    return (load_shipped() if directory == shipped_directory() else load_parent(directory))[0]
+    return load_parent(directory)[0]
 
 
-def shipped_offline(records, directory: Path) -> dict:
+def parent_offline(records, directory: Path) -> dict:
     """The parent in ``directory`` (by default the shipped one) ranks each task's recorded runs
     (tasks it never saw): the offline metrics of :func:`offline`'s ``ranker`` row, with that
     parent's ranker in place of one fitted without the task."""
@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_offline:
         ranked = {}
     elif test:
-        ranked = shipped_offline(records, given)
+        ranked = parent_offline(records, given)
     else:
         ranked = offline(records, kinds, trees, args.members, tasks)
     result = {"records": str(source), "runs": len(records), "offline": ranked}

@@ -88,7 +88,7 @@ def test_tasks_held_out_of_the_zoo_are_ranked_by_the_shipped_or_a_given_parent(
         parent = synthetic_parent[0]
         directory = tmp_path / "parent"
         save_parent(parent, directory, synthetic_parent[1])
-    result = bench.shipped_offline(records, directory)["ranker"]
+    result = bench.parent_offline(records, directory)["ranker"]
     groups = {(g["task"], g["budget"]): g for g in result["by_group"]}
     assert len(groups) == result["groups"] >= 8
     data = training_data(records)
