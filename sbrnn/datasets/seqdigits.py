@@ -50,6 +50,12 @@ READINGS = {
     "upward": "one 8-pixel image row per step, bottom to top",
     "halfcolumns": "one 4-pixel half column per step, columns left to right, each top half first",
 }
+WIDTHS = {
+    **dict.fromkeys(("rows", "columns", "snake", "upward"), 8),
+    **dict.fromkeys(("patches", "halfrows", "halfcolumns"), 4),
+    "quadrants": 16,
+}
+"""Pixels per step of each reading (``n_x``); the others (``pixels``, ``permuted``) read one."""
 SPLITS = ("train", "val", "test")
 
 
@@ -86,8 +92,7 @@ def _tensors(seed: int, reading: str, permutation_seed: int) -> dict[str, torch.
     labels = torch.as_tensor(bunch.target, dtype=torch.int64)
     parts = sources.stratified_split(labels, sources.DIGITS_FRACTIONS, sources.split_generator(seed))
     mean, std = images[parts[0]].mean(), images[parts[0]].std()
-    widths = {"rows": 8, "columns": 8, "snake": 8, "upward": 8, "patches": 4, "halfrows": 4, "halfcolumns": 4}
-    n_x = {**widths, "quadrants": 16}.get(reading, 1)
+    n_x = WIDTHS.get(reading, 1)
     x = ((images - mean) / std)[:, pixel_order(reading, permutation_seed)].reshape(-1, 64 // n_x, n_x)
     out = {"mean": mean, "std": std}
     for split, i in zip(SPLITS, parts):
