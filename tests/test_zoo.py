@@ -202,6 +202,10 @@ def test_digit_readings_are_the_same_pixels():
     assert torch.equal(upward, rows.train.x.flip(1))
     halfcolumns = build_task("halfcolumn-digits").train.x  # step 2c + k is half k of column c
     assert halfcolumns.shape[1:] == (16, 4) and torch.equal(halfcolumns.reshape(-1, 8, 8), columns)
+    leftward = build_task("leftward-digits").train.x  # step t is column 7 - t
+    assert torch.equal(leftward, columns.flip(1))
+    patches = build_task("patch-digits").train.x  # [N, 16, 4]: step p is patch p, raster order
+    assert torch.equal(build_task("backpatch-digits").train.x, patches.flip(1))
 
 
 def test_swingup_policy_balances_the_pendulum_and_only_it():

@@ -68,6 +68,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "rad24-n5-none": {"side": 24, "n": 5, "no_anomaly_prob": 0.2},
     "rad48-n6": {"side": 48, "n": 6},
     "rad16-n8": {"side": 16, "n": 8},
+    "rad36-n6-none": {"side": 36, "n": 6, "no_anomaly_prob": 0.2},
+    "rad20-n8-noquery": {"side": 20, "n": 8, "query_step": False},
+    "rad44-n4": {"side": 44, "n": 4},
+    "rad28-n6": {"side": 28, "n": 6},
+    "rad32-n8-none": {"side": 32, "n": 8, "no_anomaly_prob": 0.2},
 }
 """The RAD variants on the embedded digits: preset name -> the options it changes. From rad24-n8
 on they are held out of the zoo (sweeps/zoo-test.toml; the last five sweeps/zoo-test3.toml)."""

@@ -291,6 +291,16 @@ RAD_WHY = {
     "nearly rad's width with a memory between the 5-image tasks' and rad's",
     "rad16-n8": "RAD at 16x16 with 8 images then the query step (held out of the zoo, third batch): "
     "the narrowest RAD input with a long memory, where the recurrent blocks hold most of a budget",
+    "rad36-n6-none": "RAD at 36x36 with 6 images and a 'no anomaly' class in 20 % of sequences (held "
+    "out of the zoo, fourth batch): the 'none' question between rad28-n5-none's and rad40-n6-none's widths",
+    "rad20-n8-noquery": "RAD at 20x20 with 8 images and no query step (held out of the zoo, fourth "
+    "batch): the no-query question with the longest memory yet, at a narrow input",
+    "rad44-n4": "RAD at 44x44 with 4 images then the query step (held out of the zoo, fourth batch): "
+    "the shortest memory at a wide input",
+    "rad28-n6": "RAD at 28x28 with 6 images then the query step (held out of the zoo, fourth batch): "
+    "rad28's width with a memory between the 5-image tasks' and rad28's",
+    "rad32-n8-none": "RAD at 32x32 with 8 images and a 'no anomaly' class in 20 % of sequences (held "
+    "out of the zoo, fourth batch): rad28-n8-none's question at a wider input",
 }
 for _name, _preset in rad.PRESETS.items():
     _spec = rad.RadSpec(**_preset)
@@ -356,6 +366,24 @@ _add(
     seqdigits.build_halfcolumn_digits,
     "8x8 digits read one 4-pixel half column per step, columns left to right (held out of the zoo, "
     "third batch): halfrow-digits' shape, the image turned a quarter",
+)
+_add(
+    "leftward-digits",
+    "sequential-digits",
+    (8, 10, 8, CE),
+    "digits",
+    seqdigits.build_leftward_digits,
+    "8x8 digits read one 8-pixel column per step, right to left (held out of the zoo, fourth batch): "
+    "column-digits' columns, the strokes met in the reverse order",
+)
+_add(
+    "backpatch-digits",
+    "sequential-digits",
+    (4, 10, 16, CE),
+    "digits",
+    seqdigits.build_backpatch_digits,
+    "8x8 digits read one 2x2 patch per step, the patches in reverse raster order (held out of the zoo, "
+    "fourth batch): patch-digits' patches from the last to the first",
 )
 _add(
     "quadrant-digits",
@@ -476,6 +504,20 @@ _adding(
     "adding-100",
     100,
     "the adding problem over 100 steps (held out of the zoo, third batch): between adding-50 and adding-200",
+)
+_adding(
+    "adding-30",
+    30,
+    "the adding problem over 30 steps (held out of the zoo, fourth batch): between adding-20 and adding-50",
+)
+_add(
+    "parity-12",
+    "classic",
+    (1, 2, 12, CE),
+    "synthetic",
+    functools.partial(classic.parity, "parity-12", steps=12),
+    "parity of 12 bits, one per step (held out of the zoo, fourth batch): between parity's 10 bits and "
+    "parity-16's, validation and test patterns never seen in training",
 )
 
 # behaviour cloning -------------------------------------------------------------------------------
@@ -627,6 +669,22 @@ COLLECTED = {
         "behaviour cloning of smooth random actions in InvertedDoublePendulum-v5 (2,000 episodes of "
         "5-12 steps, windows of 5; held out of the zoo, third batch): one output, the zoo's shortest "
         "windows",
+    ),
+    "door-cloning": (
+        (39, 28, 25),
+        "behaviour cloning of smooth random actions in AdroitHandDoor-v1 (200 episodes of 200 steps, "
+        "windows of 25; held out of the zoo, fourth batch): the fourth Adroit hand, 28 outputs",
+    ),
+    "humanoid-dynamics": (
+        (62, 45, 10),
+        "forward dynamics in Humanoid-v5 under random actions (positions and velocities only; 1,200 "
+        "episodes, windows of 10; held out of the zoo, fourth batch): the widest state the zoo predicts",
+    ),
+    "mountaincar-cloning": (
+        (2, 1, 20),
+        "behaviour cloning of smooth random actions in MountainCarContinuous-v0 (200 episodes of 100 "
+        "steps, windows of 20; held out of the zoo, fourth batch): two observations, one output, "
+        "the action read from a small change of velocity",
     ),
 }
 for _name, ((_n_in, _n_out, _steps), _why) in COLLECTED.items():

@@ -55,6 +55,10 @@ class Collection:
 
 
 BC, DYNAMICS = "behaviour_cloning", "forward_dynamics"
+HUMANOID_POSITIONS_VELOCITIES = {
+    f"include_{part}_in_observation": False for part in ("cinert", "cvel", "qfrc_actuator", "cfrc_ext")
+}
+"""Humanoid-v5's observation cut to joint positions and velocities (45 of its 348 numbers)."""
 COLLECTIONS = {  # dims, and why each task is in: the registry's descriptions
     "hammer-local": Collection("AdroitHandHammer-v1", "hammer", BC, "smooth", 100),
     "pen-local": Collection("AdroitHandPen-v1", "pen", BC, "smooth", 100, window=50),
@@ -96,24 +100,31 @@ COLLECTIONS = {  # dims, and why each task is in: the registry's descriptions
         "smooth",
         1200,
         window=10,
-        env_kwargs={
-            "include_cinert_in_observation": False,
-            "include_cvel_in_observation": False,
-            "include_qfrc_actuator_in_observation": False,
-            "include_cfrc_ext_in_observation": False,
-        },
+        env_kwargs=HUMANOID_POSITIONS_VELOCITIES,
     ),
     "pendulum-cloning": Collection("Pendulum-v1", "pendulum", BC, "smooth", 200, 100, 20),
     "inverted-double-pendulum-cloning": Collection(
         "InvertedDoublePendulum-v5", "inverted-double-pendulum", BC, "smooth", 2000, window=5
     ),
+    # the fourth batch held out of the zoo (sweeps/zoo-test4.toml)
+    "door-cloning": Collection("AdroitHandDoor-v1", "door", BC, "smooth", 200, window=25),
+    "humanoid-dynamics": Collection(
+        "Humanoid-v5",
+        "humanoid",
+        DYNAMICS,
+        "random",
+        1200,
+        window=10,
+        env_kwargs=HUMANOID_POSITIONS_VELOCITIES,
+    ),
+    "mountaincar-cloning": Collection("MountainCarContinuous-v0", "mountaincar", BC, "smooth", 200, 100, 20),
 }
 
 
 def can_collect(env_id: str) -> bool:
     """Whether the simulator for ``env_id`` is installed (all of these run offline)."""
     needs = ["gymnasium"]
-    if not env_id.startswith("Pendulum"):
+    if not env_id.startswith(("Pendulum", "MountainCar")):
         needs.append("mujoco")
     if env_id.startswith("Adroit"):
         needs.append("gymnasium_robotics")

@@ -23,6 +23,10 @@ Ten readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64``:
   each left to right (8 in, 8 steps): seq-digits' rows in the reverse order.
 - ``halfcolumns`` (``halfcolumn-digits``, held out of the zoo): one 4-pixel half column per step,
   the columns left to right, each top half then bottom half (4 in, 16 steps).
+- ``leftward`` (``leftward-digits``, held out of the zoo): one 8-pixel column per step, right to
+  left, each top to bottom (8 in, 8 steps): column-digits' columns in the reverse order.
+- ``backpatches`` (``backpatch-digits``, held out of the zoo): one 2x2 patch per step, the patches
+  in reverse raster order (4 in, 16 steps): patch-digits' patches from the last to the first.
 
 Pixels are scaled to [0, 1] then standardised with the train split's mean and standard deviation
 (one scalar each). The split is the same stratified 70 / 15 / 15 split, drawn from ``seed``, that
@@ -49,10 +53,12 @@ READINGS = {
     "halfrows": "one 4-pixel half row per step in raster order",
     "upward": "one 8-pixel image row per step, bottom to top",
     "halfcolumns": "one 4-pixel half column per step, columns left to right, each top half first",
+    "leftward": "one 8-pixel image column per step, right to left",
+    "backpatches": "one 2x2 patch per step (pixels in raster order), patches in reverse raster order",
 }
 WIDTHS = {
-    **dict.fromkeys(("rows", "columns", "snake", "upward"), 8),
-    **dict.fromkeys(("patches", "halfrows", "halfcolumns"), 4),
+    **dict.fromkeys(("rows", "columns", "snake", "upward", "leftward"), 8),
+    **dict.fromkeys(("patches", "halfrows", "halfcolumns", "backpatches"), 4),
     "quadrants": 16,
 }
 """Pixels per step of each reading (``n_x``); the others (``pixels``, ``permuted``) read one."""
@@ -69,12 +75,15 @@ def pixel_order(reading: str, permutation_seed: int = 0) -> torch.Tensor:
     """``[64]`` raster indices of the pixels in the order ``reading`` feeds them."""
     if reading == "permuted":
         return torch.randperm(64, generator=torch.Generator().manual_seed(permutation_seed + 104729))
-    if reading == "patches":
-        return torch.arange(64).view(4, 2, 4, 2).permute(0, 2, 1, 3).reshape(64)
+    if reading in ("patches", "backpatches"):
+        patches = torch.arange(64).view(4, 2, 4, 2).permute(0, 2, 1, 3).reshape(16, 4)
+        return (patches.flip(0) if reading == "backpatches" else patches).reshape(64)
     if reading == "quadrants":
         return torch.arange(64).view(2, 4, 2, 4).permute(0, 2, 1, 3).reshape(64)
     if reading in ("columns", "halfcolumns"):
         return torch.arange(64).view(8, 8).t().reshape(64)
+    if reading == "leftward":
+        return torch.arange(64).view(8, 8).t().flip(0).reshape(64)
     if reading == "upward":
         return torch.arange(64).view(8, 8).flip(0).reshape(64)
     if reading == "snake":
@@ -175,3 +184,13 @@ def build_upward_digits(seed: int = 0) -> Task:
 def build_halfcolumn_digits(seed: int = 0) -> Task:
     """``halfcolumn-digits``: 4 in, 16 steps, half columns left to right (held out of the zoo)."""
     return build("halfcolumn-digits", "halfcolumns", seed)
+
+
+def build_leftward_digits(seed: int = 0) -> Task:
+    """``leftward-digits``: 8 in, 8 steps, the columns right to left (held out of the zoo)."""
+    return build("leftward-digits", "leftward", seed)
+
+
+def build_backpatch_digits(seed: int = 0) -> Task:
+    """``backpatch-digits``: 4 in, 16 steps, 2x2 patches in reverse raster order (held out of the zoo)."""
+    return build("backpatch-digits", "backpatches", seed)
