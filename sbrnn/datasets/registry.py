@@ -207,6 +207,12 @@ def _adding(name: str, steps: int, description: str) -> None:
     _add(name, "classic", (2, 1, steps, MSE), "synthetic", builder, description)
 
 
+def _parity(name: str, steps: int, description: str) -> None:
+    """Parity of ``steps`` bits, one per step: 1 in, 2 out (``cross_entropy``)."""
+    builder = functools.partial(classic.parity, name, steps=steps)
+    _add(name, "classic", (1, 2, steps, CE), "synthetic", builder, description)
+
+
 def _recall(name: str, steps: int, symbols: int, description: str) -> None:
     """Delayed recall of 1 of ``symbols`` over ``steps`` steps: ``symbols + 2`` in, ``symbols`` out."""
     builder = functools.partial(classic.recall, name, steps=steps, symbols=symbols)
@@ -455,12 +461,9 @@ _add(
     "stay at chance",
 )
 
-_add(
+_parity(
     "parity-16",
-    "classic",
-    (1, 2, 16, CE),
-    "synthetic",
-    functools.partial(classic.parity, "parity-16", steps=16),
+    16,
     "parity of 16 bits, one per step (held out of the zoo): parity's running XOR over 16 steps, "
     "validation and test patterns never seen in training",
 )
@@ -510,12 +513,9 @@ _adding(
     30,
     "the adding problem over 30 steps (held out of the zoo, fourth batch): between adding-20 and adding-50",
 )
-_add(
+_parity(
     "parity-12",
-    "classic",
-    (1, 2, 12, CE),
-    "synthetic",
-    functools.partial(classic.parity, "parity-12", steps=12),
+    12,
     "parity of 12 bits, one per step (held out of the zoo, fourth batch): between parity's 10 bits and "
     "parity-16's, validation and test patterns never seen in training",
 )

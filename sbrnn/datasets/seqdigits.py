@@ -62,6 +62,8 @@ WIDTHS = {
     "quadrants": 16,
 }
 """Pixels per step of each reading (``n_x``); the others (``pixels``, ``permuted``) read one."""
+REVERSED = {"upward": "rows", "leftward": "columns", "backpatches": "patches"}
+"""Readings that feed another reading's steps last to first, each step's pixels in its order."""
 SPLITS = ("train", "val", "test")
 
 
@@ -75,17 +77,14 @@ def pixel_order(reading: str, permutation_seed: int = 0) -> torch.Tensor:
     """``[64]`` raster indices of the pixels in the order ``reading`` feeds them."""
     if reading == "permuted":
         return torch.randperm(64, generator=torch.Generator().manual_seed(permutation_seed + 104729))
-    if reading in ("patches", "backpatches"):
-        patches = torch.arange(64).view(4, 2, 4, 2).permute(0, 2, 1, 3).reshape(16, 4)
-        return (patches.flip(0) if reading == "backpatches" else patches).reshape(64)
+    if reading in REVERSED:
+        return pixel_order(REVERSED[reading]).view(-1, WIDTHS[reading]).flip(0).reshape(64)
+    if reading == "patches":
+        return torch.arange(64).view(4, 2, 4, 2).permute(0, 2, 1, 3).reshape(64)
     if reading == "quadrants":
         return torch.arange(64).view(2, 4, 2, 4).permute(0, 2, 1, 3).reshape(64)
     if reading in ("columns", "halfcolumns"):
         return torch.arange(64).view(8, 8).t().reshape(64)
-    if reading == "leftward":
-        return torch.arange(64).view(8, 8).t().flip(0).reshape(64)
-    if reading == "upward":
-        return torch.arange(64).view(8, 8).flip(0).reshape(64)
     if reading == "snake":
         rows = torch.arange(64).view(8, 8)
         rows[1::2] = rows[1::2].flip(1)
