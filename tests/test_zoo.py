@@ -28,6 +28,8 @@ EPISODES = {
     "walker2d-dynamics": 6,
     "inverted-double-pendulum-dynamics": 20,
     "inverted-double-pendulum-cloning": 100,
+    "inverted-pendulum-cloning": 300,
+    "inverted-pendulum-dynamics": 100,
 }
 """Tasks whose episodes can be shorter than a window need a few more for every split to hold one."""
 ZOO = sorted(name for name, info in registry._REGISTRY.items() if info.source not in ("mnist", "minari"))
@@ -206,6 +208,11 @@ def test_digit_readings_are_the_same_pixels():
     assert torch.equal(leftward, columns.flip(1))
     patches = build_task("patch-digits").train.x  # [N, 16, 4]: step p is patch p, raster order
     assert torch.equal(build_task("backpatch-digits").train.x, patches.flip(1))
+    colsnake = build_task("colsnake-digits").train.x  # even columns as read, odd columns bottom to top
+    assert torch.equal(colsnake[:, 0::2], columns[:, 0::2])
+    assert torch.equal(colsnake[:, 1::2], columns[:, 1::2].flip(2))
+    rowpairs = build_task("rowpair-digits").train.x  # [N, 4, 16]: step s is image rows 2s and 2s + 1
+    assert rowpairs.shape[1:] == (4, 16) and torch.equal(rowpairs.reshape(-1, 8, 8), rows.train.x)
 
 
 def test_swingup_policy_balances_the_pendulum_and_only_it():

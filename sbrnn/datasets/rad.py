@@ -73,9 +73,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "rad44-n4": {"side": 44, "n": 4},
     "rad28-n6": {"side": 28, "n": 6},
     "rad32-n8-none": {"side": 32, "n": 8, "no_anomaly_prob": 0.2},
+    "rad24-n6": {"side": 24, "n": 6},
+    "rad40-n5-noquery": {"side": 40, "n": 5, "query_step": False},
+    "rad48-n4-none": {"side": 48, "n": 4, "no_anomaly_prob": 0.2},
+    "rad20-n6-none": {"side": 20, "n": 6, "no_anomaly_prob": 0.2},
+    "rad36-n8-noquery": {"side": 36, "n": 8, "query_step": False},
 }
 """The RAD variants on the embedded digits: preset name -> the options it changes. From rad24-n8
-on they are held out of the zoo (sweeps/zoo-test.toml; the last five sweeps/zoo-test3.toml)."""
+on they are held out of the zoo (sweeps/zoo-test.toml; then five each in sweeps/zoo-test3.toml,
+zoo-test4.toml and zoo-test5.toml)."""
 SIDE_RANGE = (16, 256)
 N_RANGE = (2, 100)
 MAX_SEQUENCES = 1_000_000

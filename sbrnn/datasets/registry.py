@@ -307,6 +307,16 @@ RAD_WHY = {
     "rad28's width with a memory between the 5-image tasks' and rad28's",
     "rad32-n8-none": "RAD at 32x32 with 8 images and a 'no anomaly' class in 20 % of sequences (held "
     "out of the zoo, fourth batch): rad28-n8-none's question at a wider input",
+    "rad24-n6": "RAD at 24x24 with 6 images then the query step (held out of the zoo, fifth batch): "
+    "rad24-n8's width with a shorter memory",
+    "rad40-n5-noquery": "RAD at 40x40 with 5 images and no query step (held out of the zoo, fifth "
+    "batch): the no-query question between rad32-n6-noquery's and rad44-n5-noquery's widths",
+    "rad48-n4-none": "RAD at 48x48 with 4 images and a 'no anomaly' class in 20 % of sequences (held "
+    "out of the zoo, fifth batch): the 'none' question at the widest input with the shortest memory",
+    "rad20-n6-none": "RAD at 20x20 with 6 images and a 'no anomaly' class in 20 % of sequences (held "
+    "out of the zoo, fifth batch): the 'none' question at a narrow input",
+    "rad36-n8-noquery": "RAD at 36x36 with 8 images and no query step (held out of the zoo, fifth "
+    "batch): rad20-n8-noquery's question at a wider input",
 }
 for _name, _preset in rad.PRESETS.items():
     _spec = rad.RadSpec(**_preset)
@@ -390,6 +400,24 @@ _add(
     seqdigits.build_backpatch_digits,
     "8x8 digits read one 2x2 patch per step, the patches in reverse raster order (held out of the zoo, "
     "fourth batch): patch-digits' patches from the last to the first",
+)
+_add(
+    "colsnake-digits",
+    "sequential-digits",
+    (8, 10, 8, CE),
+    "digits",
+    seqdigits.build_colsnake_digits,
+    "8x8 digits read one 8-pixel column per step, every other column bottom to top (held out of the "
+    "zoo, fifth batch): snake-digits' path, the image turned a quarter",
+)
+_add(
+    "rowpair-digits",
+    "sequential-digits",
+    (16, 10, 4, CE),
+    "digits",
+    seqdigits.build_rowpair_digits,
+    "8x8 digits read two image rows per step (held out of the zoo, fifth batch): quadrant-digits' "
+    "shape, each step a band across the whole image",
 )
 _add(
     "quadrant-digits",
@@ -518,6 +546,18 @@ _parity(
     12,
     "parity of 12 bits, one per step (held out of the zoo, fourth batch): between parity's 10 bits and "
     "parity-16's, validation and test patterns never seen in training",
+)
+_adding(
+    "adding-40",
+    40,
+    "the adding problem over 40 steps (held out of the zoo, fifth batch): between adding-30 and adding-50",
+)
+_recall(
+    "recall-21",
+    21,
+    6,
+    "recall the symbol (1 of 6) stored at step 0 after 19 steps of distractors (held out of the zoo, "
+    "fifth batch): recall-18's symbols, three steps longer",
 )
 
 # behaviour cloning -------------------------------------------------------------------------------
@@ -685,6 +725,21 @@ COLLECTED = {
         "behaviour cloning of smooth random actions in MountainCarContinuous-v0 (200 episodes of 100 "
         "steps, windows of 20; held out of the zoo, fourth batch): two observations, one output, "
         "the action read from a small change of velocity",
+    ),
+    "inverted-pendulum-cloning": (
+        (4, 1, 5),
+        "behaviour cloning of smooth random actions in InvertedPendulum-v5 (6,000 episodes, windows of "
+        "5; held out of the zoo, fifth batch): inverted-double-pendulum-cloning's question with one pole",
+    ),
+    "inverted-pendulum-dynamics": (
+        (5, 4, 5),
+        "forward dynamics in InvertedPendulum-v5 under random actions (3,000 episodes, windows of 5; "
+        "held out of the zoo, fifth batch): inverted-double-pendulum-dynamics' question with one pole",
+    ),
+    "pen-dynamics": (
+        (69, 45, 10),
+        "forward dynamics in AdroitHandPen-v1 under random actions (300 episodes of 100 steps, windows "
+        "of 10; held out of the zoo, fifth batch): an Adroit hand's state predicted, 69 in, 45 out",
     ),
 }
 for _name, ((_n_in, _n_out, _steps), _why) in COLLECTED.items():

@@ -118,6 +118,14 @@ COLLECTIONS = {  # dims, and why each task is in: the registry's descriptions
         env_kwargs=HUMANOID_POSITIONS_VELOCITIES,
     ),
     "mountaincar-cloning": Collection("MountainCarContinuous-v0", "mountaincar", BC, "smooth", 200, 100, 20),
+    # the fifth batch held out of the zoo (sweeps/zoo-test5.toml)
+    "inverted-pendulum-cloning": Collection(
+        "InvertedPendulum-v5", "inverted-pendulum", BC, "smooth", 6000, window=5
+    ),
+    "inverted-pendulum-dynamics": Collection(
+        "InvertedPendulum-v5", "inverted-pendulum", DYNAMICS, "random", 3000, window=5
+    ),
+    "pen-dynamics": Collection("AdroitHandPen-v1", "pen", DYNAMICS, "random", 300, window=10),
 }
 
 

@@ -1,7 +1,7 @@
 """Sequential digits: read an 8x8 digit a few pixels per step and name it after the last step.
 
 scikit-learn's bundled 1,797 digits (values 0-16), label the digit (10 classes, ``cross_entropy``).
-Twelve readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64``:
+Fourteen readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64``:
 
 - ``rows`` (``seq-digits``): one 8-pixel image row per step, top to bottom (8 in, 8 steps).
 - ``columns`` (``column-digits``, held out of the zoo): one 8-pixel column per step, left to right,
@@ -27,6 +27,11 @@ Twelve readings of the same 64 pixels, ``x`` ``[N, T, n_x]`` with ``T * n_x = 64
   left, each top to bottom (8 in, 8 steps): column-digits' columns in the reverse order.
 - ``backpatches`` (``backpatch-digits``, held out of the zoo): one 2x2 patch per step, the patches
   in reverse raster order (4 in, 16 steps): patch-digits' patches from the last to the first.
+- ``colsnake`` (``colsnake-digits``, held out of the zoo): one 8-pixel column per step, left to
+  right, the even columns top to bottom and the odd ones bottom to top (8 in, 8 steps):
+  snake-digits' path, the image turned a quarter.
+- ``rowpairs`` (``rowpair-digits``, held out of the zoo): two image rows per step in raster order
+  (16 in, 4 steps): quadrant-digits' shape, each step a band across the whole image.
 
 Pixels are scaled to [0, 1] then standardised with the train split's mean and standard deviation
 (one scalar each). The split is the same stratified 70 / 15 / 15 split, drawn from ``seed``, that
@@ -55,11 +60,13 @@ READINGS = {
     "halfcolumns": "one 4-pixel half column per step, columns left to right, each top half first",
     "leftward": "one 8-pixel image column per step, right to left",
     "backpatches": "one 2x2 patch per step (pixels in raster order), patches in reverse raster order",
+    "colsnake": "one 8-pixel image column per step, left to right, every other column bottom to top",
+    "rowpairs": "two 8-pixel image rows per step, top to bottom",
 }
 WIDTHS = {
-    **dict.fromkeys(("rows", "columns", "snake", "upward", "leftward"), 8),
+    **dict.fromkeys(("rows", "columns", "snake", "upward", "leftward", "colsnake"), 8),
     **dict.fromkeys(("patches", "halfrows", "halfcolumns", "backpatches"), 4),
-    "quadrants": 16,
+    **dict.fromkeys(("quadrants", "rowpairs"), 16),
 }
 """Pixels per step of each reading (``n_x``); the others (``pixels``, ``permuted``) read one."""
 REVERSED = {"upward": "rows", "leftward": "columns", "backpatches": "patches"}
@@ -85,10 +92,11 @@ def pixel_order(reading: str, permutation_seed: int = 0) -> torch.Tensor:
         return torch.arange(64).view(2, 4, 2, 4).permute(0, 2, 1, 3).reshape(64)
     if reading in ("columns", "halfcolumns"):
         return torch.arange(64).view(8, 8).t().reshape(64)
-    if reading == "snake":
-        rows = torch.arange(64).view(8, 8)
-        rows[1::2] = rows[1::2].flip(1)
-        return rows.reshape(64)
+    if reading in ("snake", "colsnake"):
+        lines = torch.arange(64).view(8, 8)
+        lines = (lines.t() if reading == "colsnake" else lines).clone()
+        lines[1::2] = lines[1::2].flip(1)
+        return lines.reshape(64)
     return torch.arange(64)
 
 
@@ -193,3 +201,13 @@ def build_leftward_digits(seed: int = 0) -> Task:
 def build_backpatch_digits(seed: int = 0) -> Task:
     """``backpatch-digits``: 4 in, 16 steps, 2x2 patches in reverse raster order (held out of the zoo)."""
     return build("backpatch-digits", "backpatches", seed)
+
+
+def build_colsnake_digits(seed: int = 0) -> Task:
+    """``colsnake-digits``: 8 in, 8 steps, the columns read down and up in turn (held out of the zoo)."""
+    return build("colsnake-digits", "colsnake", seed)
+
+
+def build_rowpair_digits(seed: int = 0) -> Task:
+    """``rowpair-digits``: 16 in, 4 steps, two image rows per step (held out of the zoo)."""
+    return build("rowpair-digits", "rowpairs", seed)
