@@ -79,3 +79,21 @@ def test_ranker_order_of_held_out_configurations_barely_depends_on_the_seed():
         for seed in (0, 1)
     ]
     assert spearmanr(*scores).statistic > 0.985  # 300 single trees of depth 4: 0.977
+
+
+def test_the_parent_orders_by_the_ranker_where_its_mean_regret_is_lower_not_its_median():
+    from sbrnn.parent.evaluate import _ranker_wins
+
+    def scores(median: float, mean: float, rho: float) -> dict:
+        return {"median_regret": {"1": median}, "mean_regret": {"1": mean}, "median_spearman": rho}
+
+    # the 77-task fit's leave-one-task-out: medians near 0 for both, means apart
+    metrics = {
+        "leave_one_task_out": {"xgb": scores(0.002, 0.079, 0.61), "ranker": scores(0.005, 0.058, 0.70)}
+    }
+    assert _ranker_wins(metrics, "xgb")
+    metrics["leave_one_task_out"]["ranker"] = scores(0.0, 0.090, 0.70)
+    assert not _ranker_wins(metrics, "xgb")
+    metrics["leave_one_task_out"]["ranker"] = scores(0.0, 0.079, 0.70)  # a tie: the higher Spearman
+    assert _ranker_wins(metrics, "xgb")
+    assert not _ranker_wins({"leave_one_task_out": {"xgb": scores(0.0, 0.1, 0.5)}}, "xgb")
