@@ -21,9 +21,9 @@ skops files only when every type they hold is a scikit-learn/numpy type skops tr
 parent written by another sbrnn version (same schema) loads with a warning naming both versions.
 
 :func:`load_shipped` loads the parent that ships with the package (``sbrnn/parent/zoo``, fitted on
-the committed meta-datasets ``data/zoo-v1``, ``data/zoo-test`` and ``data/zoo-test3`` by ``sbrnn parent
-fit data/zoo-v1 data/zoo-test data/zoo-test3 --model xgb --members 3 --name zoo-v1+zoo-test+zoo-test3
---out sbrnn/parent/zoo``).
+the committed meta-datasets ``data/zoo-v1``, ``data/zoo-test``, ``data/zoo-test3`` and ``data/zoo-test4``
+by ``sbrnn parent fit data/zoo-v1 data/zoo-test data/zoo-test3 data/zoo-test4 --model xgb --members 3
+--name zoo-v1+zoo-test+zoo-test3+zoo-test4 --out sbrnn/parent/zoo``).
 """
 
 from __future__ import annotations
