@@ -395,8 +395,7 @@ def _ranker_wins(metrics: dict, default: str) -> bool:
     """Whether the ranker ranked unseen tasks better than ``default``'s predicted minima, leave one
     task out: lower mean regret@1, then higher median Spearman. The mean, not the median: the top-1
     is a group's best run in about half the groups, so the median regret@1 sits near 0 for both
-    and flips on noise (on 77 tasks 0.005 against 0.002, while the means were 0.058 against 0.079
-    and out of sample the ranker's mean was the lower on each of three held-out batches)."""
+    orders and flips on noise (docs/parent.md, "The shipped parent")."""
     loto_metrics = metrics.get("leave_one_task_out") or {}
     if "ranker" not in loto_metrics:
         return False
