@@ -203,21 +203,21 @@ def test_the_held_out_tasks_are_not_in_the_zoo_and_are_swept_as_its_middle_budge
     from sbrnn.records import read_frame
 
     root = Path(__file__).resolve().parents[1]
-    names = ("zoo-v1", "zoo-test", "zoo-test3", "zoo-test4", "zoo-test5")
-    zoo, test, third, fourth, fifth = (load_plan(root / "sweeps" / f"{n}.toml") for n in names)
-    held, held3, held4, held5 = ({t.name for t in plan.tasks} for plan in (test, third, fourth, fifth))
-    assert len(held) == 24 and not held & {t.name for t in zoo.tasks}
-    assert len(held3) == 12 and not held3 & (held | {t.name for t in zoo.tasks})
-    assert len(held4) == 12 and not held4 & (held | held3 | {t.name for t in zoo.tasks})
-    assert len(held5) == 12 and not held5 & (held | held3 | held4 | {t.name for t in zoo.tasks})
-    assert not (held | held3 | held4 | held5) & set(read_frame(root / "data" / "zoo-v1")["task"].unique())
-    assert not (held3 | held4 | held5) & set(read_frame(root / "data" / "zoo-test")["task"].unique())
-    assert not (held4 | held5) & set(read_frame(root / "data" / "zoo-test3")["task"].unique())
-    assert not held5 & set(read_frame(root / "data" / "zoo-test4")["task"].unique())
-    assert {get_info(name).family for name in held} == {get_info(t.name).family for t in zoo.tasks} - {
-        "synthetic"
-    }
-    for plan in (test, third, fourth, fifth):
+    names = ("zoo-v1", "zoo-test", "zoo-test3", "zoo-test4", "zoo-test5")  # in the order swept
+    zoo, *batches = (load_plan(root / "sweeps" / f"{n}.toml") for n in names)
+    planned, recorded = (
+        {t.name for t in zoo.tasks},
+        set(read_frame(root / "data" / "zoo-v1")["task"].unique()),
+    )
+    for name, plan, size in zip(names[1:], batches, (24, 12, 12, 12)):
+        held = {t.name for t in plan.tasks}  # in no earlier plan and no earlier batch's records
+        assert len(held) == size and not held & planned and not held & recorded
+        planned |= held
+        recorded |= set(read_frame(root / "data" / name)["task"].unique())
+    assert {get_info(t.name).family for t in batches[0].tasks} == {
+        get_info(t.name).family for t in zoo.tasks
+    } - {"synthetic"}
+    for plan in batches:
         for entry in plan.tasks:
             info = get_info(entry.name)
             middle = round_significant(3.8 * max(2000, info.n_y * (info.n_x + info.n_y)))
