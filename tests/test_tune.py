@@ -73,6 +73,17 @@ def load(s):
     return optuna.load_study(study_name=s.study_name, storage=tuning.open_storage(s.storage_spec))
 
 
+def trials_so_far(s):
+    """The study's trials as the journal holds them now: none before the tune process has written its
+    study (the journal file can exist a moment before the study's creation lands in it)."""
+    if not os.path.exists(s.storage_spec):
+        return []
+    try:
+        return load(s).trials
+    except KeyError:
+        return []
+
+
 def recorded(s):
     records = read_records(s.records)
     assert len({r.trial for r in records}) == len(records)  # one record per trial
@@ -357,9 +368,7 @@ def test_kill_9_in_a_trial_then_the_same_command_finishes(tmp_path):
     )
     s = settings(tmp_path, task_options={"n_train": 256}, epochs=100, trials=2)
     deadline = time.time() + 120
-    while not (
-        (records / "optuna.journal").exists() and any(t.state.name == "RUNNING" for t in load(s).trials)
-    ):
+    while not any(t.state.name == "RUNNING" for t in trials_so_far(s)):
         assert time.time() < deadline and process.poll() is None
         time.sleep(0.1)
     os.kill(process.pid, signal.SIGKILL)
