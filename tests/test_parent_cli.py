@@ -122,10 +122,13 @@ def test_recommend_and_train_its_top_configuration(fitted_dir, tmp_path):
     assert out["mode"] == "learned" and len(out["top"]) == 3 and out["task"]["steps"] == 8
     assert out["parent"]["name"] == "cli-test" and set(out["baselines"]) == {"dense", "uniform", "lstm"}
     assert out["train_command"].startswith("sbrnn child train --task TASK")
+    tune = f"sbrnn child tune --task TASK --budget 1500 --trials 10 --records RUNS --model {root / 'parent'}"
+    assert out["tune_command"] == tune
     table = invoke(*args, "--plot", tmp_path / "r.png")
     assert table.exit_code == 0, table.output
     for needle in ("a-priori", "lstm", "train the top-1: sbrnn child train", "ranked by the parent"):
         assert needle in table.stdout
+    assert f"or tune from the top 5 (the tune extra): {tune}" in " ".join(table.stdout.split())
     far = invoke(
         "parent",
         "recommend",

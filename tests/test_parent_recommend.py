@@ -45,6 +45,8 @@ def test_recommend_inside_the_tasks_ranks_by_the_parent(synthetic_parent):
     command = result.train_command()
     assert command.startswith(f"sbrnn child train --task syn-c --arch {best.arch} --budget 3000")
     assert ("--densities" in command) == (best.arch == "sbrnn")
+    assert result.tune_command() == "sbrnn child tune --task syn-c --budget 3000 --trials 10 --records RUNS"
+    assert result.tune_command("my parent").endswith("--records RUNS --model 'my parent'")
     assert result.to_dict()["top"][0]["prediction"]["min_val_loss"] == p.min_val_loss
 
 

@@ -83,3 +83,11 @@ def test_cold_studies_are_the_closed_loops_so_one_trains_them_for_both(bench, tm
     warm = bench.study(built, entry, 7600.0, 10, "tpe+parent", 0, tmp_path, shipped, ("sbrnn", "lstm"))
     assert warm == f"loto-recall-12-7600-tpe+parent+lstm@1a2b3c4d-{tune.space_tag('paper')}-0"
     assert seen[-1].study_name == warm and seen[-1].warm_start == 5  # a refitted parent: a study of its own
+
+
+def test_child_tunes_default_warm_start_is_the_one_measured_here(bench):
+    """``sbrnn child tune`` enqueues by default as many recommendations as the warm-started studies
+    of this benchmark, so the figures in docs/parent.md are what the default gets."""
+    from sbrnn.child.tune import DEFAULT_WARM_START
+
+    assert bench.VARIANTS["tpe+parent"][0] == DEFAULT_WARM_START == 5

@@ -94,8 +94,9 @@ GRACE_S = 30
 which a journal's running trial that no worker claimed is."""
 POLL_S = 5.0
 """Seconds between looks at the study while waiting for other processes' trials."""
-DEFAULT_WARM_START = 3
-"""Parent recommendations enqueued when ``warm_start`` is not given."""
+DEFAULT_WARM_START = 5
+"""Parent recommendations enqueued when ``warm_start`` is not given: the top 5, as measured on the
+held-out tasks (``benchmarks/tune_compare.py``; docs/parent.md, "Tuning with the parent")."""
 STUDY_ARCHS = ("sbrnn", "lstm")
 """Architectures a study may choose between (``TuneSettings.archs``; the default is sbrnn only): of
 :data:`sbrnn.vocabulary.ARCHS`, those a trial cannot express as sbrnn densities (dense and uniform are

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from sbrnn.child import weight_space
+from sbrnn.child.tune import DEFAULT_WARM_START
 from sbrnn.cli import progress as bars
 from sbrnn.cli.options import (
     DENSITIES_HELP,
@@ -334,8 +335,10 @@ def recommend(
                 f"{parent.name}: {context.n_x} in, {context.n_y} out, T = {context.steps}, "
                 f"budget {budget:,.0f}",
             )
+    tune = result.tune_command(None if model is None else str(model))
     if json_out:
-        print_json({**result.to_dict(), "note": note, "plot": None if plot is None else str(plot)})
+        plotted = None if plot is None else str(plot)
+        print_json({**result.to_dict(), "tune_command": tune, "note": note, "plot": plotted})
         return
     where = result.extrapolation
     rows = [_prediction_row("recommended", s) for s in result.top]
@@ -369,6 +372,7 @@ def recommend(
     lines += [
         "pred. min: predicted minimum validation loss, band one sigma; P(ok): probability of converging",
         f"train the top-1: {result.train_command()}",
+        f"or tune from the top {DEFAULT_WARM_START} (the tune extra): {tune}",
     ]
     if plot is not None:
         lines.append(f"curves: {plot}")

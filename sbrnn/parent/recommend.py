@@ -39,6 +39,10 @@ from sbrnn.errors import SbrnnError
 from sbrnn.parent.features import Configuration, TaskContext
 from sbrnn.parent.models import ConfigPrediction, Parent
 
+TUNE_TRIALS = 10
+"""Trials of the tuning line a recommendation prints: those of the warm-start measurements
+(``benchmarks/tune_compare.py --trials 10``; docs/parent.md, "Tuning with the parent")."""
+
 DEFAULT_LR = 1e-3
 """Learning rate of the paper's rule and the baselines: the mean of the sweep's distribution."""
 
@@ -394,6 +398,14 @@ class Recommendation:
             "candidates": self.candidates,
             "train_command": self.train_command(),
         }
+
+    def tune_command(self, model: str | None = None) -> str:
+        """A copy-paste ``sbrnn child tune`` line: :data:`TUNE_TRIALS` trials of Optuna's TPE on the
+        task at this budget, warm-started with the parent's top recommendations (``child tune``'s
+        default count); ``model`` the parent's directory where it is not the shipped one."""
+        task = ["--task", self.task_name or "TASK", "--budget", f"{self.budget:g}"]
+        args = [*task, "--trials", str(TUNE_TRIALS), "--records", "RUNS"]
+        return shlex.join(["sbrnn", "child", "tune", *args, *(["--model", model] if model else [])])
 
     def train_command(self, rank: int = 1) -> str:
         """A copy-paste ``sbrnn child train`` line for the configuration at ``rank``."""
