@@ -8,7 +8,9 @@ four searches of the same space (the paper's ranges, ``sbrnn child tune --space 
                   (order statistics over the recorded runs; no new training);
 ``tpe``           a cold TPE study of ``--trials`` trials;
 ``tpe+parent``    TPE with the top 5 recommendations of a parent fitted WITHOUT the task enqueued first;
-``tpe+parent+median``  the same with the median pruner.
+``tpe+parent+median``  the same with the median pruner;
+``tpe+parent10``  the top 10 enqueued: with ``--trials 10`` every trial a recommendation (but for a
+                  rank outside the study's architectures, which TPE's start-up draw replaces).
 
 Reported: the best minimum validation loss after k = 1, 5, 10, 20, 30 trials (the median over
 seeds), the epochs spent to get there (pruning saves epochs, not trials), and per task whether
@@ -58,7 +60,13 @@ from sbrnn.parent.loto import expected_best_of_random, tpe_study
 
 PLAN = Path(__file__).resolve().parent.parent / "sweeps" / "zoo-v1.toml"
 KS = (1, 5, 10, 20, 30)
-VARIANTS = {"tpe": (0, "none"), "tpe+parent": (5, "none"), "tpe+parent+median": (5, "median")}
+VARIANTS = {
+    "tpe": (0, "none"),
+    "tpe+parent": (5, "none"),
+    "tpe+parent+median": (5, "median"),
+    "tpe+parent10": (10, "none"),
+}
+"""Search name: (parent recommendations enqueued first, pruner)."""
 
 
 def _entry(task: str, plan: Path):
@@ -185,14 +193,19 @@ def compare(
     cold_best = out["tpe"][str(min(trials, 30))] if str(min(trials, 30)) in out["tpe"] else None
     warm10 = out["tpe+parent"].get("10")
     out["warm_reaches_cold_best_in_10"] = None if cold_best is None or warm10 is None else warm10 <= cold_best
-    # Per sampler seed: warm-started TPE's best of k trials against cold TPE's best of 10 (1: lower,
-    # 0: equal, -1: higher). Equal is common at k = 10: both studies' trials 6-10 are TPE's random
-    # start-up draws, seeded by the sampler seed and the trial number, so the same configurations.
+    # Per warm-started search and sampler seed: its best of k trials against cold TPE's best of 10
+    # (1: lower, 0: equal, -1: higher). Equal is common at k = 10 with five enqueued: both studies'
+    # trials 6-10 are TPE's random start-up draws, seeded by the sampler seed and the trial number,
+    # so the same configurations.
     cold10 = [c[min(10, trials) - 1] for c in per_seed["tpe"][0]]
-    out["warm_vs_cold_at_10"] = {
-        str(k): [int(np.sign(cold - c[k - 1])) for c, cold in zip(per_seed["tpe+parent"][0], cold10)]
-        for k in (1, 5, 10)
-        if k <= trials
+    out["vs_cold_at_10"] = {
+        variant: {
+            str(k): [int(np.sign(cold - c[k - 1])) for c, cold in zip(per_seed[variant][0], cold10)]
+            for k in (1, 5, 10)
+            if k <= trials
+        }
+        for variant in variants
+        if VARIANTS[variant][0]
     }
     # Compute to reach cold TPE's best: per seed, the epochs a study had spent when its best-so-far
     # first matched the cold study of the same sampler seed (None where it never did).
@@ -263,13 +276,13 @@ def plot(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def tally(rows: list[dict]) -> dict:
-    """Per k: on how many tasks warm-started TPE's best of k trials beat cold TPE's best of 10 on a
-    majority of sampler seeds (``tasks``), on how many it was no worse on a majority (``tasks_no_worse``),
-    and on how many task-seed pairs it was lower (``pairs``) and equal (``ties``)."""
+def tally(rows: list[dict], variant: str = "tpe+parent") -> dict:
+    """Per k: on how many tasks the warm-started search ``variant``'s best of k trials beat cold TPE's
+    best of 10 on a majority of sampler seeds (``tasks``), on how many it was no worse on a majority
+    (``tasks_no_worse``), and on how many task-seed pairs it was lower (``pairs``) and equal (``ties``)."""
     out = {}
     for k in ("1", "5", "10"):
-        signs = [row["warm_vs_cold_at_10"][k] for row in rows if k in row["warm_vs_cold_at_10"]]
+        signs = [row["vs_cold_at_10"][variant][k] for row in rows if k in row["vs_cold_at_10"][variant]]
         out[k] = {
             "tasks": sum(sum(v > 0 for v in s) > len(s) / 2 for s in signs),
             "tasks_no_worse": sum(sum(v >= 0 for v in s) > len(s) / 2 for s in signs),
@@ -338,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot is not None:
         plot(rows, args.plot)
     if args.json:
-        print(json.dumps({"tasks": rows, "tally": tally(rows)}, indent=1))
+        tallies = {v: tally(rows, v) for v in variants if VARIANTS[v][0]}
+        print(json.dumps({"tasks": rows, "tally": tallies}, indent=1))
         return 0
     for row in rows:
         print(
@@ -355,8 +369,9 @@ def main(argv: list[str] | None = None) -> int:
                 spent = row.get(name + " epochs", {}).get(str(k))
                 cells.append(f"k={k}: {value:.4g}" + (f" ({spent:.0f} ep)" if spent is not None else ""))
             print(f"  {name:18s} " + "  ".join(cells))
-        for ranks in map(list, {tuple(r) for r in row["tpe+parent warm ranks"]}):
-            print(f"  warm start trained the parent's ranks {ranks} of its top {VARIANTS['tpe+parent'][0]}")
+        for variant in (v for v in variants if VARIANTS[v][0]):
+            for ranks in map(list, {tuple(r) for r in row[variant + " warm ranks"]}):
+                print(f"  {variant} trained the parent's ranks {ranks} of its top {VARIANTS[variant][0]}")
         print(f"  warm start reaches cold TPE's best within 10 trials: {row['warm_reaches_cold_best_in_10']}")
         print(
             "  epochs to reach cold TPE's best, per seed: "
@@ -367,12 +382,13 @@ def main(argv: list[str] | None = None) -> int:
                 else ""
             )
         )
-    for k, t in tally(rows).items():
-        print(
-            f"warm-started TPE's best of {k} beats cold TPE's best of {min(10, args.trials)} on "
-            f"{t['tasks']} of {t['of_tasks']} tasks (a majority of seeds; no worse on "
-            f"{t['tasks_no_worse']}), {t['pairs']} of {t['of_pairs']} task-seed pairs ({t['ties']} ties)"
-        )
+    for variant in (v for v in variants if VARIANTS[v][0]):
+        for k, t in tally(rows, variant).items():
+            print(
+                f"{variant}: best of {k} beats cold TPE's best of {min(10, args.trials)} on "
+                f"{t['tasks']} of {t['of_tasks']} tasks (a majority of seeds; no worse on "
+                f"{t['tasks_no_worse']}), {t['pairs']} of {t['of_pairs']} task-seed pairs ({t['ties']} ties)"
+            )
     return 0
 
 

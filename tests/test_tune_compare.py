@@ -38,15 +38,19 @@ def test_plot_writes_one_panel_per_task(bench, tmp_path):
 
 
 def test_tally_counts_tasks_won_on_a_majority_of_seeds_and_ties(bench):
-    rows = [
-        {"warm_vs_cold_at_10": {"1": [1, -1, -1], "5": [1, 1, -1], "10": [1, 1, 1]}},
-        {"warm_vs_cold_at_10": {"1": [-1] * 3, "5": [-1, 0, 1], "10": [1, 0, 0]}},
-    ]
+    parent = (
+        {"1": [1, -1, -1], "5": [1, 1, -1], "10": [1, 1, 1]},
+        {"1": [-1] * 3, "5": [-1, 0, 1], "10": [1, 0, 0]},
+    )
+    ten = ({"1": [1, 1, 0], "5": [1, 1, 0], "10": [1, 1, 0]}, {"1": [-1] * 3, "5": [-1] * 3, "10": [-1] * 3})
+    rows = [{"vs_cold_at_10": {"tpe+parent": p, "tpe+parent10": t}} for p, t in zip(parent, ten)]
     assert bench.tally(rows) == {
         "1": {"tasks": 0, "tasks_no_worse": 0, "pairs": 1, "ties": 0, "of_tasks": 2, "of_pairs": 6},
         "5": {"tasks": 1, "tasks_no_worse": 2, "pairs": 3, "ties": 1, "of_tasks": 2, "of_pairs": 6},
         "10": {"tasks": 1, "tasks_no_worse": 2, "pairs": 4, "ties": 2, "of_tasks": 2, "of_pairs": 6},
     }
+    each = {"tasks": 1, "tasks_no_worse": 1, "pairs": 2, "ties": 1, "of_tasks": 2, "of_pairs": 6}
+    assert bench.tally(rows, "tpe+parent10") == {"1": each, "5": each, "10": each}
 
 
 def test_cold_studies_are_the_closed_loops_so_one_trains_them_for_both(bench, tmp_path, monkeypatch):
