@@ -6,7 +6,9 @@ held-out batch but one, and scores each on the batch left out, one group per tas
 (:func:`sbrnn.parent.loto.score_group`): normalised regret@1, the top-1's percentile among the
 task's random draws, within-task Spearman, and the chance that the top-1 beats the best of 10 of
 the task's other random draws (exact, :func:`replicate_ceiling.beats_best_of`: the closed loop's
-comparison with TPE's 10 trials, whose first 10 are random draws of the same box). The batch
+comparison with TPE's 10 trials, whose first 10 are random draws of the same box), and the same
+chance for warm starts among the recorded runs (:data:`WARM_STARTS`: the top 5 and 5 random draws,
+the top 10, the top 5 alone; :func:`warm_start_chance`). The batch
 measured last (``data/zoo-test5``) is kept out of every fit, so that a variant chosen here can be
 confirmed on it (``--batches data/zoo-test5`` scores it, fitted on the zoo and the other three).
 
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -209,9 +212,36 @@ VARIANTS: dict[str, Scorer] = {
 }
 
 
+WARM_STARTS = {"warm_5_5": (5, 5), "warm_10": (10, 0), "top_5": (5, 0)}
+"""Offline warm starts: name -> (the ranker's top k, random draws added), set against 10 random draws."""
+
+
+def warm_start_chance(
+    value: np.ndarray, order: np.ndarray, is_random: np.ndarray, top: int, extra: int
+) -> float:
+    """The exact chance that the best of the ranker's ``top`` runs (``order[:top]``, any label) and
+    ``extra`` random draws among the other random draws beats (is strictly below) the best of 10 random
+    draws, the two drawn independently without replacement: summed over the rank ``i`` of the cold
+    draws' best among the ``n`` random values (probability ``C(n - i, 9) / C(n, 10)``)."""
+    drawn = np.sort(value[is_random])
+    picks = order[:top]
+    rest = np.sort(value[np.setdiff1d(np.flatnonzero(is_random), picks)])
+    n, best_pick = len(drawn), float(value[picks].min())
+    chance = 0.0
+    for i, x in enumerate(drawn, start=1):
+        p_cold = math.comb(n - i, 9) / math.comb(n, 10)
+        if p_cold == 0.0:
+            break
+        above = int(np.sum(rest >= x))
+        p_warm = 1.0 if best_pick < x else 1.0 - math.comb(above, extra) / math.comb(len(rest), extra)
+        chance += p_cold * p_warm
+    return chance
+
+
 def score_batch(scores: np.ndarray, test: TrainingData, is_random: np.ndarray) -> list[dict]:
-    """Per group of ``test`` (a task at a budget): the offline metrics of :mod:`sbrnn.parent.loto`
-    and ``beats_best_of_10``, the exact chance the top-1 beats the best of 10 of the other random draws."""
+    """Per group of ``test`` (a task at a budget): the offline metrics of :mod:`sbrnn.parent.loto`,
+    ``beats_best_of_10``, the exact chance the top-1 beats the best of 10 of the other random draws, and
+    for each of :data:`WARM_STARTS` the chance of :func:`warm_start_chance`."""
     out = []
     for task, budget in sorted(set(zip(test.task, test.budget))):
         rows = (test.task == task) & (test.budget == budget)
@@ -220,7 +250,8 @@ def score_batch(scores: np.ndarray, test: TrainingData, is_random: np.ndarray) -
         if group is None:
             continue
         value = np.where(ok, loss, np.max(loss[ok]))
-        top = int(np.argsort(scores[rows], kind="stable")[0])
+        order = np.argsort(scores[rows], kind="stable")
+        top = int(order[0])
         others = [float(v) for i, v in enumerate(value) if is_random[rows][i] and i != top]
         out.append(
             {
@@ -230,6 +261,10 @@ def score_batch(scores: np.ndarray, test: TrainingData, is_random: np.ndarray) -
                 "percentile": group.percentile,
                 "spearman": group.spearman,
                 "beats_best_of_10": beats_best_of(float(value[top]), others),
+                **{
+                    name: warm_start_chance(value, order, is_random[rows], top_k, extra)
+                    for name, (top_k, extra) in WARM_STARTS.items()
+                },
             }
         )
     return out
@@ -237,7 +272,8 @@ def score_batch(scores: np.ndarray, test: TrainingData, is_random: np.ndarray) -
 
 def summary(rows: Sequence[dict]) -> dict:
     """Pooled over groups: mean regret@1, median percentile and Spearman, mean chance of beating the
-    best of 10 random draws and the share of groups where that chance is above one half."""
+    best of 10 random draws and the share of groups where that chance is above one half, the same
+    for each of :data:`WARM_STARTS`."""
 
     def given(key):
         return [r[key] for r in rows if r[key] is not None]
@@ -250,6 +286,8 @@ def summary(rows: Sequence[dict]) -> dict:
         "median_spearman": float(np.median(given("spearman"))),
         "mean_beats_best_of_10": float(np.mean(chances)),
         "share_beats_best_of_10": float(np.mean(np.array(chances) > 0.5)),
+        **{f"mean_{name}": float(np.mean(given(name))) for name in WARM_STARTS},
+        **{f"share_{name}": float(np.mean(np.array(given(name)) > 0.5)) for name in WARM_STARTS},
     }
 
 
@@ -305,8 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
-    print("| variant | batch | groups | mean regret@1 | median pct | median Spearman | P(beats 10) | > 1/2 |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    warm = " | ".join(f"{name} | > 1/2" for name in WARM_STARTS)
+    head = "| variant | batch | groups | mean regret@1 | median pct | median Spearman | P(beats 10) | > 1/2"
+    print(f"{head} | {warm} |")
+    print("|---|---|" + "---:|" * (6 + 2 * len(WARM_STARTS)))
     for key, by_batch in out.items():
         pooled = [row for rows in by_batch.values() for row in rows]
         for batch, rows in [*by_batch.items(), ("all", pooled)]:
@@ -318,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{s['median_spearman']:.2f}",
                 f"{s['mean_beats_best_of_10']:.2f}",
                 f"{s['share_beats_best_of_10']:.2f}",
+                *(f"{s[f'{which}_{name}']:.2f}" for name in WARM_STARTS for which in ("mean", "share")),
             )
             print(f"| {key} | {batch} | " + " | ".join(str(c) for c in cells) + " |")
     return 0

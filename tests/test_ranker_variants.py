@@ -103,3 +103,24 @@ def test_family_reads_the_name_and_an_unknown_variant_is_refused(bench, split):
     zoo, batches = split
     with pytest.raises(SystemExit, match="variant 'ridge' is unknown; allowed: shipped, rank-normal"):
         bench.leave_one_batch_out(zoo, batches, ["b-e"], ["ridge"])
+
+
+@pytest.mark.parametrize(("top", "extra"), [(5, 5), (10, 0), (5, 0), (3, 2)])
+def test_warm_start_chance_is_exact(bench, top, extra):
+    """Against every pair of draws: 10 of the 12 random draws for the cold side, ``extra`` of the
+    random draws outside the ranker's top for the warm side (ties count as no win)."""
+    from itertools import combinations
+
+    rng = np.random.default_rng(top + extra)
+    value = np.round(rng.normal(size=14), 1)  # coarse: some ties
+    is_random = np.array([True] * 12 + [False] * 2)
+    order = rng.permutation(14)
+    picks = set(order[:top].tolist())
+    rest = [i for i in range(14) if is_random[i] and i not in picks]
+    wins = total = 0
+    for cold in combinations(np.flatnonzero(is_random), 10):
+        for added in combinations(rest, extra):
+            warm = min(value[list(picks) + list(added)])
+            wins += warm < value[list(cold)].min()
+            total += 1
+    assert bench.warm_start_chance(value, order, is_random, top, extra) == pytest.approx(wins / total)
