@@ -25,7 +25,8 @@ sbrnn record in ``--runs`` with the study in ``--runs/tpe.journal`` (rerunning r
 **Held-out tasks** (``--test-plan``): the tasks of a plan that were never in the zoo
 (``sweeps/zoo-test.toml``), their random draws from ``--test-records``, and the parent that ships
 with sbrnn (fitted on the whole zoo) in place of one fitted without the task: what a user who runs
-``sbrnn child tune --warm-start 5`` on a new task gets. Each task is compared at the plan's budget,
+``sbrnn child tune --warm-start 5`` (``tpe+parent``) or, by default, ``--warm-start 10``
+(``tpe+parent10``) on a new task gets. Each task is compared at the plan's budget,
 trial by trial and by the tally of tasks where warm-started TPE's best of 5 and of 10 trials beat
 cold TPE's best of 10 on a majority of sampler seeds, with the task-seed pairs where they tie (TPE's
 first 10 trials are random start-up draws seeded by the sampler seed and the trial number, so a warm
