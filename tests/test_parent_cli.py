@@ -128,7 +128,7 @@ def test_recommend_and_train_its_top_configuration(fitted_dir, tmp_path):
     assert table.exit_code == 0, table.output
     for needle in ("a-priori", "lstm", "train the top-1: sbrnn child train", "ranked by the parent"):
         assert needle in table.stdout
-    assert f"or tune from the top 5 (the tune extra): {tune}" in " ".join(table.stdout.split())
+    assert f"or tune from the top 10 (the tune extra): {tune}" in " ".join(table.stdout.split())
     far = invoke(
         "parent",
         "recommend",

@@ -90,8 +90,8 @@ def test_cold_studies_are_the_closed_loops_so_one_trains_them_for_both(bench, tm
 
 
 def test_child_tunes_default_warm_start_is_the_one_measured_here(bench):
-    """``sbrnn child tune`` enqueues by default as many recommendations as the warm-started studies
-    of this benchmark, so the figures in docs/parent.md are what the default gets."""
+    """``sbrnn child tune`` enqueues by default as many recommendations as this benchmark's
+    ``tpe+parent10`` studies, so the figures in docs/parent.md are what the default gets."""
     from sbrnn.child.tune import DEFAULT_WARM_START
 
-    assert bench.VARIANTS["tpe+parent"][0] == DEFAULT_WARM_START == 5
+    assert bench.VARIANTS["tpe+parent10"][0] == DEFAULT_WARM_START == 10

@@ -94,9 +94,10 @@ GRACE_S = 30
 which a journal's running trial that no worker claimed is."""
 POLL_S = 5.0
 """Seconds between looks at the study while waiting for other processes' trials."""
-DEFAULT_WARM_START = 5
-"""Parent recommendations enqueued when ``warm_start`` is not given: the top 5, as measured on the
-held-out tasks (``benchmarks/tune_compare.py``; docs/parent.md, "Tuning with the parent")."""
+DEFAULT_WARM_START = 10
+"""Parent recommendations enqueued when ``warm_start`` is not given: the top 10, which beat the top
+5 and five random draws on the fifth held-out batch (``benchmarks/tune_compare.py``'s
+``tpe+parent10`` against ``tpe+parent``; docs/parent.md, "Ten recommendations instead of five")."""
 STUDY_ARCHS = ("sbrnn", "lstm")
 """Architectures a study may choose between (``TuneSettings.archs``; the default is sbrnn only): of
 :data:`sbrnn.vocabulary.ARCHS`, those a trial cannot express as sbrnn densities (dense and uniform are

@@ -670,7 +670,7 @@ def tune(
     ] = None,
     study: Annotated[str | None, typer.Option(help="Study name; default tune-TASK-BUDGET.")] = None,
     warm_start: Annotated[
-        int | None, typer.Option(help="Enqueue the parent's top K recommendations first (default 5).")
+        int | None, typer.Option(help="Enqueue the parent's top K recommendations first (default 10).")
     ] = None,
     no_warm_start: Annotated[
         bool, typer.Option("--no-warm-start", help="Enqueue no recommendations.")
