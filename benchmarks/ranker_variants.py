@@ -52,8 +52,10 @@ from sbrnn.parent import loto  # noqa: E402
 from sbrnn.parent.evaluate import fit_kind, is_random_draw  # noqa: E402
 from sbrnn.parent.features import TrainingData, records_in, training_data  # noqa: E402
 from sbrnn.parent.models import (  # noqa: E402
+    RANKER_DEPTH,
     RANKER_LEARNING_RATE,
     RANKER_PARALLEL_TREES,
+    RANKER_ROUNDS,
     ConfigRanker,
     group_keys,
     standardised_targets,
@@ -80,7 +82,8 @@ def family(task: str) -> str:
     return prefix or next((s for s in FAMILY_SUFFIXES if task.endswith(s)), "other")
 
 
-def _regressor(seed: int, rounds: int = 100, depth: int = 5):
+def _regressor(seed: int, rounds: int = RANKER_ROUNDS, depth: int = RANKER_DEPTH):
+    """The shipped ranker's XGBoost regression (:class:`ConfigRanker`), its rounds and depth given."""
     import xgboost
 
     return xgboost.XGBRegressor(
@@ -114,7 +117,12 @@ def rank_normal_targets(y: np.ndarray, converged: np.ndarray, groups: np.ndarray
     return z
 
 
-def _target_regression(targets: str, weigh_top: bool = False, rounds: int = 100, depth: int = 5) -> Scorer:
+def _target_regression(
+    targets: str, weigh_top: bool = False, rounds: int = RANKER_ROUNDS, depth: int = RANKER_DEPTH
+) -> Scorer:
+    """The shipped ranker's regression on ``targets`` (``z``: its z-scores; ``rank``:
+    :func:`rank_normal_targets`), a group's best fifth weighing 3 where ``weigh_top``."""
+
     def scorer(train: TrainingData, test: TrainingData, seed: int) -> np.ndarray:
         y, ok, groups = train.Y[:, -1], np.asarray(train.converged, bool), _groups(train)
         z = rank_normal_targets(y, ok, groups) if targets == "rank" else standardised_targets(y, ok, groups)
