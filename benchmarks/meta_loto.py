@@ -68,36 +68,47 @@ from sbrnn.parent.models import group_keys
 PLAN = Path(__file__).resolve().parent.parent / "sweeps" / "zoo-v1.toml"
 
 
+def xgb_group_ranker(train, test, seed: int, objective: str, relevance) -> np.ndarray:
+    """Scores of ``test`` (lower = better) from XGBoost's learning-to-rank ``objective`` fitted on
+    ``train``'s groups (a task at a budget), 300 rounds of one tree of depth 5: ``relevance(value)``
+    gives a group's labels (higher = better) from its runs' relative log minima ``value``, a run that
+    did not converge counting as the group's worst plus 1."""
+    import xgboost
+
+    groups = np.asarray(group_keys(train.task, train.budget)).astype(str)
+    order = np.argsort(groups, kind="stable")
+    _, qid = np.unique(groups[order], return_inverse=True)
+    y, ok = train.Y[:, -1], train.converged
+    rel = np.zeros(len(y))
+    for key in np.unique(groups):
+        rows = np.flatnonzero(groups == key)
+        value = np.where(ok[rows], y[rows], np.nanmax(y[rows][ok[rows]]) + 1.0 if ok[rows].any() else 0.0)
+        rel[rows] = relevance(value)
+    model = xgboost.XGBRanker(
+        objective=objective,
+        n_estimators=300,
+        max_depth=5,
+        learning_rate=0.05,
+        subsample=0.8,
+        colsample_bytree=0.8,
+        tree_method="hist",
+        random_state=seed,
+        n_jobs=1,
+    )
+    model.fit(np.asarray(train.X, dtype=np.float64)[order], rel[order], qid=qid)
+    return -model.predict(np.asarray(test.X, dtype=np.float64))
+
+
 def pairwise_ranker(seed: int) -> loto.FitPredict:
     """The ranker the shipped parent used until 2026-11-30, kept here as a baseline: XGBoost's
     ``rank:pairwise`` on each run's rank within its task and budget (worst 0; a run that did not
     converge ranks with the worst), with the trees it had then (300 rounds of one tree, depth 5)."""
 
     def fit_predict(train, test) -> np.ndarray:
-        import xgboost
+        def rank(value):
+            return np.argsort(np.argsort(-value, kind="stable"), kind="stable")
 
-        groups = np.asarray(group_keys(train.task, train.budget)).astype(str)
-        order = np.argsort(groups, kind="stable")
-        _, qid = np.unique(groups[order], return_inverse=True)
-        y, ok = train.Y[:, -1], train.converged
-        rel = np.zeros(len(y))
-        for key in np.unique(groups):
-            rows = np.flatnonzero(groups == key)
-            value = np.where(ok[rows], y[rows], np.nanmax(y[rows][ok[rows]]) + 1.0 if ok[rows].any() else 0.0)
-            rel[rows] = np.argsort(np.argsort(-value, kind="stable"), kind="stable")
-        model = xgboost.XGBRanker(
-            objective="rank:pairwise",
-            n_estimators=300,
-            max_depth=5,
-            learning_rate=0.05,
-            subsample=0.8,
-            colsample_bytree=0.8,
-            tree_method="hist",
-            random_state=seed,
-            n_jobs=1,
-        )
-        model.fit(np.asarray(train.X, dtype=np.float64)[order], rel[order], qid=qid)
-        return -model.predict(np.asarray(test.X, dtype=np.float64))
+        return xgb_group_ranker(train, test, seed, "rank:pairwise", rank)
 
     return fit_predict
 

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from meta_loto import xgb_group_ranker  # noqa: E402
 from replicate_ceiling import beats_best_of  # noqa: E402
 
 from sbrnn.parent import loto  # noqa: E402
@@ -140,32 +141,11 @@ def shipped(train: TrainingData, test: TrainingData, seed: int) -> np.ndarray:
 
 
 def lambdamart(train: TrainingData, test: TrainingData, seed: int) -> np.ndarray:
-    import xgboost
+    def fifths(value: np.ndarray) -> np.ndarray:  # best fifth 4, worst 0
+        quantile = np.argsort(np.argsort(value, kind="stable"), kind="stable") / max(len(value) - 1, 1)
+        return np.clip(np.floor((1.0 - quantile) * 5), 0, 4)
 
-    groups = _groups(train)
-    order = np.argsort(groups, kind="stable")
-    _, qid = np.unique(groups[order], return_inverse=True)
-    relevance = np.zeros(len(groups))
-    for key in np.unique(groups):
-        rows = np.flatnonzero(groups == key)
-        ok = train.converged[rows]
-        y = train.Y[rows, -1]
-        value = np.where(ok, y, np.nanmax(y[ok]) + 1.0 if ok.any() else 0.0)
-        quantile = np.argsort(np.argsort(value, kind="stable"), kind="stable") / max(len(rows) - 1, 1)
-        relevance[rows] = np.clip(np.floor((1.0 - quantile) * 5), 0, 4)
-    model = xgboost.XGBRanker(
-        objective="rank:ndcg",
-        n_estimators=300,
-        max_depth=5,
-        learning_rate=0.05,
-        subsample=0.8,
-        colsample_bytree=0.8,
-        tree_method="hist",
-        random_state=seed,
-        n_jobs=1,
-    )
-    model.fit(train.X[order], relevance[order], qid=qid)
-    return -model.predict(test.X)
+    return xgb_group_ranker(train, test, seed, "rank:ndcg", fifths)
 
 
 def with_minimum(train: TrainingData, test: TrainingData, seed: int) -> np.ndarray:
