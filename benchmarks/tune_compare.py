@@ -345,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         plan, records, parent = PLAN, records_in(args.records), None
         tasks = (args.tasks or "seq-digits").split(",")
     archs = tuple(args.archs.split(","))
+    warm_searches = [v for v in variants if VARIANTS[v][0]]
     rows = [
         compare(records, task, args.seeds, args.trials, args.runs, parent, plan, variants, archs)
         for task in tasks
@@ -352,8 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot is not None:
         plot(rows, args.plot)
     if args.json:
-        tallies = {v: tally(rows, v) for v in variants if VARIANTS[v][0]}
-        print(json.dumps({"tasks": rows, "tally": tallies}, indent=1))
+        print(json.dumps({"tasks": rows, "tally": {v: tally(rows, v) for v in warm_searches}}, indent=1))
         return 0
     for row in rows:
         print(
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                 spent = row.get(name + " epochs", {}).get(str(k))
                 cells.append(f"k={k}: {value:.4g}" + (f" ({spent:.0f} ep)" if spent is not None else ""))
             print(f"  {name:18s} " + "  ".join(cells))
-        for variant in (v for v in variants if VARIANTS[v][0]):
+        for variant in warm_searches:
             for ranks in map(list, {tuple(r) for r in row[variant + " warm ranks"]}):
                 print(f"  {variant} trained the parent's ranks {ranks} of its top {VARIANTS[variant][0]}")
         print(f"  warm start reaches cold TPE's best within 10 trials: {row['warm_reaches_cold_best_in_10']}")
@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                 else ""
             )
         )
-    for variant in (v for v in variants if VARIANTS[v][0]):
+    for variant in warm_searches:
         for k, t in tally(rows, variant).items():
             print(
                 f"{variant}: best of {k} beats cold TPE's best of {min(10, args.trials)} on "
